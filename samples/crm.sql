@@ -1,0 +1,35 @@
+-- A small CRM database for trying `--input sqlite:crm.db --table customers`.
+-- Make it with: sqlite3 crm.db < samples/crm.sql
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, phone, city TEXT);
+INSERT INTO customers (name, phone, city) VALUES ('María García', '+7 (900) 120-00-01', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Olga Ivanova', '8 900 120 00 02', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('李小龙', 79001200003, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', '+7 (900) 120-00-04', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Анна Смирнова', '8 900 120 00 05', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Ivan Petrov', 79001200006, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', '+7 (900) 120-00-07', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Zoë O''Connor', '8 900 120 00 08', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('María García', 79001200009, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('María García', '+7 (900) 120-00-10', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', '8 900 120 00 11', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', 79001200012, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Smith, John', '+7 (900) 120-00-13', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Olga Ivanova', '8 900 120 00 14', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('María García', 79001200015, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Olga Ivanova', '+7 (900) 120-00-16', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Smith, John', '8 900 120 00 17', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Ivan Petrov', 79001200018, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Анна Смирнова', '+7 (900) 120-00-19', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Olga Ivanova', '8 900 120 00 20', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Ivan Petrov', 79001200021, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Zoë O''Connor', '+7 (900) 120-00-22', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Ivan Petrov', '8 900 120 00 23', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Zoë O''Connor', 79001200024, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', '+7 (900) 120-00-25', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Smith, John', '8 900 120 00 26', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Smith, John', 79001200027, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Smith, John', '+7 (900) 120-00-28', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Jan "Johnny" Kowalski', '8 900 120 00 29', 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('Olga Ivanova', 79001200030, 'Moscow');
+INSERT INTO customers (name, phone, city) VALUES ('No phone', NULL, 'Kazan');
+INSERT INTO customers (name, phone, city) VALUES ('Group chat', '120363043968066561@g.us', 'Kazan');

@@ -1,0 +1,194 @@
+//! The error taxonomy: what one HTTP answer means for the key and for the run (pure).
+
+use std::time::Duration;
+
+/// What the job should do after one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A usable answer: the JSON object body.
+    Answer,
+    /// Worth another attempt later: network trouble, 429, 5xx, a bad body.
+    Transient(Problem),
+    /// This key can never succeed in this run (a 400 about the chat id).
+    KeyRejected(Problem),
+    /// The instance is restarting: wait, then try again; the key is not at fault.
+    InstanceStarting(Problem),
+    /// Every further call on this instance fails the same way: take it out of the pool.
+    InstanceUnusable(Problem),
+    /// The plan's monthly quota is used up (466): nothing more can succeed this period.
+    QuotaExhausted(Problem),
+}
+
+/// A failure's reason code (stored in `failures.reason`), status and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub status: Option<u16>,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, status: Option<u16>, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// The longest body excerpt kept in a message.
+const EXCERPT_CHARS: usize = 200;
+
+/// A short single-line excerpt of a body, for messages.
+pub fn excerpt(body: &str) -> String {
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// Classifies an HTTP answer by status and body.
+pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdict {
+    let lower = body.to_ascii_lowercase();
+    let problem = |reason, message: String| Problem {
+        reason,
+        status: Some(status),
+        message,
+        retry_after,
+    };
+    match status {
+        200 => match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(obj)) => {
+                if obj.get("code").and_then(serde_json::Value::as_i64) == Some(401) {
+                    Verdict::InstanceUnusable(problem(
+                        "unauthorized",
+                        "the API answered 401 Unauthorized inside a 200: check the instance token"
+                            .into(),
+                    ))
+                } else {
+                    Verdict::Answer
+                }
+            }
+            _ => Verdict::Transient(problem(
+                "bad_body",
+                format!("HTTP 200 with a body that is not a JSON object: {}", excerpt(body)),
+            )),
+        },
+        400 if lower.contains("starting") => Verdict::InstanceStarting(problem(
+            "instance_starting",
+            "the instance is starting; waiting for it".into(),
+        )),
+        400 if lower.contains("not authorized")
+            || lower.contains("notauthorized")
+            || lower.contains("expired")
+            || lower.contains("deleted")
+            || lower.contains("blocked") =>
+        {
+            Verdict::InstanceUnusable(problem(
+                "instance_unusable",
+                format!("the instance cannot be used: {}", excerpt(body)),
+            ))
+        }
+        400 => Verdict::KeyRejected(problem(
+            "rejected",
+            format!("the API rejected this chat id: {}", excerpt(body)),
+        )),
+        401 => Verdict::InstanceUnusable(problem(
+            "unauthorized",
+            "401 Unauthorized: the instance token is wrong".into(),
+        )),
+        403 => Verdict::InstanceUnusable(problem(
+            "forbidden",
+            "403 Forbidden: the instance id is wrong or does not belong to this API URL".into(),
+        )),
+        404 => Verdict::InstanceUnusable(problem(
+            "not_found",
+            "404 Not Found: check GREEN_API_URL (the API answered that the path does not exist)"
+                .into(),
+        )),
+        466 => Verdict::QuotaExhausted(problem(
+            "quota_exhausted",
+            "466: the plan's monthly quota is used up; it resets with the plan period, and the next run resumes where this one stopped".into(),
+        )),
+        429 => Verdict::Transient(problem("rate_limited", "429 Too Many Requests".into())),
+        408 | 425 | 499 | 500..=599 => Verdict::Transient(problem(
+            "server_error",
+            format!("HTTP {status}: {}", excerpt(body)),
+        )),
+        _ => Verdict::KeyRejected(problem(
+            "http_error",
+            format!("unexpected HTTP {status}: {}", excerpt(body)),
+        )),
+    }
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - now;
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(v: &Verdict) -> &'static str {
+        match v {
+            Verdict::Answer => "answer",
+            Verdict::Transient(p)
+            | Verdict::KeyRejected(p)
+            | Verdict::InstanceStarting(p)
+            | Verdict::InstanceUnusable(p)
+            | Verdict::QuotaExhausted(p) => p.reason,
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_the_taxonomy() {
+        let c = |s, b| classify(s, b, None);
+        assert_eq!(c(200, r#"{"name":"x"}"#), Verdict::Answer);
+        assert!(matches!(c(200, "<html>"), Verdict::Transient(_)));
+        assert!(matches!(c(200, r#"{"name":"#), Verdict::Transient(_)));
+        assert!(matches!(c(200, r#"{"code":401,"description":"Unauthorized"}"#), Verdict::InstanceUnusable(_)));
+        assert!(matches!(c(400, "Validation failed. Details: bad chatId"), Verdict::KeyRejected(_)));
+        assert!(matches!(c(400, "instance in starting process try later"), Verdict::InstanceStarting(_)));
+        assert!(matches!(c(400, "instance account not authorized"), Verdict::InstanceUnusable(_)));
+        assert!(matches!(c(400, "Instance is deleted"), Verdict::InstanceUnusable(_)));
+        for s in [401, 403, 404] {
+            assert!(matches!(c(s, ""), Verdict::InstanceUnusable(_)), "{s}");
+        }
+        assert!(matches!(c(466, "{}"), Verdict::QuotaExhausted(_)));
+        for s in [429, 499, 500, 502, 503] {
+            assert!(matches!(c(s, ""), Verdict::Transient(_)), "{s}");
+        }
+        assert_eq!(reason(&c(429, "")), "rate_limited");
+        assert_eq!(reason(&c(418, "")), "http_error");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn excerpts_are_short_and_single_line() {
+        let long = "x".repeat(1000);
+        assert!(excerpt(&long).chars().count() <= EXCERPT_CHARS + 1);
+        assert_eq!(excerpt("a\n b"), "a b");
+    }
+}

@@ -1,0 +1,204 @@
+//! The GREEN-API client: instances, one request per call, reading capped bodies, and classifying
+//! answers with the error taxonomy. Pacing and retries are driven by the fetcher.
+
+pub mod classify;
+pub mod pacer;
+
+use std::time::Duration;
+
+use crate::chat_id::Messenger;
+use crate::redact::{mask, Secret};
+pub use classify::{Problem, Verdict};
+
+/// The biggest body read from one answer; a real contact answer is a few kilobytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// One GREEN-API instance: its id and token.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub token: Secret,
+}
+
+impl Instance {
+    /// Parses `id:token`.
+    pub fn parse(spec: &str) -> Result<Instance, String> {
+        let (id, token) = spec
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| "an instance must be written as id:token".to_string())?;
+        let id = id.trim();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("instance id '{id}' must be digits"));
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(format!("instance {id} has an empty token"));
+        }
+        Ok(Instance {
+            id: id.to_string(),
+            token: Secret::new(token),
+        })
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub struct Attempt {
+    pub verdict: Verdict,
+    /// The body, when the verdict is [`Verdict::Answer`].
+    pub body: String,
+}
+
+/// One shared HTTP client for every instance.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    messenger: Messenger,
+}
+
+impl Client {
+    pub fn new(base_url: &str, messenger: Messenger, timeout: Duration) -> Result<Client, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("greenrich/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
+        Ok(Client {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            messenger,
+        })
+    }
+
+    fn url(&self, instance: &Instance, method: &str) -> String {
+        let prefix = match self.messenger {
+            Messenger::Whatsapp => "",
+            Messenger::Max => "/v3",
+        };
+        format!(
+            "{}{prefix}/waInstance{}/{method}/{}",
+            self.base_url,
+            instance.id,
+            instance.token.expose()
+        )
+    }
+
+    /// One `getContactInfo` call.
+    pub async fn contact_info(&self, instance: &Instance, chat_id: &str) -> Attempt {
+        let body = serde_json::json!({ "chatId": chat_id }).to_string();
+        let request = self
+            .http
+            .post(self.url(instance, "getContactInfo"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// One `getStateInstance` call.
+    pub async fn state(&self, instance: &Instance) -> Attempt {
+        self.send(self.http.get(self.url(instance, "getStateInstance")))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Attempt {
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return network_problem(&e),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| classify::parse_retry_after(v, chrono::Utc::now()));
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Attempt {
+                            verdict: Verdict::KeyRejected(Problem::new(
+                                "body_too_large",
+                                Some(status),
+                                format!("the answer is larger than {MAX_BODY_BYTES} bytes; not read"),
+                            )),
+                            body: String::new(),
+                        };
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return network_problem(&e),
+            }
+        }
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let verdict = classify::classify(status, &body, retry_after);
+        Attempt { verdict, body }
+    }
+}
+
+fn network_problem(error: &reqwest::Error) -> Attempt {
+    let reason = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect_error"
+    } else {
+        "network_error"
+    };
+    Attempt {
+        verdict: Verdict::Transient(Problem::new(reason, None, describe(error))),
+        body: String::new(),
+    }
+}
+
+/// A reqwest error as text, without its URL (which holds the token) and masked all the same.
+pub fn describe(error: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "could not connect".to_string()
+    } else if error.is_body() || error.is_decode() {
+        "the answer was cut off".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    mask(&text).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_parse_and_hide_their_token() {
+        let i = Instance::parse(" 1101000001 : secret-token-abcdef ").unwrap();
+        assert_eq!(i.id, "1101000001");
+        assert_eq!(i.token.expose(), "secret-token-abcdef");
+        assert!(!format!("{i:?}").contains("secret-token-abcdef"));
+        assert!(Instance::parse("no-colon").is_err());
+        assert!(Instance::parse("abc:tok").is_err());
+        assert!(Instance::parse("123:").is_err());
+    }
+
+    #[test]
+    fn urls_follow_the_flavour() {
+        let i = Instance::parse("7:tok-123456").unwrap();
+        let wa = Client::new("http://h/", Messenger::Whatsapp, Duration::from_secs(1)).unwrap();
+        assert_eq!(wa.url(&i, "getContactInfo"), "http://h/waInstance7/getContactInfo/tok-123456");
+        let max = Client::new("http://h", Messenger::Max, Duration::from_secs(1)).unwrap();
+        assert_eq!(max.url(&i, "getContactInfo"), "http://h/v3/waInstance7/getContactInfo/tok-123456");
+    }
+}

@@ -1,0 +1,282 @@
+//! Turns raw CRM values (phone numbers in any format, chat ids) into GREEN-API chat ids.
+//!
+//! Pure functions only: a value that cannot be a valid personal chat id is rejected here with a
+//! reason a person understands, so it never costs an API call.
+
+use std::fmt;
+use std::str::FromStr;
+
+use phonenumber::country;
+
+/// Which messenger the instance talks to; decides the chat id shape and the URL prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Messenger {
+    #[default]
+    Whatsapp,
+    Max,
+}
+
+impl Messenger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Messenger::Whatsapp => "whatsapp",
+            Messenger::Max => "max",
+        }
+    }
+}
+
+impl FromStr for Messenger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "whatsapp" | "wa" => Ok(Messenger::Whatsapp),
+            "max" => Ok(Messenger::Max),
+            other => Err(format!("unknown messenger '{other}': use whatsapp or max")),
+        }
+    }
+}
+
+impl fmt::Display for Messenger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A default country for national phone formats, such as `RU` for `8 900 123-45-67`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultCountry(country::Id);
+
+impl FromStr for DefaultCountry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        country::Id::from_str(&s.trim().to_ascii_uppercase())
+            .map(DefaultCountry)
+            .map_err(|_| format!("unknown country code '{s}': use a two-letter ISO code such as RU"))
+    }
+}
+
+/// Why a value cannot be a chat id. The `code` goes into the `failures.reason` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+}
+
+impl Invalid {
+    pub const REASON: &'static str = "invalid_id";
+
+    fn new(message: impl Into<String>) -> Self {
+        Invalid {
+            message: message.into(),
+        }
+    }
+}
+
+/// A normalised chat id with the phone digits it stands for (when it is a phone number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatId {
+    pub id: String,
+    pub phone: Option<String>,
+}
+
+/// The longest MAX id accepted: ids are positive 64-bit integers.
+const MAX_ID_DIGITS: usize = 19;
+
+/// Normalises one raw value for `messenger`.
+pub fn normalise(
+    raw: &str,
+    messenger: Messenger,
+    default_country: Option<DefaultCountry>,
+) -> Result<ChatId, Invalid> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(Invalid::new("empty value"));
+    }
+    match messenger {
+        Messenger::Whatsapp => whatsapp(value, default_country),
+        Messenger::Max => max(value),
+    }
+}
+
+fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
+    let lower = value.to_ascii_lowercase();
+    if lower.ends_with("@g.us") {
+        return Err(Invalid::new(
+            "a group chat id (@g.us): getContactInfo only answers for personal chats",
+        ));
+    }
+    let number = match lower.strip_suffix("@c.us") {
+        Some(digits) => {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Invalid::new(
+                    "a chat id must be digits followed by @c.us, like 79001234567@c.us",
+                ));
+            }
+            format!("+{digits}")
+        }
+        None if value.contains('@') => {
+            return Err(Invalid::new(
+                "not a phone number or personal chat id (only @c.us ids are accepted)",
+            ))
+        }
+        None => value.to_string(),
+    };
+    if number.chars().any(|c| c.is_alphabetic()) {
+        return Err(Invalid::new("contains letters: not a phone number"));
+    }
+    let digit_count = number.chars().filter(char::is_ascii_digit).count();
+    if digit_count < 7 {
+        return Err(Invalid::new(format!(
+            "too short for a phone number ({digit_count} digits)"
+        )));
+    }
+    if digit_count > 15 {
+        return Err(Invalid::new(format!(
+            "too long for a phone number ({digit_count} digits; the maximum is 15)"
+        )));
+    }
+    let parsed = parse_phone(&number, default_country)?;
+    if !parsed.is_valid() {
+        return Err(Invalid::new(
+            "not a valid phone number for its country (check the digits and the country code)",
+        ));
+    }
+    let phone = format!("{}{}", parsed.code().value(), parsed.national());
+    Ok(ChatId {
+        id: format!("{phone}@c.us"),
+        phone: Some(phone),
+    })
+}
+
+/// Parses international numbers as they are; bare digits without `+` are tried as international
+/// first (CRM exports often drop the `+`), then in the default country's national format.
+fn parse_phone(
+    number: &str,
+    default_country: Option<DefaultCountry>,
+) -> Result<phonenumber::PhoneNumber, Invalid> {
+    let country = default_country.map(|c| c.0);
+    if number.starts_with('+') || number.starts_with("00") {
+        return phonenumber::parse(None, number.replacen("00", "+", usize::from(number.starts_with("00"))))
+            .map_err(|_| Invalid::new("not a phone number"));
+    }
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let international = phonenumber::parse(None, format!("+{digits}")).ok();
+    if let Some(parsed) = international.filter(|p| p.is_valid()) {
+        return Ok(parsed);
+    }
+    match country {
+        Some(id) => phonenumber::parse(Some(id), number)
+            .map_err(|_| Invalid::new("not a phone number")),
+        None => Err(Invalid::new(
+            "not a valid international number; if it is in a national format, set --default-country",
+        )),
+    }
+}
+
+fn max(value: &str) -> Result<ChatId, Invalid> {
+    if value.starts_with('-') {
+        return Err(Invalid::new(
+            "a negative id is a group chat: getContactInfo only answers for personal chats",
+        ));
+    }
+    let digits = value.strip_prefix('+').unwrap_or(value);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Invalid::new("a MAX chat id must be a positive whole number"));
+    }
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Err(Invalid::new("a MAX chat id must be greater than zero"));
+    }
+    if digits.len() > MAX_ID_DIGITS || digits.parse::<i64>().is_err() {
+        return Err(Invalid::new("too long for a MAX chat id"));
+    }
+    Ok(ChatId {
+        id: digits.to_string(),
+        phone: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wa(raw: &str) -> Result<String, String> {
+        normalise(raw, Messenger::Whatsapp, None)
+            .map(|c| c.id)
+            .map_err(|e| e.message)
+    }
+
+    fn wa_ru(raw: &str) -> Result<String, String> {
+        normalise(raw, Messenger::Whatsapp, Some("RU".parse().unwrap()))
+            .map(|c| c.id)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn whatsapp_formats_become_one_chat_id() {
+        for raw in [
+            "+7 (900) 123-45-67",
+            "79001234567",
+            " 79001234567 ",
+            "79001234567@c.us",
+            "79001234567@C.US",
+            "+79001234567",
+            "0079001234567",
+        ] {
+            assert_eq!(wa(raw).as_deref(), Ok("79001234567@c.us"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn national_formats_need_a_default_country() {
+        assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
+        assert_eq!(wa_ru("8 (900) 1234567").as_deref(), Ok("79001234567@c.us"));
+        assert!(wa("8 900 123-45-67").unwrap_err().contains("--default-country"));
+    }
+
+    #[test]
+    fn other_countries_keep_their_code() {
+        assert_eq!(wa("+44 20 7946 0958").as_deref(), Ok("442079460958@c.us"));
+        assert_eq!(wa("+1 (415) 555-2671").as_deref(), Ok("14155552671@c.us"));
+        assert_eq!(wa("+49 1512 3456789").as_deref(), Ok("4915123456789@c.us"));
+    }
+
+    #[test]
+    fn phone_digits_are_kept() {
+        let id = normalise("+7 900 123 45 67", Messenger::Whatsapp, None).unwrap();
+        assert_eq!(id.phone.as_deref(), Some("79001234567"));
+    }
+
+    #[test]
+    fn invalid_values_have_reasons() {
+        assert_eq!(wa("").unwrap_err(), "empty value");
+        assert_eq!(wa("   ").unwrap_err(), "empty value");
+        assert!(wa("call me").unwrap_err().contains("letters"));
+        assert!(wa("12345").unwrap_err().contains("too short"));
+        assert!(wa("1234567890123456789").unwrap_err().contains("too long"));
+        assert!(wa("120363043968066561@g.us").unwrap_err().contains("group"));
+        assert!(wa("abc@c.us").unwrap_err().contains("@c.us"));
+        assert!(wa("someone@example.com").unwrap_err().contains("@c.us"));
+        assert!(wa("+7 000 000 00 00").is_err(), "{:?}", wa("+7 000 000 00 00"));
+    }
+
+    #[test]
+    fn max_ids_are_positive_integers() {
+        let max = |raw: &str| normalise(raw, Messenger::Max, None).map(|c| c.id);
+        assert_eq!(max(" 10000000 ").unwrap(), "10000000");
+        assert_eq!(max("0010000000").unwrap(), "10000000");
+        assert!(max("-10000000").unwrap_err().message.contains("group"));
+        assert!(max("12ab").unwrap_err().message.contains("positive whole"));
+        assert!(max("0").unwrap_err().message.contains("greater than zero"));
+        assert!(max("99999999999999999999").unwrap_err().message.contains("too long"));
+        assert!(max("").is_err());
+    }
+
+    #[test]
+    fn messenger_and_country_parse() {
+        assert_eq!("MAX".parse::<Messenger>().unwrap(), Messenger::Max);
+        assert!("telegram".parse::<Messenger>().is_err());
+        assert!("ru".parse::<DefaultCountry>().is_ok());
+        assert!("XX1".parse::<DefaultCountry>().is_err());
+    }
+}

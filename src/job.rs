@@ -1,0 +1,484 @@
+//! The enrichment job, end to end: source → plan → preflight → fetch → store → export.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::api::{Client, Instance, Verdict};
+use crate::chat_id::{self, DefaultCountry, Messenger};
+use crate::export;
+use crate::fetch::{self, Job, Queue, Settings, Stop, StopReason};
+use crate::normalise::format_time;
+use crate::progress::{format_duration, Progress};
+use crate::report::{Outcome, Report};
+use crate::source::{self, Record, Source};
+use crate::stats::Stats;
+use crate::store::ledger::RunCounts;
+use crate::store::plan::{InputKey, InvalidValue, PlanCounts, Planner, Policy};
+use crate::store::writer::{KeyOutcome, Writer};
+use crate::store::{Store, StoreError};
+
+/// Where the results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Sqlite(PathBuf),
+    /// CSV files in a directory, with the SQLite working store `greenrich.db` beside them.
+    Csv { dir: PathBuf, raw: bool },
+}
+
+impl Output {
+    /// The SQLite file that holds the working store.
+    pub fn store_path(&self) -> PathBuf {
+        match self {
+            Output::Sqlite(path) => path.clone(),
+            Output::Csv { dir, .. } => dir.join("greenrich.db"),
+        }
+    }
+}
+
+/// A validated configuration of one `enrich` run.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    pub source: Source,
+    pub messenger: Messenger,
+    pub default_country: Option<DefaultCountry>,
+    pub output: Output,
+    pub api_url: String,
+    pub instances: Vec<Instance>,
+    pub fetch: Settings,
+    pub timeout: Duration,
+    pub max_age: Option<Duration>,
+    pub retry_failed_after: Duration,
+    pub only_failed: bool,
+    pub deadline: Option<Duration>,
+    pub dry_run: bool,
+    pub preflight: bool,
+    pub status_interval: Duration,
+    pub quiet: bool,
+}
+
+/// A run that could not start or had to stop with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Input(#[from] source::SourceError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Output(String),
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
+}
+
+/// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
+const MAX_KEY_CHARS: usize = 200;
+
+/// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
+/// fetched and reports a partial outcome.
+pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError> {
+    let started = Instant::now();
+    let started_at = format_time(Utc::now());
+    prepare_output(&config.output)?;
+    let opened = source::open(&config.source).await?;
+    tracing::info!("reading {} (column '{}')", config.source.describe(), opened.column());
+    let store = Store::open(&config.output.store_path()).await?;
+    let resume_from = store.resume_from().await?;
+    let run_id = if config.dry_run {
+        None
+    } else {
+        Some(store.begin_run(&started_at, &options_json(&config)).await?)
+    };
+
+    let mut planner = Planner::new(&store).await?;
+    let mut counts = stage_input(&config, opened, &mut planner).await?;
+    let policy = policy(&config, resume_from);
+    let plan = planner.plan(&policy).await?;
+    counts.skipped_fresh = plan.skipped_fresh;
+    counts.planned = plan.due();
+    let instances_rate = config.instances.len() as f64 * config.fetch.rps_per_instance;
+    eprintln_unless(config.quiet, &plan_line(&counts, &plan, instances_rate, config.fetch.max_calls));
+
+    let stats = Arc::new(Stats::default());
+    let outcome = if config.dry_run {
+        Outcome::DryRun
+    } else {
+        fetch_and_store(&config, &store, planner, &plan, stats.clone(), stop).await
+    };
+    counts.enriched = Stats::get(&stats.enriched);
+    counts.failed = Stats::get(&stats.failed);
+    counts.requests = Stats::get(&stats.requests);
+    counts.http_429 = Stats::get(&stats.http_429);
+    counts.retries = Stats::get(&stats.retries);
+    let mut report = Report {
+        outcome,
+        plan,
+        counts,
+        failed_by_reason: stats.failed_by_reason(),
+        calls_per_instance: stats.calls_per_instance(),
+        elapsed: started.elapsed(),
+        output: match &config.output {
+            Output::Sqlite(path) => path.display().to_string(),
+            Output::Csv { dir, .. } => dir.display().to_string(),
+        },
+    };
+    if let Some(run_id) = run_id {
+        let summary = report.to_json().to_string();
+        store
+            .finish_run(run_id, &format_time(Utc::now()), report.outcome.label(), &report.counts, &summary)
+            .await?;
+    }
+    if let (Output::Csv { dir, raw }, false) = (&config.output, config.dry_run) {
+        for (file, rows) in export::export_csv(&store, dir, *raw).await? {
+            tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn eprintln_unless(quiet: bool, line: &str) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// Checks the output location before any call is made.
+fn prepare_output(output: &Output) -> Result<(), JobError> {
+    let check_dir = |dir: &std::path::Path| -> Result<(), JobError> {
+        let shown = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+        let meta = std::fs::metadata(shown).map_err(|_| {
+            JobError::Output(format!("the output directory {} does not exist", shown.display()))
+        })?;
+        if !meta.is_dir() {
+            return Err(JobError::Output(format!("{} is not a directory", shown.display())));
+        }
+        let probe = shown.join(format!(".greenrich-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| {
+            JobError::Output(format!("cannot write in the output directory {}: {e}", shown.display()))
+        })?;
+        let _ = std::fs::remove_file(probe);
+        Ok(())
+    };
+    match output {
+        Output::Sqlite(path) => check_dir(path.parent().unwrap_or(std::path::Path::new("."))),
+        Output::Csv { dir, .. } => {
+            if !dir.exists() {
+                check_dir(dir.parent().unwrap_or(std::path::Path::new(".")))?;
+                std::fs::create_dir(dir).map_err(|e| {
+                    JobError::Output(format!("cannot create the output directory {}: {e}", dir.display()))
+                })?;
+            }
+            check_dir(dir)
+        }
+    }
+}
+
+/// Reads the whole input into the planner: normalises each value, records invalid ones.
+async fn stage_input(
+    config: &EnrichConfig,
+    opened: source::Opened,
+    planner: &mut Planner,
+) -> Result<RunCounts, JobError> {
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = tokio::spawn(opened.stream(tx));
+    let mut counts = RunCounts::default();
+    let now = format_time(Utc::now());
+    let permanent_due = format_time(Utc::now() + chrono_duration(config.retry_failed_after));
+    let source_name = config.source.describe();
+    while let Some(batch) = rx.recv().await {
+        let mut valid = Vec::with_capacity(batch.len());
+        let mut invalid = Vec::new();
+        for record in batch {
+            counts.input_rows += 1;
+            match record {
+                Record::Value { line, value } => {
+                    match chat_id::normalise(&value, config.messenger, config.default_country) {
+                        Ok(id) => valid.push(InputKey { chat_id: id.id, phone: id.phone }),
+                        Err(e) => {
+                            let trimmed = value.trim();
+                            let key = if trimmed.is_empty() {
+                                format!("(empty value, line {line})")
+                            } else {
+                                cut(trimmed)
+                            };
+                            invalid.push(InvalidValue {
+                                key,
+                                input_value: cut(&value),
+                                reason: chat_id::Invalid::REASON,
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                Record::Unreadable { line, message } => {
+                    tracing::warn!("{source_name} line {line}: {message}; row skipped");
+                    invalid.push(InvalidValue {
+                        key: format!("(unreadable row, line {line})"),
+                        input_value: String::new(),
+                        reason: "unreadable_row",
+                        message,
+                    });
+                }
+            }
+        }
+        counts.invalid += invalid.len() as u64;
+        counts.duplicates += planner.stage(&valid).await?;
+        if !config.dry_run && !invalid.is_empty() {
+            planner
+                .record_invalid(&invalid, config.messenger.as_str(), &now, &permanent_due)
+                .await?;
+        }
+    }
+    match reader.await {
+        Ok(result) => result?,
+        Err(e) => return Err(JobError::Output(format!("the input reader stopped: {e}"))),
+    }
+    if counts.input_rows == 0 {
+        tracing::warn!("{source_name} has a header but no rows: nothing to do");
+    }
+    Ok(counts)
+}
+
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(MAX_KEY_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn policy(config: &EnrichConfig, resume_from: Option<String>) -> Policy {
+    let now = Utc::now();
+    let by_age = config.max_age.map(|age| format_time(now - chrono_duration(age)));
+    // Fresh: younger than --max-age, or fetched since an unfinished run began (resume).
+    let fresh_from = match (by_age, resume_from) {
+        (Some(a), Some(r)) => a.min(r),
+        (Some(a), None) => a,
+        (None, Some(r)) => r,
+        (None, None) => "9999".to_string(),
+    };
+    Policy {
+        now: format_time(now),
+        fresh_from,
+        permanent_retry_before: format_time(now - chrono_duration(config.retry_failed_after)),
+        only_failed: config.only_failed,
+    }
+}
+
+/// The plan line that opens every run (and is all `--dry-run` prints).
+pub fn plan_line(counts: &RunCounts, plan: &PlanCounts, rate: f64, max_calls: Option<u64>) -> String {
+    let calls = max_calls.map_or(plan.due(), |m| m.min(plan.due()));
+    let estimate = if rate > 0.0 {
+        format_duration(Duration::from_secs_f64(calls as f64 / rate))
+    } else {
+        "-".into()
+    };
+    format!(
+        "plan: {} input rows, {} invalid, {} duplicates, {} due ({} never fetched, {} retry, {} stale), {} skipped as fresh, {} failed and not yet due; {} calls at {:.1}/s ≈ {}",
+        counts.input_rows,
+        counts.invalid,
+        counts.duplicates,
+        plan.due(),
+        plan.never_fetched,
+        plan.retry,
+        plan.stale,
+        plan.skipped_fresh,
+        plan.failed_not_due,
+        calls,
+        rate,
+        estimate,
+    )
+}
+
+async fn fetch_and_store(
+    config: &EnrichConfig,
+    store: &Store,
+    planner: Planner,
+    plan: &PlanCounts,
+    stats: Arc<Stats>,
+    stop: Stop,
+) -> Outcome {
+    if plan.due() == 0 {
+        return Outcome::Completed;
+    }
+    let client = match Client::new(&config.api_url, config.messenger, config.timeout) {
+        Ok(client) => client,
+        Err(message) => return Outcome::Stopped(message),
+    };
+    let instances = if config.preflight {
+        match preflight(&client, &config.instances).await {
+            Ok(usable) => usable,
+            Err(message) => return Outcome::Stopped(message),
+        }
+    } else {
+        config.instances.clone()
+    };
+    let writer = match Writer::new(store, config.messenger.as_str()).await {
+        Ok(writer) => writer,
+        Err(e) => return Outcome::Partial(StopReason::Store(e.to_string())),
+    };
+    Stats::add(&stats.total, plan.due());
+    let progress = Progress::start(stats.clone(), plan.due(), config.status_interval, config.quiet);
+    let deadline = config.deadline.map(|after| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            stop.trigger(StopReason::Deadline);
+        })
+    });
+    let queue = Queue::new(1024);
+    let feeder = tokio::spawn(feed(planner, queue.clone(), stop.clone()));
+    let (outcome_tx, outcome_rx) = mpsc::channel(4096);
+    let writing = tokio::spawn(write_outcomes(writer, outcome_rx, stats.clone(), stop.clone()));
+    fetch::run(client, instances, config.fetch.clone(), queue, outcome_tx, stats.clone(), stop.clone()).await;
+    feeder.abort();
+    if let Ok(Err(e)) = writing.await {
+        stop.trigger(StopReason::Store(e.to_string()));
+    }
+    if let Some(deadline) = deadline {
+        deadline.abort();
+    }
+    progress.finish(&stats);
+    Outcome::from_stop(stop.reason())
+}
+
+/// Feeds due keys from the plan to the fetcher, a page at a time.
+async fn feed(mut planner: Planner, queue: Arc<Queue>, stop: Stop) {
+    const PAGE: i64 = 1000;
+    let mut after = 0;
+    loop {
+        let page = match planner.page(after, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                stop.trigger(StopReason::Store(e.to_string()));
+                break;
+            }
+        };
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for key in page {
+            if !queue.push(Job::new(key.chat_id, key.phone)).await {
+                return;
+            }
+        }
+    }
+    queue.finish_feeding();
+}
+
+/// The single writer: commits outcomes in batches (whatever has arrived while the last batch was
+/// being committed), and counts them once committed.
+async fn write_outcomes(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<KeyOutcome>,
+    stats: Arc<Stats>,
+    stop: Stop,
+) -> Result<(), StoreError> {
+    const MAX_BATCH: usize = 2000;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut error = None;
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if error.is_none() {
+            match writer.commit(&batch, &format_time(Utc::now())).await {
+                Ok(()) => {
+                    for outcome in &batch {
+                        match outcome {
+                            KeyOutcome::Enriched(_) => Stats::add(&stats.enriched, 1),
+                            KeyOutcome::Failed(f) => stats.count_failure(f.reason),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("cannot write to the store: {e}; stopping (what was committed is kept)");
+                    stop.trigger(StopReason::Store(e.to_string()));
+                    error = Some(e);
+                }
+            }
+        }
+        batch.clear();
+    }
+    error.map_or(Ok(()), Err)
+}
+
+/// Checks every instance with `getStateInstance`; returns the usable ones, or why none is.
+async fn preflight(client: &Client, instances: &[Instance]) -> Result<Vec<Instance>, String> {
+    let mut usable = Vec::new();
+    let mut problems = Vec::new();
+    for instance in instances {
+        let mut last = String::new();
+        let mut state = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            let answer = client.state(instance).await;
+            match answer.verdict {
+                Verdict::Answer => {
+                    state = serde_json::from_str::<serde_json::Value>(&answer.body)
+                        .ok()
+                        .and_then(|v| v.get("stateInstance").and_then(|s| s.as_str()).map(str::to_string));
+                    break;
+                }
+                Verdict::Transient(p) => last = p.message,
+                Verdict::KeyRejected(p)
+                | Verdict::InstanceStarting(p)
+                | Verdict::InstanceUnusable(p)
+                | Verdict::QuotaExhausted(p) => {
+                    last = p.message;
+                    break;
+                }
+            }
+        }
+        match state.as_deref() {
+            Some("authorized") => {
+                tracing::info!("instance {}: authorized", instance.id);
+                usable.push(instance.clone());
+            }
+            Some("starting") => {
+                tracing::warn!("instance {}: starting; calls will wait for it", instance.id);
+                usable.push(instance.clone());
+            }
+            Some(other) => problems.push(format!("instance {}: {}", instance.id, state_advice(other))),
+            None => problems.push(format!("instance {}: {last}", instance.id)),
+        }
+    }
+    for problem in &problems {
+        tracing::warn!("{problem}; left out of the pool");
+    }
+    if usable.is_empty() {
+        return Err(format!("no usable instance: {}", problems.join("; ")));
+    }
+    Ok(usable)
+}
+
+fn state_advice(state: &str) -> String {
+    let advice = match state {
+        "notAuthorized" => "not authorized: scan the QR code in the GREEN-API console to link the phone",
+        "blocked" => "blocked: the account is banned; use another instance",
+        "sleepMode" => "in sleep mode: open the messenger on the phone to wake it",
+        "yellowCard" => "has a yellow card (suspected spam): pause it for a while",
+        "suspended" => "suspended: check the account in the console",
+        _ => "not usable",
+    };
+    format!("state '{state}', {advice}")
+}
+
+fn options_json(config: &EnrichConfig) -> String {
+    serde_json::json!({
+        "input": config.source.describe(),
+        "messenger": config.messenger,
+        "instances": config.instances.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        "rps_per_instance": config.fetch.rps_per_instance,
+        "max_age_seconds": config.max_age.map(|d| d.as_secs()),
+        "retry_failed_after_seconds": config.retry_failed_after.as_secs(),
+        "only_failed": config.only_failed,
+        "max_calls": config.fetch.max_calls,
+        "deadline_seconds": config.deadline.map(|d| d.as_secs()),
+    })
+    .to_string()
+}

@@ -1,0 +1,57 @@
+//! Live counters of one run, shared by the fetcher, the writer, the progress display and the
+//! final summary.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Stats {
+    pub total: AtomicU64,
+    pub enriched: AtomicU64,
+    pub failed: AtomicU64,
+    pub requests: AtomicU64,
+    pub http_429: AtomicU64,
+    pub retries: AtomicU64,
+    failed_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    calls_per_instance: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    pub fn done(&self) -> u64 {
+        Self::get(&self.enriched) + Self::get(&self.failed)
+    }
+
+    pub fn count_failure(&self, reason: &'static str) {
+        Self::add(&self.failed, 1);
+        *lock(&self.failed_by_reason).entry(reason).or_default() += 1;
+    }
+
+    pub fn count_call(&self, instance: &str) {
+        Self::add(&self.requests, 1);
+        *lock(&self.calls_per_instance).entry(instance.to_string()).or_default() += 1;
+    }
+
+    pub fn failed_by_reason(&self) -> BTreeMap<String, u64> {
+        lock(&self.failed_by_reason)
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+
+    pub fn calls_per_instance(&self) -> BTreeMap<String, u64> {
+        lock(&self.calls_per_instance).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,165 @@
+//! The working store: a SQLite database holding `contacts`, `products`, `failures` and `runs`.
+//!
+//! This module is the seam for a second backend: the job talks to [`Store`], [`plan::Planner`]
+//! and [`writer::Writer`] only, never to SQL directly.
+
+pub mod ledger;
+pub mod plan;
+pub mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+/// Tables greenrich creates; a database that has one of them without greenrich's marker table is
+/// someone else's, and is left untouched.
+const OUR_TABLES: [&str; 4] = ["contacts", "products", "failures", "runs"];
+const MARKER_TABLE: &str = "greenrich_meta";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the output database {path} already has a table named {tables} that greenrich did not create; nothing was changed. Write to another file, or rename that table")]
+    ForeignTables { path: String, tables: String },
+    #[error("another greenrich run is using {path} (lock file {lock}); wait for it to finish")]
+    Locked { path: String, lock: String },
+    #[error("cannot open the output database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("cannot set up the schema in {path}: {message}")]
+    Migrate { path: String, message: String },
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// An open store; holds the run lock for as long as it lives.
+pub struct Store {
+    path: PathBuf,
+    options: SqliteConnectOptions,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`, takes the run lock, checks that the
+    /// tables there are ours, and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        check_tables_are_ours(path).await?;
+        let lock = take_lock(path)?;
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .disable_statement_logging();
+        let mut conn = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
+        sqlx::migrate!("./migrations")
+            .run(&mut conn)
+            .await
+            .map_err(|e| StoreError::Migrate { path: shown, message: e.to_string() })?;
+        conn.close().await?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            options,
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) async fn connect(&self) -> Result<SqliteConnection, StoreError> {
+        Ok(self.options.connect().await?)
+    }
+}
+
+/// Opens an existing store read-only (for `status` and `failures`).
+pub async fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: "no such file".into(),
+        });
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .disable_statement_logging();
+    options.connect().await.map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// An OS file lock beside the database: released by the kernel when the process dies, so a
+/// crashed run never blocks the next one.
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let lock = lock_path(path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot create the lock file {}: {e}", lock.display()),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.display().to_string(),
+            lock: lock.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot lock {}: {e}", lock.display()),
+        }),
+    }
+}
+
+/// Refuses a database that holds a table named like ours that greenrich did not create. Uses a
+/// read-only connection, so a refused database is not changed in any way.
+async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut conn = open_read_only(path).await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("not a SQLite database ({e})"),
+            })?;
+    conn.close().await?;
+    if names.iter().any(|n| n == MARKER_TABLE) {
+        return Ok(());
+    }
+    let clashes: Vec<&str> = OUR_TABLES
+        .into_iter()
+        .filter(|t| names.iter().any(|n| n.eq_ignore_ascii_case(t)))
+        .collect();
+    if clashes.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::ForeignTables {
+            path: path.display().to_string(),
+            tables: clashes.join(", "),
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! The single writer: commits each batch of key outcomes in one transaction, a contact together
+//! with its products and the removal of its failure row, so a crash never splits them.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{Store, StoreError};
+use crate::normalise::Enriched;
+
+/// Rows per multi-row statement.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// A failed key, as stored in `failures`.
+#[derive(Debug, Clone)]
+pub struct FailedKey {
+    pub key: String,
+    pub reason: &'static str,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub permanent: bool,
+    pub next_due_at: String,
+}
+
+/// The final outcome of one key in this run.
+#[derive(Debug, Clone)]
+pub enum KeyOutcome {
+    Enriched(Box<Enriched>),
+    Failed(FailedKey),
+}
+
+pub struct Writer {
+    conn: SqliteConnection,
+    messenger: &'static str,
+}
+
+impl Writer {
+    pub async fn new(store: &Store, messenger: &'static str) -> Result<Writer, StoreError> {
+        Ok(Writer {
+            conn: store.connect().await?,
+            messenger,
+        })
+    }
+
+    /// Commits `batch` in one transaction.
+    pub async fn commit(&mut self, batch: &[KeyOutcome], now: &str) -> Result<(), StoreError> {
+        let enriched: Vec<&Enriched> = batch
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Enriched(e) => Some(e.as_ref()),
+                KeyOutcome::Failed(_) => None,
+            })
+            .collect();
+        let failed: Vec<&FailedKey> = batch
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Failed(f) => Some(f),
+                KeyOutcome::Enriched(_) => None,
+            })
+            .collect();
+        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
+        for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
+            upsert_contacts(&mut tx, chunk).await?;
+            delete_where_in(&mut tx, "DELETE FROM products WHERE chat_id IN ", chunk).await?;
+            delete_where_in(&mut tx, "DELETE FROM failures WHERE key IN ", chunk).await?;
+            let products: Vec<(&str, &crate::normalise::ProductRow)> = chunk
+                .iter()
+                .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
+                .collect();
+            for products in products.chunks(ROWS_PER_STATEMENT) {
+                insert_products(&mut tx, products).await?;
+            }
+        }
+        for chunk in failed.chunks(ROWS_PER_STATEMENT) {
+            upsert_failures(&mut tx, chunk, self.messenger, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn upsert_contacts(
+    conn: &mut SqliteConnection,
+    chunk: &[&Enriched],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO contacts (chat_id, messenger, phone, name, contact_name, email, category, \
+         description, avatar_url, is_business, last_seen_at, is_archived, is_muted, \
+         is_disappearing, message_expiration, mute_expiration, raw_json, fetched_at) ",
+    );
+    q.push_values(chunk, |mut row, e| {
+        let c = &e.contact;
+        row.push_bind(&c.chat_id)
+            .push_bind(c.messenger.as_str())
+            .push_bind(&c.phone)
+            .push_bind(&c.name)
+            .push_bind(&c.contact_name)
+            .push_bind(&c.email)
+            .push_bind(&c.category)
+            .push_bind(&c.description)
+            .push_bind(&c.avatar_url)
+            .push_bind(c.is_business)
+            .push_bind(&c.last_seen_at)
+            .push_bind(c.is_archived)
+            .push_bind(c.is_muted)
+            .push_bind(c.is_disappearing)
+            .push_bind(c.message_expiration)
+            .push_bind(c.mute_expiration)
+            .push_bind(&c.raw_json)
+            .push_bind(&c.fetched_at);
+    });
+    q.push(
+        " ON CONFLICT (chat_id) DO UPDATE SET messenger = excluded.messenger, \
+         phone = excluded.phone, name = excluded.name, contact_name = excluded.contact_name, \
+         email = excluded.email, category = excluded.category, \
+         description = excluded.description, avatar_url = excluded.avatar_url, \
+         is_business = excluded.is_business, last_seen_at = excluded.last_seen_at, \
+         is_archived = excluded.is_archived, is_muted = excluded.is_muted, \
+         is_disappearing = excluded.is_disappearing, \
+         message_expiration = excluded.message_expiration, \
+         mute_expiration = excluded.mute_expiration, raw_json = excluded.raw_json, \
+         fetched_at = excluded.fetched_at",
+    );
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+async fn delete_where_in(
+    conn: &mut SqliteConnection,
+    statement: &str,
+    chunk: &[&Enriched],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(statement);
+    q.push_tuples(chunk, |mut row, e| {
+        row.push_bind(&e.contact.chat_id);
+    });
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+async fn insert_products(
+    conn: &mut SqliteConnection,
+    products: &[(&str, &crate::normalise::ProductRow)],
+) -> Result<(), StoreError> {
+    // The first of two products with the same id wins (the key is (chat_id, product_id)).
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT OR IGNORE INTO products (chat_id, product_id, position, name, description, price, \
+         availability, is_hidden, review_status, image_url, image_preview_url) ",
+    );
+    q.push_values(products, |mut row, (chat_id, p)| {
+        row.push_bind(*chat_id)
+            .push_bind(&p.product_id)
+            .push_bind(p.position)
+            .push_bind(&p.name)
+            .push_bind(&p.description)
+            .push_bind(&p.price)
+            .push_bind(&p.availability)
+            .push_bind(p.is_hidden)
+            .push_bind(&p.review_status)
+            .push_bind(&p.image_url)
+            .push_bind(&p.image_preview_url);
+    });
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+async fn upsert_failures(
+    conn: &mut SqliteConnection,
+    chunk: &[&FailedKey],
+    messenger: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO failures (key, messenger, input_value, reason, message, http_status, \
+         attempts, permanent, first_failed_at, last_attempt_at, next_due_at) ",
+    );
+    q.push_values(chunk, |mut row, f| {
+        row.push_bind(&f.key)
+            .push_bind(messenger)
+            .push_bind(&f.key)
+            .push_bind(f.reason)
+            .push_bind(&f.message)
+            .push_bind(f.http_status.map(i64::from))
+            .push_bind(i64::from(f.attempts))
+            .push_bind(f.permanent)
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(&f.next_due_at);
+    });
+    q.push(
+        " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \
+         http_status = excluded.http_status, attempts = failures.attempts + excluded.attempts, \
+         permanent = excluded.permanent, last_attempt_at = excluded.last_attempt_at, \
+         next_due_at = excluded.next_due_at",
+    );
+    q.build().execute(conn).await?;
+    Ok(())
+}
