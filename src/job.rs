@@ -405,55 +405,63 @@ async fn write_outcomes(
     error.map_or(Ok(()), Err)
 }
 
-/// Checks every instance with `getStateInstance`; returns the usable ones, or why none is.
+/// Checks every instance with `getStateInstance` (all at once); returns the usable ones, or why
+/// none is.
 async fn preflight(client: &Client, instances: &[Instance]) -> Result<Vec<Instance>, String> {
+    let checks = futures::future::join_all(instances.iter().map(|i| check_instance(client, i))).await;
     let mut usable = Vec::new();
     let mut problems = Vec::new();
-    for instance in instances {
-        let mut last = String::new();
-        let mut state = None;
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(1100)).await;
-            }
-            let answer = client.state(instance).await;
-            match answer.verdict {
-                Verdict::Answer => {
-                    state = serde_json::from_str::<serde_json::Value>(&answer.body)
-                        .ok()
-                        .and_then(|v| v.get("stateInstance").and_then(|s| s.as_str()).map(str::to_string));
-                    break;
-                }
-                Verdict::Transient(p) => last = p.message,
-                Verdict::KeyRejected(p)
-                | Verdict::InstanceStarting(p)
-                | Verdict::InstanceUnusable(p)
-                | Verdict::QuotaExhausted(p) => {
-                    last = p.message;
-                    break;
-                }
+    for (instance, check) in instances.iter().zip(checks) {
+        match check {
+            Ok(()) => usable.push(instance.clone()),
+            Err(problem) => {
+                let problem = format!("instance {}: {problem}", instance.id);
+                tracing::warn!("{problem}; left out of the pool");
+                problems.push(problem);
             }
         }
-        match state.as_deref() {
-            Some("authorized") => {
-                tracing::info!("instance {}: authorized", instance.id);
-                usable.push(instance.clone());
-            }
-            Some("starting") => {
-                tracing::warn!("instance {}: starting; calls will wait for it", instance.id);
-                usable.push(instance.clone());
-            }
-            Some(other) => problems.push(format!("instance {}: {}", instance.id, state_advice(other))),
-            None => problems.push(format!("instance {}: {last}", instance.id)),
-        }
-    }
-    for problem in &problems {
-        tracing::warn!("{problem}; left out of the pool");
     }
     if usable.is_empty() {
         return Err(format!("no usable instance: {}", problems.join("; ")));
     }
     Ok(usable)
+}
+
+async fn check_instance(client: &Client, instance: &Instance) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            // getStateInstance is limited to one call per second per instance.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let answer = client.state(instance).await;
+        let problem = match answer.verdict {
+            Verdict::Answer => {
+                let state = serde_json::from_str::<serde_json::Value>(&answer.body)
+                    .ok()
+                    .and_then(|v| v.get("stateInstance")?.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                return match state.as_str() {
+                    "authorized" => {
+                        tracing::info!("instance {}: authorized", instance.id);
+                        Ok(())
+                    }
+                    "starting" => {
+                        tracing::warn!("instance {}: starting; calls will wait for it", instance.id);
+                        Ok(())
+                    }
+                    other => Err(state_advice(other)),
+                };
+            }
+            Verdict::Transient(p) => p,
+            Verdict::KeyRejected(p)
+            | Verdict::InstanceStarting(p)
+            | Verdict::InstanceUnusable(p)
+            | Verdict::QuotaExhausted(p) => return Err(p.message),
+        };
+        last = problem.message;
+    }
+    Err(last)
 }
 
 fn state_advice(state: &str) -> String {

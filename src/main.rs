@@ -100,7 +100,13 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Demo(args) => match demo::run(&args.output).await {
-            Ok(report) => report.exit_code(),
+            Ok(report) => {
+                eprintln!(
+                    "demo finished: a real `greenrich enrich` run with this outcome exits with code {} (see the README)",
+                    report.exit_code()
+                );
+                exit::OK
+            }
             Err(message) => fatal(&message),
         },
         Command::Status(args) => print_or_fail(inspect::status(&args.db, args.max_age).await),
