@@ -52,7 +52,9 @@ impl FromStr for DefaultCountry {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         country::Id::from_str(&s.trim().to_ascii_uppercase())
             .map(DefaultCountry)
-            .map_err(|_| format!("unknown country code '{s}': use a two-letter ISO code such as RU"))
+            .map_err(|_| {
+                format!("unknown country code '{s}': use a two-letter ISO code such as RU")
+            })
     }
 }
 
@@ -156,8 +158,11 @@ fn parse_phone(
 ) -> Result<phonenumber::PhoneNumber, Invalid> {
     let country = default_country.map(|c| c.0);
     if number.starts_with('+') || number.starts_with("00") {
-        return phonenumber::parse(None, number.replacen("00", "+", usize::from(number.starts_with("00"))))
-            .map_err(|_| Invalid::new("not a phone number"));
+        return phonenumber::parse(
+            None,
+            number.replacen("00", "+", usize::from(number.starts_with("00"))),
+        )
+        .map_err(|_| Invalid::new("not a phone number"));
     }
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
     let international = phonenumber::parse(None, format!("+{digits}")).ok();
@@ -181,7 +186,9 @@ fn max(value: &str) -> Result<ChatId, Invalid> {
     }
     let digits = value.strip_prefix('+').unwrap_or(value);
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Invalid::new("a MAX chat id must be a positive whole number"));
+        return Err(Invalid::new(
+            "a MAX chat id must be a positive whole number",
+        ));
     }
     let digits = digits.trim_start_matches('0');
     if digits.is_empty() {
@@ -231,7 +238,9 @@ mod tests {
     fn national_formats_need_a_default_country() {
         assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
         assert_eq!(wa_ru("8 (900) 1234567").as_deref(), Ok("79001234567@c.us"));
-        assert!(wa("8 900 123-45-67").unwrap_err().contains("--default-country"));
+        assert!(wa("8 900 123-45-67")
+            .unwrap_err()
+            .contains("--default-country"));
     }
 
     #[test]
@@ -257,7 +266,11 @@ mod tests {
         assert!(wa("120363043968066561@g.us").unwrap_err().contains("group"));
         assert!(wa("abc@c.us").unwrap_err().contains("@c.us"));
         assert!(wa("someone@example.com").unwrap_err().contains("@c.us"));
-        assert!(wa("+7 000 000 00 00").is_err(), "{:?}", wa("+7 000 000 00 00"));
+        assert!(
+            wa("+7 000 000 00 00").is_err(),
+            "{:?}",
+            wa("+7 000 000 00 00")
+        );
     }
 
     #[test]
@@ -268,7 +281,10 @@ mod tests {
         assert!(max("-10000000").unwrap_err().message.contains("group"));
         assert!(max("12ab").unwrap_err().message.contains("positive whole"));
         assert!(max("0").unwrap_err().message.contains("greater than zero"));
-        assert!(max("99999999999999999999").unwrap_err().message.contains("too long"));
+        assert!(max("99999999999999999999")
+            .unwrap_err()
+            .message
+            .contains("too long"));
         assert!(max("").is_err());
     }
 

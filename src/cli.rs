@@ -14,7 +14,11 @@ use crate::sandbox::{self, Fault, SandboxInstance};
 use crate::source::Source;
 
 #[derive(Parser, Debug)]
-#[command(name = "greenrich", version, about = "Enrich CRM contacts through GREEN-API getContactInfo")]
+#[command(
+    name = "greenrich",
+    version,
+    about = "Enrich CRM contacts through GREEN-API getContactInfo"
+)]
 pub struct Cli {
     /// Log more (debug); RUST_LOG overrides.
     #[arg(long, short, global = true)]
@@ -134,9 +138,13 @@ pub enum Format {
 pub struct SandboxArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Instances as id:token[:state], comma-separated (default: 4 authorized sandbox instances).
+    /// Instances as id:token[:state], comma-separated (default: --instance-count sandbox instances).
     #[arg(long)]
     pub instances: Option<String>,
+    /// How many authorized instances to simulate when --instances is not given: ids 1101000001..
+    /// with tokens sandbox-token-<id>.
+    #[arg(long, default_value_t = 4)]
+    pub instance_count: usize,
     /// getContactInfo calls per second per instance; 0 is unlimited.
     #[arg(long, default_value_t = 1.0)]
     pub rps: f64,
@@ -180,18 +188,24 @@ pub struct DbArgs {
 /// Parses `500ms`, `30s`, `15m`, `6h`, `7d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration: use a number and s, m, h or d, like 7d"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("'{text}' is not a duration: use a number and s, m, h or d, like 7d")
+    })?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86_400.0,
-        other => return Err(format!("unknown duration unit '{other}' in '{text}': use s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{text}': use s, m, h or d"
+            ))
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
 }
@@ -206,7 +220,9 @@ pub fn parse_deadline(text: &str) -> Result<Duration, String> {
         }
         return (end - now).to_std().map_err(|e| e.to_string());
     }
-    parse_duration(text).map_err(|_| format!("'{text}' is not a deadline: use a duration like 6h or a time like 06:30"))
+    parse_duration(text).map_err(|_| {
+        format!("'{text}' is not a deadline: use a duration like 6h or a time like 06:30")
+    })
 }
 
 /// Credentials from the environment: `GREEN_API_INSTANCES=id:token,...` or
@@ -235,7 +251,11 @@ pub const DEFAULT_API_URL: &str = "https://api.green-api.com";
 
 impl EnrichArgs {
     /// Validates the flags into a configuration; credentials come from `env`.
-    pub fn into_config(self, quiet: bool, env: impl Fn(&str) -> Option<String>) -> Result<EnrichConfig, String> {
+    pub fn into_config(
+        self,
+        quiet: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<EnrichConfig, String> {
         let source = match self.input.strip_prefix("sqlite:") {
             Some(path) => Source::Sqlite {
                 path: PathBuf::from(path),
@@ -248,12 +268,18 @@ impl EnrichArgs {
                 if self.table.is_some() {
                     return Err("--table only applies to a sqlite:PATH input".into());
                 }
-                Source::Csv { path: PathBuf::from(&self.input), column: self.column }
+                Source::Csv {
+                    path: PathBuf::from(&self.input),
+                    column: self.column,
+                }
             }
         };
         let output = match self.format {
             Format::Sqlite => Output::Sqlite(self.output),
-            Format::Csv => Output::Csv { dir: self.output, raw: self.csv_raw },
+            Format::Csv => Output::Csv {
+                dir: self.output,
+                raw: self.csv_raw,
+            },
         };
         if !(self.rps_per_instance.is_finite() && self.rps_per_instance >= 0.0) {
             return Err("--rps-per-instance must be 0 (unlimited) or more".into());
@@ -273,7 +299,9 @@ impl EnrichArgs {
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_API_URL.to_string());
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-            return Err(format!("GREEN_API_URL must start with http:// or https:// (got '{api_url}')"));
+            return Err(format!(
+                "GREEN_API_URL must start with http:// or https:// (got '{api_url}')"
+            ));
         }
         Ok(EnrichConfig {
             source,
@@ -315,17 +343,19 @@ impl SandboxArgs {
             .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
             .ok_or("--latency-ms must look like 100-200")?;
         let instances = match self.instances {
-            None => sandbox::default_instances(4),
+            None => sandbox::default_instances(self.instance_count),
             Some(list) => list
                 .split(',')
                 .map(|spec| {
                     let mut parts = spec.trim().splitn(3, ':');
                     match (parts.next(), parts.next(), parts.next()) {
-                        (Some(id), Some(token), state) if !id.is_empty() && !token.is_empty() => Ok(SandboxInstance {
-                            id: id.into(),
-                            token: token.into(),
-                            state: state.unwrap_or("authorized").into(),
-                        }),
+                        (Some(id), Some(token), state) if !id.is_empty() && !token.is_empty() => {
+                            Ok(SandboxInstance {
+                                id: id.into(),
+                                token: token.into(),
+                                state: state.unwrap_or("authorized").into(),
+                            })
+                        }
                         _ => Err(format!("'{spec}' is not id:token[:state]")),
                     }
                 })
@@ -373,9 +403,18 @@ mod tests {
     #[test]
     fn credentials_come_from_the_environment() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
-        let pool = instances_from_env(env(&[("GREEN_API_INSTANCES", "1:token-aaaaaa, 2:token-bbbbbb")])).unwrap();
+        let pool = instances_from_env(env(&[(
+            "GREEN_API_INSTANCES",
+            "1:token-aaaaaa, 2:token-bbbbbb",
+        )]))
+        .unwrap();
         assert_eq!(pool.len(), 2);
         assert_eq!(pool[1].id, "2");
         let one = instances_from_env(env(&[
@@ -384,7 +423,9 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(one[0].id, "7");
-        assert!(instances_from_env(env(&[])).unwrap_err().contains("GREEN_API_ID_INSTANCE"));
+        assert!(instances_from_env(env(&[]))
+            .unwrap_err()
+            .contains("GREEN_API_ID_INSTANCE"));
         assert!(instances_from_env(env(&[("GREEN_API_INSTANCES", "bad")])).is_err());
     }
 }

@@ -38,22 +38,39 @@ pub async fn run(output: &Path) -> Result<Report, String> {
     let server = sandbox::start(sandbox_config, 0)
         .await
         .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-    eprintln!("demo: sandbox GREEN-API on {} with {DEMO_INSTANCES} instances at {DEMO_RPS} calls/s each", server.url());
+    eprintln!(
+        "demo: sandbox GREEN-API on {} with {DEMO_INSTANCES} instances at {DEMO_RPS} calls/s each",
+        server.url()
+    );
     let input = std::env::temp_dir().join(format!("greenrich-demo-{}.csv", std::process::id()));
-    std::fs::write(&input, SAMPLE_CSV).map_err(|e| format!("cannot write {}: {e}", input.display()))?;
-    eprintln!("demo: enriching samples/customers.csv into {}", output.display());
+    std::fs::write(&input, SAMPLE_CSV)
+        .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
+    eprintln!(
+        "demo: enriching samples/customers.csv into {}",
+        output.display()
+    );
     let config = demo_config(input.clone(), output.to_path_buf(), server.url(), instances);
     let result = job::enrich(config, Stop::default()).await;
     let _ = std::fs::remove_file(&input);
     let report = result.map_err(|e| e.to_string())?;
     eprintln!("{}", report.summary());
-    print_rows(output).await.map_err(|e| format!("cannot read {}: {e}", output.display()))?;
+    print_rows(output)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", output.display()))?;
     Ok(report)
 }
 
-fn demo_config(input: PathBuf, output: PathBuf, api_url: String, instances: Vec<Instance>) -> EnrichConfig {
+fn demo_config(
+    input: PathBuf,
+    output: PathBuf,
+    api_url: String,
+    instances: Vec<Instance>,
+) -> EnrichConfig {
     EnrichConfig {
-        source: Source::Csv { path: input, column: None },
+        source: Source::Csv {
+            path: input,
+            column: None,
+        },
         messenger: Messenger::Whatsapp,
         default_country: "RU".parse::<DefaultCountry>().ok(),
         output: Output::Sqlite(output),
@@ -93,25 +110,37 @@ async fn print_rows(db: &Path) -> Result<(), crate::store::StoreError> {
     )
     .fetch_all(&mut conn)
     .await?;
-    println!("{:<20} {:<28} {:<26} {:<21} products", "chat_id", "name", "category", "last_seen_at");
+    println!(
+        "{:<20} {:<28} {:<26} {:<21} products",
+        "chat_id", "name", "category", "last_seen_at"
+    );
     for row in rows {
         let name: String = row.get(1);
         println!(
             "{:<20} {:<28} {:<26} {:<21} {}",
             row.get::<String, _>(0),
-            name.replace('\n', "\\n").chars().take(27).collect::<String>(),
+            name.replace('\n', "\\n")
+                .chars()
+                .take(27)
+                .collect::<String>(),
             row.get::<String, _>(2).chars().take(25).collect::<String>(),
             row.get::<String, _>(3),
             row.get::<i64, _>(4)
         );
     }
-    let failures = sqlx::query("SELECT key, reason, message FROM failures ORDER BY reason, key LIMIT 5")
-        .fetch_all(&mut conn)
-        .await?;
+    let failures =
+        sqlx::query("SELECT key, reason, message FROM failures ORDER BY reason, key LIMIT 5")
+            .fetch_all(&mut conn)
+            .await?;
     if !failures.is_empty() {
         println!("\nsome failures (see the failures table):");
         for row in failures {
-            println!("  {:<28} {:<12} {}", row.get::<String, _>(0), row.get::<String, _>(1), row.get::<String, _>(2));
+            println!(
+                "  {:<28} {:<12} {}",
+                row.get::<String, _>(0),
+                row.get::<String, _>(1),
+                row.get::<String, _>(2)
+            );
         }
     }
     Ok(())

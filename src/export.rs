@@ -26,24 +26,31 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Writes `contacts.csv`, `products.csv` and `failures.csv` into `dir`; returns rows per file.
-pub async fn export_csv(store: &Store, dir: &Path, raw: bool) -> Result<Vec<(String, u64)>, ExportError> {
+pub async fn export_csv(
+    store: &Store,
+    dir: &Path,
+    raw: bool,
+) -> Result<Vec<(String, u64)>, ExportError> {
     let mut conn = store.connect().await?;
     let mut written = Vec::new();
     for (table, order) in TABLES {
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-            .bind(table)
-            .fetch_all(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                .bind(table)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(StoreError::from)?;
         let select = columns
             .iter()
             .map(|c| format!("CAST({c} AS TEXT)"))
             .collect::<Vec<_>>()
             .join(", ");
         let path = dir.join(format!("{table}.csv"));
-        let file_error = |e: std::io::Error| ExportError::File(path.display().to_string(), e.to_string());
+        let file_error =
+            |e: std::io::Error| ExportError::File(path.display().to_string(), e.to_string());
         let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(e.into()))?;
-        out.write_record(&columns).map_err(|e| file_error(e.into()))?;
+        out.write_record(&columns)
+            .map_err(|e| file_error(e.into()))?;
         let sql = format!("SELECT {select} FROM {table} ORDER BY {order}");
         let mut rows = sqlx::query(&sql).fetch(&mut conn);
         let mut count = 0;
@@ -53,9 +60,14 @@ pub async fn export_csv(store: &Store, dir: &Path, raw: bool) -> Result<Vec<(Str
             for i in 0..columns.len() {
                 let cell: Option<String> = row.try_get(i).map_err(StoreError::from)?;
                 let cell = cell.unwrap_or_default();
-                record.push(if raw { cell } else { neutralise(&cell).into_owned() });
+                record.push(if raw {
+                    cell
+                } else {
+                    neutralise(&cell).into_owned()
+                });
             }
-            out.write_record(&record).map_err(|e| file_error(e.into()))?;
+            out.write_record(&record)
+                .map_err(|e| file_error(e.into()))?;
             count += 1;
         }
         out.flush().map_err(file_error)?;

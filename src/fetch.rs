@@ -92,7 +92,11 @@ pub struct Job {
 
 impl Job {
     pub fn new(chat_id: String, phone: Option<String>) -> Job {
-        Job { chat_id, phone, attempts: 0 }
+        Job {
+            chat_id,
+            phone,
+            attempts: 0,
+        }
     }
 }
 
@@ -144,7 +148,8 @@ impl Queue {
     }
 
     fn close_if_drained(&self) {
-        if self.feeding_done.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0 {
+        if self.feeding_done.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0
+        {
             self.close();
         }
     }
@@ -264,8 +269,12 @@ async fn dispatch(shared: Arc<Shared>, member: Arc<Member>) {
             break;
         }
         wait_while_starting(&member).await;
-        let Some(job) = shared.queue.next().await else { break };
-        let Ok(permit) = member.in_flight.clone().acquire_owned().await else { break };
+        let Some(job) = shared.queue.next().await else {
+            break;
+        };
+        let Ok(permit) = member.in_flight.clone().acquire_owned().await else {
+            break;
+        };
         tokio::select! {
             _ = member.pacer.ready() => {}
             _ = shared.stop.stopped() => { shared.queue.settle(); break; }
@@ -316,7 +325,10 @@ async fn wait_while_starting(member: &Member) {
 
 async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
     shared.stats.count_call(&member.instance.id);
-    let answer = shared.client.contact_info(&member.instance, &job.chat_id).await;
+    let answer = shared
+        .client
+        .contact_info(&member.instance, &job.chat_id)
+        .await;
     job.attempts += 1;
     match answer.verdict {
         Verdict::Answer => {
@@ -331,7 +343,8 @@ async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
             ) {
                 Ok(enriched) => settle(shared, KeyOutcome::Enriched(Box::new(enriched))).await,
                 Err(_) => {
-                    let problem = Problem::new("bad_body", Some(200), "the answer is not a JSON object");
+                    let problem =
+                        Problem::new("bad_body", Some(200), "the answer is not a JSON object");
                     retry_or_fail(shared, job, problem).await;
                 }
             }
@@ -411,7 +424,9 @@ fn failed_key(shared: &Shared, job: &Job, problem: &Problem, permanent: bool) ->
 
 async fn settle(shared: &Shared, outcome: KeyOutcome) {
     if shared.outcomes.send(outcome).await.is_err() {
-        shared.stop.trigger(StopReason::Store("the writer stopped".into()));
+        shared
+            .stop
+            .trigger(StopReason::Store("the writer stopped".into()));
     }
     shared.queue.settle();
 }
@@ -486,7 +501,10 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
             assert!(backoff(&s, 30, None) <= Duration::from_secs(1));
             assert!(backoff(&s, 1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
-            assert_eq!(backoff(&s, 1, Some(Duration::from_secs(60))), Duration::from_secs(5));
+            assert_eq!(
+                backoff(&s, 1, Some(Duration::from_secs(60))),
+                Duration::from_secs(5)
+            );
         }
     }
 

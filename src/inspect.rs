@@ -13,7 +13,8 @@ use crate::store::{open_read_only, StoreError};
 /// The status report of the store at `db`; contacts older than `max_age` count as stale.
 pub async fn status(db: &Path, max_age: Duration) -> Result<String, StoreError> {
     let mut conn = open_read_only(db).await?;
-    let cutoff = format_time(chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default());
+    let cutoff =
+        format_time(chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default());
     let row = sqlx::query(
         "SELECT COUNT(*), COALESCE(SUM(fetched_at >= ?), 0), MIN(fetched_at), MAX(fetched_at),
                 (SELECT COUNT(*) FROM products)
@@ -49,7 +50,11 @@ async fn failure_lines(conn: &mut SqliteConnection) -> Result<String, StoreError
     let parts: Vec<String> = rows
         .iter()
         .map(|r| {
-            let kind = if r.get::<bool, _>(1) { "permanent" } else { "will retry" };
+            let kind = if r.get::<bool, _>(1) {
+                "permanent"
+            } else {
+                "will retry"
+            };
             format!("{} {} ({kind})", r.get::<i64, _>(2), r.get::<String, _>(0))
         })
         .collect();
@@ -98,7 +103,9 @@ async fn run_lines(conn: &mut SqliteConnection) -> Result<String, StoreError> {
         } else {
             String::new()
         };
-        out.push_str(&format!("remaining: {remaining} due keys were not reached by the last run{eta}\n"));
+        out.push_str(&format!(
+            "remaining: {remaining} due keys were not reached by the last run{eta}\n"
+        ));
     } else {
         out.push_str("remaining: the last run reached every due key\n");
     }
@@ -134,8 +141,15 @@ pub async fn failures(db: &Path) -> Result<String, StoreError> {
             out.push_str(&format!("{reason}:\n"));
             current = reason;
         }
-        let status = r.get::<Option<i64>, _>(3).map(|s| format!(" HTTP {s},")).unwrap_or_default();
-        let next = if r.get::<bool, _>(8) { "permanent, retried after" } else { "next due" };
+        let status = r
+            .get::<Option<i64>, _>(3)
+            .map(|s| format!(" HTTP {s},"))
+            .unwrap_or_default();
+        let next = if r.get::<bool, _>(8) {
+            "permanent, retried after"
+        } else {
+            "next due"
+        };
         out.push_str(&format!(
             "  {} —{status} {} attempts, first {}, last {}, {next} {}: {}\n",
             r.get::<String, _>(1).replace('\n', "\\n"),

@@ -26,7 +26,10 @@ use crate::store::{Store, StoreError};
 pub enum Output {
     Sqlite(PathBuf),
     /// CSV files in a directory, with the SQLite working store `greenrich.db` beside them.
-    Csv { dir: PathBuf, raw: bool },
+    Csv {
+        dir: PathBuf,
+        raw: bool,
+    },
 }
 
 impl Output {
@@ -83,7 +86,11 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     let started_at = format_time(Utc::now());
     prepare_output(&config.output)?;
     let opened = source::open(&config.source).await?;
-    tracing::info!("reading {} (column '{}')", config.source.describe(), opened.column());
+    tracing::info!(
+        "reading {} (column '{}')",
+        config.source.describe(),
+        opened.column()
+    );
     let store = Store::open(&config.output.store_path()).await?;
     let resume_from = store.resume_from().await?;
     let run_id = if config.dry_run {
@@ -99,7 +106,10 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
     let instances_rate = config.instances.len() as f64 * config.fetch.rps_per_instance;
-    eprintln_unless(config.quiet, &plan_line(&counts, &plan, instances_rate, config.fetch.max_calls));
+    eprintln_unless(
+        config.quiet,
+        &plan_line(&counts, &plan, instances_rate, config.fetch.max_calls),
+    );
 
     let stats = Arc::new(Stats::default());
     let outcome = if config.dry_run {
@@ -127,7 +137,13 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     if let Some(run_id) = run_id {
         let summary = report.to_json().to_string();
         store
-            .finish_run(run_id, &format_time(Utc::now()), report.outcome.label(), &report.counts, &summary)
+            .finish_run(
+                run_id,
+                &format_time(Utc::now()),
+                report.outcome.label(),
+                &report.counts,
+                &summary,
+            )
             .await?;
     }
     if let (Output::Csv { dir, raw }, false) = (&config.output, config.dry_run) {
@@ -148,16 +164,29 @@ fn eprintln_unless(quiet: bool, line: &str) {
 /// Checks the output location before any call is made.
 fn prepare_output(output: &Output) -> Result<(), JobError> {
     let check_dir = |dir: &std::path::Path| -> Result<(), JobError> {
-        let shown = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+        let shown = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
         let meta = std::fs::metadata(shown).map_err(|_| {
-            JobError::Output(format!("the output directory {} does not exist", shown.display()))
+            JobError::Output(format!(
+                "the output directory {} does not exist",
+                shown.display()
+            ))
         })?;
         if !meta.is_dir() {
-            return Err(JobError::Output(format!("{} is not a directory", shown.display())));
+            return Err(JobError::Output(format!(
+                "{} is not a directory",
+                shown.display()
+            )));
         }
         let probe = shown.join(format!(".greenrich-write-test-{}", std::process::id()));
         std::fs::write(&probe, b"").map_err(|e| {
-            JobError::Output(format!("cannot write in the output directory {}: {e}", shown.display()))
+            JobError::Output(format!(
+                "cannot write in the output directory {}: {e}",
+                shown.display()
+            ))
         })?;
         let _ = std::fs::remove_file(probe);
         Ok(())
@@ -168,7 +197,10 @@ fn prepare_output(output: &Output) -> Result<(), JobError> {
             if !dir.exists() {
                 check_dir(dir.parent().unwrap_or(std::path::Path::new(".")))?;
                 std::fs::create_dir(dir).map_err(|e| {
-                    JobError::Output(format!("cannot create the output directory {}: {e}", dir.display()))
+                    JobError::Output(format!(
+                        "cannot create the output directory {}: {e}",
+                        dir.display()
+                    ))
                 })?;
             }
             check_dir(dir)
@@ -196,7 +228,10 @@ async fn stage_input(
             match record {
                 Record::Value { line, value } => {
                     match chat_id::normalise(&value, config.messenger, config.default_country) {
-                        Ok(id) => valid.push(InputKey { chat_id: id.id, phone: id.phone }),
+                        Ok(id) => valid.push(InputKey {
+                            chat_id: id.id,
+                            phone: id.phone,
+                        }),
                         Err(e) => {
                             let trimmed = value.trim();
                             let key = if trimmed.is_empty() {
@@ -255,7 +290,9 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 
 fn policy(config: &EnrichConfig, resume_from: Option<String>) -> Policy {
     let now = Utc::now();
-    let by_age = config.max_age.map(|age| format_time(now - chrono_duration(age)));
+    let by_age = config
+        .max_age
+        .map(|age| format_time(now - chrono_duration(age)));
     // Fresh: younger than --max-age, or fetched since an unfinished run began (resume).
     let fresh_from = match (by_age, resume_from) {
         (Some(a), Some(r)) => a.min(r),
@@ -272,7 +309,12 @@ fn policy(config: &EnrichConfig, resume_from: Option<String>) -> Policy {
 }
 
 /// The plan line that opens every run (and is all `--dry-run` prints).
-pub fn plan_line(counts: &RunCounts, plan: &PlanCounts, rate: f64, max_calls: Option<u64>) -> String {
+pub fn plan_line(
+    counts: &RunCounts,
+    plan: &PlanCounts,
+    rate: f64,
+    max_calls: Option<u64>,
+) -> String {
     let calls = max_calls.map_or(plan.due(), |m| m.min(plan.due()));
     let estimate = if rate > 0.0 {
         format_duration(Duration::from_secs_f64(calls as f64 / rate))
@@ -324,7 +366,12 @@ async fn fetch_and_store(
         Err(e) => return Outcome::Partial(StopReason::Store(e.to_string())),
     };
     Stats::add(&stats.total, plan.due());
-    let progress = Progress::start(stats.clone(), plan.due(), config.status_interval, config.quiet);
+    let progress = Progress::start(
+        stats.clone(),
+        plan.due(),
+        config.status_interval,
+        config.quiet,
+    );
     let deadline = config.deadline.map(|after| {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -335,8 +382,22 @@ async fn fetch_and_store(
     let queue = Queue::new(1024);
     let feeder = tokio::spawn(feed(planner, queue.clone(), stop.clone()));
     let (outcome_tx, outcome_rx) = mpsc::channel(4096);
-    let writing = tokio::spawn(write_outcomes(writer, outcome_rx, stats.clone(), stop.clone()));
-    fetch::run(client, instances, config.fetch.clone(), queue, outcome_tx, stats.clone(), stop.clone()).await;
+    let writing = tokio::spawn(write_outcomes(
+        writer,
+        outcome_rx,
+        stats.clone(),
+        stop.clone(),
+    ));
+    fetch::run(
+        client,
+        instances,
+        config.fetch.clone(),
+        queue,
+        outcome_tx,
+        stats.clone(),
+        stop.clone(),
+    )
+    .await;
     feeder.abort();
     if let Ok(Err(e)) = writing.await {
         stop.trigger(StopReason::Store(e.to_string()));
@@ -394,7 +455,9 @@ async fn write_outcomes(
                     }
                 }
                 Err(e) => {
-                    tracing::error!("cannot write to the store: {e}; stopping (what was committed is kept)");
+                    tracing::error!(
+                        "cannot write to the store: {e}; stopping (what was committed is kept)"
+                    );
                     stop.trigger(StopReason::Store(e.to_string()));
                     error = Some(e);
                 }
@@ -408,7 +471,8 @@ async fn write_outcomes(
 /// Checks every instance with `getStateInstance` (all at once); returns the usable ones, or why
 /// none is.
 async fn preflight(client: &Client, instances: &[Instance]) -> Result<Vec<Instance>, String> {
-    let checks = futures::future::join_all(instances.iter().map(|i| check_instance(client, i))).await;
+    let checks =
+        futures::future::join_all(instances.iter().map(|i| check_instance(client, i))).await;
     let mut usable = Vec::new();
     let mut problems = Vec::new();
     for (instance, check) in instances.iter().zip(checks) {
@@ -447,7 +511,10 @@ async fn check_instance(client: &Client, instance: &Instance) -> Result<(), Stri
                         Ok(())
                     }
                     "starting" => {
-                        tracing::warn!("instance {}: starting; calls will wait for it", instance.id);
+                        tracing::warn!(
+                            "instance {}: starting; calls will wait for it",
+                            instance.id
+                        );
                         Ok(())
                     }
                     other => Err(state_advice(other)),
@@ -466,7 +533,9 @@ async fn check_instance(client: &Client, instance: &Instance) -> Result<(), Stri
 
 fn state_advice(state: &str) -> String {
     let advice = match state {
-        "notAuthorized" => "not authorized: scan the QR code in the GREEN-API console to link the phone",
+        "notAuthorized" => {
+            "not authorized: scan the QR code in the GREEN-API console to link the phone"
+        }
         "blocked" => "blocked: the account is banned; use another instance",
         "sleepMode" => "in sleep mode: open the messenger on the phone to wake it",
         "yellowCard" => "has a yellow card (suspected spam): pause it for a while",

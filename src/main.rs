@@ -72,7 +72,8 @@ async fn run(cli: Cli) -> i32 {
                 Ok(report) => {
                     eprintln!("{}", redact::mask(&report.summary()));
                     if let Some(path) = summary_json {
-                        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+                        let text =
+                            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
                         if let Err(e) = std::fs::write(&path, redact::mask(&text).as_bytes()) {
                             eprintln!("warning: cannot write {}: {e}", path.display());
                         }
@@ -88,7 +89,11 @@ async fn run(cli: Cli) -> i32 {
                 Ok(config) => config,
                 Err(message) => return fatal(&message),
             };
-            let ids: Vec<String> = config.instances.iter().map(|i| format!("{}:{}", i.id, i.token)).collect();
+            let ids: Vec<String> = config
+                .instances
+                .iter()
+                .map(|i| format!("{}:{}", i.id, i.token))
+                .collect();
             match sandbox::start(config, port).await {
                 Ok(server) => {
                     eprintln!("sandbox GREEN-API listening on {}", server.url());

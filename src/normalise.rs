@@ -213,8 +213,14 @@ mod tests {
     }
 
     fn rows(body: &str) -> Enriched {
-        normalise("79001234567@c.us", Some("79001234567".into()), Messenger::Whatsapp, body, fixed_time())
-            .unwrap()
+        normalise(
+            "79001234567@c.us",
+            Some("79001234567".into()),
+            Messenger::Whatsapp,
+            body,
+            fixed_time(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -258,9 +264,18 @@ mod tests {
     fn last_seen_in_every_shape() {
         let seen = |v: &str| rows(&format!(r#"{{"lastSeen":{v}}}"#)).contact.last_seen_at;
         assert_eq!(seen("1754632014").as_deref(), Some("2025-08-08T05:46:54Z"));
-        assert_eq!(seen("1754632014123").as_deref(), Some("2025-08-08T05:46:54Z"));
-        assert_eq!(seen(r#""1754632014""#).as_deref(), Some("2025-08-08T05:46:54Z"));
-        assert_eq!(seen(r#""2025-08-08T08:46:54+03:00""#).as_deref(), Some("2025-08-08T05:46:54Z"));
+        assert_eq!(
+            seen("1754632014123").as_deref(),
+            Some("2025-08-08T05:46:54Z")
+        );
+        assert_eq!(
+            seen(r#""1754632014""#).as_deref(),
+            Some("2025-08-08T05:46:54Z")
+        );
+        assert_eq!(
+            seen(r#""2025-08-08T08:46:54+03:00""#).as_deref(),
+            Some("2025-08-08T05:46:54Z")
+        );
         assert_eq!(seen("null"), None);
         assert_eq!(seen("0"), None);
         assert_eq!(seen(r#""soon""#), None);

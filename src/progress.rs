@@ -18,7 +18,10 @@ impl Progress {
     /// Starts showing progress of `stats` toward `total` keys.
     pub fn start(stats: Arc<Stats>, total: u64, interval: Duration, quiet: bool) -> Progress {
         if quiet || total == 0 {
-            return Progress { bar: None, ticker: None };
+            return Progress {
+                bar: None,
+                ticker: None,
+            };
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -43,7 +46,10 @@ impl Progress {
                     }
                 })
             };
-            return Progress { bar: Some(bar), ticker: Some(ticker) };
+            return Progress {
+                bar: Some(bar),
+                ticker: Some(ticker),
+            };
         }
         let started = Instant::now();
         let ticker = tokio::spawn(async move {
@@ -52,7 +58,10 @@ impl Progress {
                 tracing::info!("{}", status_line(&stats, total, started.elapsed()));
             }
         });
-        Progress { bar: None, ticker: Some(ticker) }
+        Progress {
+            bar: None,
+            ticker: Some(ticker),
+        }
     }
 
     pub fn finish(self, stats: &Stats) {

@@ -18,7 +18,9 @@ pub fn register(secret: &str) {
     if secret.len() < 6 {
         return;
     }
-    let mut secrets = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut secrets = SECRETS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !secrets.iter().any(|s| s == secret) {
         secrets.push(secret.to_string());
         // Longest first, so a token that contains another is masked whole.
@@ -28,7 +30,9 @@ pub fn register(secret: &str) {
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let secrets = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let secrets = SECRETS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut out = Cow::Borrowed(text);
     for secret in secrets.iter() {
         if out.contains(secret.as_str()) {
@@ -106,8 +110,14 @@ mod tests {
     #[test]
     fn registered_secrets_are_masked_everywhere() {
         let secret = Secret::new("d75b3a66374942c5b3c019c698abc2067e151558acbd412b");
-        let url = format!("https://api.example/waInstance1/getContactInfo/{}", secret.expose());
-        assert_eq!(mask(&url), "https://api.example/waInstance1/getContactInfo/***");
+        let url = format!(
+            "https://api.example/waInstance1/getContactInfo/{}",
+            secret.expose()
+        );
+        assert_eq!(
+            mask(&url),
+            "https://api.example/waInstance1/getContactInfo/***"
+        );
         assert_eq!(format!("{secret} {secret:?}"), "*** ***");
         assert_eq!(mask("nothing here"), "nothing here");
     }

@@ -149,7 +149,10 @@ mod tests {
         Report {
             outcome,
             plan: PlanCounts::default(),
-            counts: RunCounts { failed, ..RunCounts::default() },
+            counts: RunCounts {
+                failed,
+                ..RunCounts::default()
+            },
             failed_by_reason: BTreeMap::from([("timeout".to_string(), failed)]),
             calls_per_instance: BTreeMap::new(),
             elapsed: Duration::from_secs(3),
@@ -161,10 +164,22 @@ mod tests {
     fn exit_codes_follow_the_outcome() {
         assert_eq!(report(Outcome::Completed, 0).exit_code(), exit::OK);
         assert_eq!(report(Outcome::Completed, 2).exit_code(), exit::SOME_FAILED);
-        assert_eq!(report(Outcome::Partial(StopReason::Budget), 0).exit_code(), exit::PARTIAL);
-        assert_eq!(report(Outcome::Partial(StopReason::Quota("q".into())), 0).exit_code(), exit::PARTIAL);
-        assert_eq!(report(Outcome::Stopped("x".into()), 0).exit_code(), exit::NO_INSTANCE);
-        assert_eq!(report(Outcome::Partial(StopReason::Store("disk".into())), 0).exit_code(), exit::FATAL);
+        assert_eq!(
+            report(Outcome::Partial(StopReason::Budget), 0).exit_code(),
+            exit::PARTIAL
+        );
+        assert_eq!(
+            report(Outcome::Partial(StopReason::Quota("q".into())), 0).exit_code(),
+            exit::PARTIAL
+        );
+        assert_eq!(
+            report(Outcome::Stopped("x".into()), 0).exit_code(),
+            exit::NO_INSTANCE
+        );
+        assert_eq!(
+            report(Outcome::Partial(StopReason::Store("disk".into())), 0).exit_code(),
+            exit::FATAL
+        );
     }
 
     #[test]

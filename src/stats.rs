@@ -37,7 +37,9 @@ impl Stats {
 
     pub fn count_call(&self, instance: &str) {
         Self::add(&self.requests, 1);
-        *lock(&self.calls_per_instance).entry(instance.to_string()).or_default() += 1;
+        *lock(&self.calls_per_instance)
+            .entry(instance.to_string())
+            .or_default() += 1;
     }
 
     pub fn failed_by_reason(&self) -> BTreeMap<String, u64> {

@@ -158,11 +158,26 @@ mod tests {
         assert_eq!(c(200, r#"{"name":"x"}"#), Verdict::Answer);
         assert!(matches!(c(200, "<html>"), Verdict::Transient(_)));
         assert!(matches!(c(200, r#"{"name":"#), Verdict::Transient(_)));
-        assert!(matches!(c(200, r#"{"code":401,"description":"Unauthorized"}"#), Verdict::InstanceUnusable(_)));
-        assert!(matches!(c(400, "Validation failed. Details: bad chatId"), Verdict::KeyRejected(_)));
-        assert!(matches!(c(400, "instance in starting process try later"), Verdict::InstanceStarting(_)));
-        assert!(matches!(c(400, "instance account not authorized"), Verdict::InstanceUnusable(_)));
-        assert!(matches!(c(400, "Instance is deleted"), Verdict::InstanceUnusable(_)));
+        assert!(matches!(
+            c(200, r#"{"code":401,"description":"Unauthorized"}"#),
+            Verdict::InstanceUnusable(_)
+        ));
+        assert!(matches!(
+            c(400, "Validation failed. Details: bad chatId"),
+            Verdict::KeyRejected(_)
+        ));
+        assert!(matches!(
+            c(400, "instance in starting process try later"),
+            Verdict::InstanceStarting(_)
+        ));
+        assert!(matches!(
+            c(400, "instance account not authorized"),
+            Verdict::InstanceUnusable(_)
+        ));
+        assert!(matches!(
+            c(400, "Instance is deleted"),
+            Verdict::InstanceUnusable(_)
+        ));
         for s in [401, 403, 404] {
             assert!(matches!(c(s, ""), Verdict::InstanceUnusable(_)), "{s}");
         }
@@ -176,7 +191,9 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         assert_eq!(
             parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),

@@ -126,7 +126,9 @@ impl Client {
                             verdict: Verdict::KeyRejected(Problem::new(
                                 "body_too_large",
                                 Some(status),
-                                format!("the answer is larger than {MAX_BODY_BYTES} bytes; not read"),
+                                format!(
+                                    "the answer is larger than {MAX_BODY_BYTES} bytes; not read"
+                                ),
                             )),
                             body: String::new(),
                         };
@@ -197,8 +199,14 @@ mod tests {
     fn urls_follow_the_flavour() {
         let i = Instance::parse("7:tok-123456").unwrap();
         let wa = Client::new("http://h/", Messenger::Whatsapp, Duration::from_secs(1)).unwrap();
-        assert_eq!(wa.url(&i, "getContactInfo"), "http://h/waInstance7/getContactInfo/tok-123456");
+        assert_eq!(
+            wa.url(&i, "getContactInfo"),
+            "http://h/waInstance7/getContactInfo/tok-123456"
+        );
         let max = Client::new("http://h", Messenger::Max, Duration::from_secs(1)).unwrap();
-        assert_eq!(max.url(&i, "getContactInfo"), "http://h/v3/waInstance7/getContactInfo/tok-123456");
+        assert_eq!(
+            max.url(&i, "getContactInfo"),
+            "http://h/v3/waInstance7/getContactInfo/tok-123456"
+        );
     }
 }

@@ -11,9 +11,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 /// How much longer than the limit's interval the pacer waits between calls.
 pub const DEFAULT_MARGIN: f64 = 0.03;
 /// How long a 429 slows the instance down.
-const SLOW_FOR: Duration = Duration::from_secs(30);
+const SLOW_FOR: Duration = Duration::from_secs(10);
 /// The interval is multiplied by this while slowed.
-const SLOW_FACTOR: u32 = 2;
+const SLOW_FACTOR: f64 = 1.25;
 
 pub struct Pacer {
     normal: Option<DefaultDirectRateLimiter>,
@@ -24,16 +24,16 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer for `rps` calls per second (0 means unlimited).
     pub fn new(rps: f64, margin: f64) -> Self {
-        let limiter = |factor: u32| -> Option<DefaultDirectRateLimiter> {
+        let limiter = |factor: f64| -> Option<DefaultDirectRateLimiter> {
             if rps <= 0.0 {
                 return None;
             }
             let interval = Duration::from_secs_f64((1.0 / rps) * (1.0 + margin.max(0.0)));
-            let quota = Quota::with_period(interval * factor)?.allow_burst(NonZeroU32::MIN);
+            let quota = Quota::with_period(interval.mul_f64(factor))?.allow_burst(NonZeroU32::MIN);
             Some(RateLimiter::direct(quota))
         };
         Pacer {
-            normal: limiter(1),
+            normal: limiter(1.0),
             slowed: limiter(SLOW_FACTOR),
             slow_until: Mutex::new(None),
         }
@@ -75,7 +75,11 @@ mod tests {
             pacer.ready().await;
         }
         // The first call is free; five intervals of 21 ms follow.
-        assert!(start.elapsed() >= Duration::from_millis(100), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -86,7 +90,11 @@ mod tests {
         for _ in 0..4 {
             pacer.ready().await;
         }
-        // Three slowed intervals of 40 ms.
-        assert!(start.elapsed() >= Duration::from_millis(110), "{:?}", start.elapsed());
+        // Three slowed intervals of 25 ms (unslowed: 20 ms).
+        assert!(
+            start.elapsed() >= Duration::from_millis(72),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

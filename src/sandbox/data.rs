@@ -59,7 +59,11 @@ pub fn stable_hash(text: &str) -> u64 {
 pub fn contact(chat_id: &str, messenger: Messenger) -> Value {
     let mut rng = fastrand::Rng::with_seed(stable_hash(chat_id));
     let has_account = rng.u8(0..10) != 0;
-    let name = if has_account { NAMES[rng.usize(0..NAMES.len())] } else { "" };
+    let name = if has_account {
+        NAMES[rng.usize(0..NAMES.len())]
+    } else {
+        ""
+    };
     let in_phone_book = rng.bool();
     let last_seen_secs = 1_754_000_000 + rng.i64(0..10_000_000);
     let last_seen = match (has_account, rng.u8(0..4)) {
@@ -69,7 +73,10 @@ pub fn contact(chat_id: &str, messenger: Messenger) -> Value {
         _ => json!(last_seen_secs),
     };
     let avatar = if has_account && rng.bool() {
-        format!("https://pps.whatsapp.net/v/t61/{:x}.jpg", stable_hash(chat_id))
+        format!(
+            "https://pps.whatsapp.net/v/t61/{:x}.jpg",
+            stable_hash(chat_id)
+        )
     } else {
         String::new()
     };
@@ -106,7 +113,8 @@ pub fn contact(chat_id: &str, messenger: Messenger) -> Value {
         body["email"] = json!(format!("info{}@shop.example", rng.u16(..)));
         body["category"] = json!(category);
         body["description"] = json!(format!("{category}: open 9–18, call us"));
-        body["products"] = Value::Array((0..rng.usize(0..5)).map(|i| product(&mut rng, i)).collect());
+        body["products"] =
+            Value::Array((0..rng.usize(0..5)).map(|i| product(&mut rng, i)).collect());
     }
     if rng.u8(0..4) == 0 {
         // Fields the API may add later must survive in raw_json.
@@ -123,7 +131,10 @@ pub fn contact(chat_id: &str, messenger: Messenger) -> Value {
 }
 
 fn product(rng: &mut fastrand::Rng, index: usize) -> Value {
-    let id = format!("{}", 42_079_728_159_u64 + rng.u64(0..1_000_000_000) + index as u64);
+    let id = format!(
+        "{}",
+        42_079_728_159_u64 + rng.u64(0..1_000_000_000) + index as u64
+    );
     let mut item = json!({
         "id": id,
         "imageUrls": {
@@ -147,7 +158,7 @@ pub fn with_wrong_types(mut body: Value) -> Value {
     body["isBusiness"] = json!("true");
     body["isMute"] = json!("false");
     body["name"] = json!(12345);
-    body["products"] = if stable_hash(&body.to_string()) % 2 == 0 {
+    body["products"] = if stable_hash(&body.to_string()).is_multiple_of(2) {
         json!({})
     } else {
         json!([{ "id": 7, "price": 12, "isHidden": "false", "imageUrls": "none" }])
@@ -168,9 +179,9 @@ mod tests {
             .collect();
         assert!(answers.iter().any(|a| a["isBusiness"] == json!(true)));
         assert!(answers.iter().any(|a| a["name"] == json!("")));
-        assert!(answers
-            .iter()
-            .any(|a| a["products"].as_array().is_some_and(|p| p.iter().any(|p| p["price"].is_null()))));
+        assert!(answers.iter().any(|a| a["products"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["price"].is_null()))));
         let max = contact("10000000", Messenger::Max);
         assert!(max.get("products").is_none());
     }

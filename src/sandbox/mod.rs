@@ -204,7 +204,9 @@ const MAX_REQUEST: usize = 64 * 1024;
 async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let Some((request, used)) = read_request(&mut stream, &mut buf).await else { return };
+        let Some((request, used)) = read_request(&mut stream, &mut buf).await else {
+            return;
+        };
         buf.drain(..used);
         let arrived = Instant::now();
         let reply = answer(&state, &request, arrived);
@@ -277,7 +279,12 @@ fn answer(state: &State, request: &Request, arrived: Instant) -> Reply {
     let Some(route) = Route::parse(&request.path) else {
         return Reply::Json(404, json!({"message": "Not Found"}).to_string());
     };
-    let Some(instance) = state.config.instances.iter().find(|i| i.id == route.instance) else {
+    let Some(instance) = state
+        .config
+        .instances
+        .iter()
+        .find(|i| i.id == route.instance)
+    else {
         return Reply::Json(403, json!({"message": "Forbidden"}).to_string());
     };
     if instance.token != route.token {
@@ -312,7 +319,12 @@ impl Route {
         if parts.next().is_some() {
             return None;
         }
-        Some(Route { messenger, instance, method, token })
+        Some(Route {
+            messenger,
+            instance,
+            method,
+            token,
+        })
     }
 }
 
@@ -338,11 +350,21 @@ fn contact_info(
     match instance.state.as_str() {
         "authorized" => {}
         "starting" if calls <= state.config.starting_calls => {
-            return Reply::Json(400, json!({"message": "instance in starting process try later"}).to_string())
+            return Reply::Json(
+                400,
+                json!({"message": "instance in starting process try later"}).to_string(),
+            )
         }
         "starting" => {}
-        "blocked" => return Reply::Json(400, json!({"message": "Instance is blocked"}).to_string()),
-        _ => return Reply::Json(400, json!({"message": "instance account not authorized"}).to_string()),
+        "blocked" => {
+            return Reply::Json(400, json!({"message": "Instance is blocked"}).to_string())
+        }
+        _ => {
+            return Reply::Json(
+                400,
+                json!({"message": "instance account not authorized"}).to_string(),
+            )
+        }
     }
     let chat_id = match serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -352,7 +374,8 @@ fn contact_info(
         Some(_) => {
             return Reply::Json(
                 500,
-                json!({"message": "interface conversion: interface {} is bool, not string"}).to_string(),
+                json!({"message": "interface conversion: interface {} is bool, not string"})
+                    .to_string(),
             )
         }
         None => return validation_failed("empty body or no chatId"),
@@ -380,7 +403,9 @@ fn contact_info(
         }
     }
     stats.contact_answers.fetch_add(1, Relaxed);
-    *lock(&stats.answers_per_chat).entry(chat_id.clone()).or_default() += 1;
+    *lock(&stats.answers_per_chat)
+        .entry(chat_id.clone())
+        .or_default() += 1;
     Reply::Json(200, data::contact(&chat_id, route.messenger).to_string())
 }
 
@@ -397,8 +422,11 @@ fn check_chat_id(chat_id: &str, messenger: Messenger) -> Result<(), &'static str
             if chat_id.ends_with("@g.us") {
                 return Err("The method GetContactInfo does not support group chats, to work with groups, use the GetGroupData method");
             }
-            let digits = chat_id.strip_suffix("@c.us").ok_or("chatId must end with @c.us")?;
-            if digits.len() < 7 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = chat_id
+                .strip_suffix("@c.us")
+                .ok_or("chatId must end with @c.us")?;
+            if digits.len() < 7 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err("chatId is invalid");
             }
         }
@@ -449,7 +477,11 @@ fn faulty_reply(fault: Fault, chat_id: &str, messenger: Messenger, attempt: u32)
         Fault::Timeout => Reply::Hang,
         Fault::Reset => Reply::Reset,
         Fault::Truncate => Reply::Truncated(body.to_string()),
-        Fault::Html => Reply::Raw(200, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>".into()),
+        Fault::Html => Reply::Raw(
+            200,
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1></body></html>".into(),
+        ),
         Fault::WrongTypes => Reply::Json(200, data::with_wrong_types(body).to_string()),
         Fault::Huge => {
             let mut huge = body;
@@ -458,7 +490,10 @@ fn faulty_reply(fault: Fault, chat_id: &str, messenger: Messenger, attempt: u32)
         }
         Fault::ServerError => {
             let status = [500, 502, 503][(attempt as usize) % 3];
-            Reply::Json(status, json!({"message": "Internal Server Error"}).to_string())
+            Reply::Json(
+                status,
+                json!({"message": "Internal Server Error"}).to_string(),
+            )
         }
         Fault::Mixed => match (data::stable_hash(chat_id) + u64::from(attempt)) % 3 {
             0 => Reply::Reset,
@@ -481,8 +516,12 @@ fn latency(config: &Config) -> Duration {
 
 async fn write_reply(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
     match reply {
-        Reply::Json(status, body) => write_full(stream, status, "application/json", &body, None).await,
-        Reply::Raw(status, content_type, body) => write_full(stream, status, content_type, &body, None).await,
+        Reply::Json(status, body) => {
+            write_full(stream, status, "application/json", &body, None).await
+        }
+        Reply::Raw(status, content_type, body) => {
+            write_full(stream, status, content_type, &body, None).await
+        }
         Reply::RateLimited(retry_after) => {
             let body = json!({"message": "Too Many Requests"}).to_string();
             write_full(stream, 429, "application/json", &body, retry_after).await
@@ -494,7 +533,9 @@ async fn write_reply(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()
             Err(std::io::ErrorKind::ConnectionAborted.into())
         }
         Reply::Reset => {
-            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: appl").await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: appl")
+                .await?;
             stream.set_zero_linger()?;
             Err(std::io::ErrorKind::ConnectionReset.into())
         }
@@ -531,7 +572,9 @@ async fn write_full(
         503 => "Service Unavailable",
         _ => "Status",
     };
-    let retry = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+    let retry = retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}; charset=utf-8\r\nContent-Length: {}\r\n{retry}\r\n",
         body.len()
@@ -553,7 +596,10 @@ mod tests {
     #[test]
     fn routes_parse_for_both_flavours() {
         let wa = Route::parse("/waInstance7/getContactInfo/tok").unwrap();
-        assert_eq!((wa.messenger, wa.instance.as_str(), wa.method.as_str()), (Messenger::Whatsapp, "7", "getContactInfo"));
+        assert_eq!(
+            (wa.messenger, wa.instance.as_str(), wa.method.as_str()),
+            (Messenger::Whatsapp, "7", "getContactInfo")
+        );
         let max = Route::parse("/v3/waInstance7/getContactInfo/tok").unwrap();
         assert_eq!(max.messenger, Messenger::Max);
         assert!(Route::parse("/waInstance7/getContactInfo").is_none());

@@ -21,7 +21,9 @@ pub fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, SourceError>
     let file = File::open(path)
         .map_err(|e| SourceError::Unusable(format!("cannot open the input file {shown}: {e}")))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(SourceError::Unusable(format!("the input {shown} is a directory, not a CSV file")));
+        return Err(SourceError::Unusable(format!(
+            "the input {shown} is a directory, not a CSV file"
+        )));
     }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -63,7 +65,10 @@ impl CsvSource {
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
                     match std::str::from_utf8(record.get(self.column).unwrap_or_default()) {
-                        Ok(value) => Record::Value { line, value: value.to_string() },
+                        Ok(value) => Record::Value {
+                            line,
+                            value: value.to_string(),
+                        },
                         Err(_) => Record::Unreadable {
                             line,
                             message: "the value is not valid UTF-8 (save the file as UTF-8)".into(),
@@ -71,7 +76,11 @@ impl CsvSource {
                     }
                 }
                 Err(e) => match e.kind() {
-                    csv::ErrorKind::UnequalLengths { pos, expected_len, len } => Record::Unreadable {
+                    csv::ErrorKind::UnequalLengths {
+                        pos,
+                        expected_len,
+                        len,
+                    } => Record::Unreadable {
                         line: pos.as_ref().map_or(0, |p| p.line()),
                         message: format!("the row has {len} fields, the header has {expected_len}"),
                     },

@@ -14,8 +14,15 @@ pub const BATCH: usize = 2_000;
 /// Where the keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Csv { path: PathBuf, column: Option<String> },
-    Sqlite { path: PathBuf, table: String, column: Option<String> },
+    Csv {
+        path: PathBuf,
+        column: Option<String>,
+    },
+    Sqlite {
+        path: PathBuf,
+        table: String,
+        column: Option<String>,
+    },
 }
 
 impl Source {
@@ -23,7 +30,9 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Csv { path, .. } => path.display().to_string(),
-            Source::Sqlite { path, table, .. } => format!("sqlite:{} table {table}", path.display()),
+            Source::Sqlite { path, table, .. } => {
+                format!("sqlite:{} table {table}", path.display())
+            }
         }
     }
 }
@@ -66,7 +75,12 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
             .iter()
             .position(|h| h == wanted)
             .or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(wanted)))
-            .ok_or_else(|| format!("there is no column '{wanted}'; the columns are {}", listed()));
+            .ok_or_else(|| {
+                format!(
+                    "there is no column '{wanted}'; the columns are {}",
+                    listed()
+                )
+            });
     }
     let simple = |h: &String| -> String {
         h.chars()
@@ -91,11 +105,13 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
 pub async fn open(source: &Source) -> Result<Opened, SourceError> {
     match source {
         Source::Csv { path, column } => csv_file::open(path, column.as_deref()).map(Opened::Csv),
-        Source::Sqlite { path, table, column } => {
-            sqlite_table::open(path, table, column.as_deref())
-                .await
-                .map(Opened::Sqlite)
-        }
+        Source::Sqlite {
+            path,
+            table,
+            column,
+        } => sqlite_table::open(path, table, column.as_deref())
+            .await
+            .map(Opened::Sqlite),
     }
 }
 
@@ -135,7 +151,10 @@ mod tests {
 
     #[test]
     fn finds_the_key_column() {
-        assert_eq!(pick_column(&cols(&["id", "Name", "Phone Number"]), None), Ok(2));
+        assert_eq!(
+            pick_column(&cols(&["id", "Name", "Phone Number"]), None),
+            Ok(2)
+        );
         assert_eq!(pick_column(&cols(&["id", "chat_id", "phone"]), None), Ok(1));
         assert_eq!(pick_column(&cols(&["id", "chatId"]), None), Ok(1));
         assert_eq!(pick_column(&cols(&["a", "b"]), None), Ok(0));

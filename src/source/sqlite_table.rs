@@ -22,11 +22,17 @@ pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-pub async fn open(path: &Path, table: &str, wanted: Option<&str>) -> Result<SqliteSource, SourceError> {
+pub async fn open(
+    path: &Path,
+    table: &str,
+    wanted: Option<&str>,
+) -> Result<SqliteSource, SourceError> {
     let shown = path.display().to_string();
     let unusable = |m: String| SourceError::Unusable(m);
     if !path.is_file() {
-        return Err(unusable(format!("the input database {shown} does not exist")));
+        return Err(unusable(format!(
+            "the input database {shown} does not exist"
+        )));
     }
     let mut conn = SqliteConnectOptions::new()
         .filename(path)
@@ -35,22 +41,31 @@ pub async fn open(path: &Path, table: &str, wanted: Option<&str>) -> Result<Sqli
         .connect()
         .await
         .map_err(|e| unusable(format!("cannot open the input database {shown}: {e}")))?;
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
-            .fetch_all(&mut conn)
-            .await
-            .map_err(|e| unusable(format!("{shown} is not a SQLite database ({e})")))?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| unusable(format!("{shown} is not a SQLite database ({e})")))?;
     let Some(table) = tables.iter().find(|t| t.as_str() == table).cloned() else {
         return Err(unusable(format!(
             "the input database {shown} has no table '{table}'; its tables are: {}",
-            if tables.is_empty() { "(none)".to_string() } else { tables.join(", ") }
+            if tables.is_empty() {
+                "(none)".to_string()
+            } else {
+                tables.join(", ")
+            }
         )));
     };
     let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
         .bind(&table)
         .fetch_all(&mut conn)
         .await
-        .map_err(|e| unusable(format!("cannot read the columns of '{table}' in {shown}: {e}")))?;
+        .map_err(|e| {
+            unusable(format!(
+                "cannot read the columns of '{table}' in {shown}: {e}"
+            ))
+        })?;
     let column = pick_column(&columns, wanted)
         .map_err(|e| unusable(format!("table '{table}' in {shown}: {e}")))?;
     let column_name = columns[column].clone();
@@ -86,7 +101,10 @@ impl SqliteSource {
             };
             line += 1;
             let value: Option<String> = row.try_get(0).unwrap_or(None);
-            batch.push(Record::Value { line, value: value.unwrap_or_default() });
+            batch.push(Record::Value {
+                line,
+                value: value.unwrap_or_default(),
+            });
             if batch.len() == BATCH && tx.send(std::mem::take(&mut batch)).await.is_err() {
                 return Ok(());
             }
@@ -105,6 +123,9 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_identifier("phone"), "\"phone\"");
-        assert_eq!(quote_identifier("a\"b; DROP TABLE x"), "\"a\"\"b; DROP TABLE x\"");
+        assert_eq!(
+            quote_identifier("a\"b; DROP TABLE x"),
+            "\"a\"\"b; DROP TABLE x\""
+        );
     }
 }

@@ -49,21 +49,27 @@ impl Store {
         check_tables_are_ours(path).await?;
         let lock = take_lock(path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?
+            .map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .disable_statement_logging();
-        let mut conn = options
-            .connect()
-            .await
-            .map_err(|e| StoreError::Open { path: shown.clone(), message: e.to_string() })?;
+        let mut conn = options.connect().await.map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
         sqlx::migrate!("./migrations")
             .run(&mut conn)
             .await
-            .map_err(|e| StoreError::Migrate { path: shown, message: e.to_string() })?;
+            .map_err(|e| StoreError::Migrate {
+                path: shown,
+                message: e.to_string(),
+            })?;
         conn.close().await?;
         Ok(Store {
             path: path.to_path_buf(),

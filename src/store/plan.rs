@@ -77,11 +77,9 @@ pub struct Planner {
 impl Planner {
     pub async fn new(store: &Store) -> Result<Planner, StoreError> {
         let mut conn = store.connect().await?;
-        sqlx::query(
-            "CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT) WITHOUT ROWID",
-        )
-        .execute(&mut conn)
-        .await?;
+        sqlx::query("CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT) WITHOUT ROWID")
+            .execute(&mut conn)
+            .await?;
         Ok(Planner { conn })
     }
 
@@ -90,7 +88,8 @@ impl Planner {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         let mut inserted = 0;
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO temp.input (chat_id, phone) ");
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO temp.input (chat_id, phone) ");
             q.push_values(chunk, |mut row, key| {
                 row.push_bind(&key.chat_id).push_bind(&key.phone);
             });
@@ -145,7 +144,9 @@ impl Planner {
         sqlx::query("DROP TABLE IF EXISTS temp.classified")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DROP TABLE IF EXISTS temp.queue").execute(&mut *tx).await?;
+        sqlx::query("DROP TABLE IF EXISTS temp.queue")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "CREATE TEMP TABLE classified AS
              SELECT i.chat_id, i.phone, c.fetched_at,
@@ -184,7 +185,9 @@ impl Planner {
         let rows = sqlx::query("SELECT class, COUNT(*) FROM temp.classified GROUP BY class")
             .fetch_all(&mut *tx)
             .await?;
-        sqlx::query("DROP TABLE temp.classified").execute(&mut *tx).await?;
+        sqlx::query("DROP TABLE temp.classified")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let mut counts = PlanCounts::default();
         for row in rows {

@@ -18,7 +18,10 @@ pub struct TestEnv {
 
 /// A fast sandbox: 4 instances, no rate limit, no latency.
 pub fn fast() -> sandbox::Config {
-    sandbox::Config { rps: 0.0, ..sandbox::Config::default() }
+    sandbox::Config {
+        rps: 0.0,
+        ..sandbox::Config::default()
+    }
 }
 
 pub async fn env_with(config: sandbox::Config) -> TestEnv {
@@ -86,7 +89,17 @@ impl TestEnv {
 
     /// `enrich` with fast retries, plus `extra` flags.
     pub async fn enrich(&self, input: &str, output: &str, extra: &[&str]) -> Run {
-        let mut args = vec!["enrich", "--input", input, "--output", output, "--backoff-base", "10ms", "--timeout", "3s"];
+        let mut args = vec![
+            "enrich",
+            "--input",
+            input,
+            "--output",
+            output,
+            "--backoff-base",
+            "10ms",
+            "--timeout",
+            "3s",
+        ];
         if !extra.contains(&"--rps-per-instance") {
             args.extend(["--rps-per-instance", "0"]);
         }
@@ -99,14 +112,13 @@ impl TestEnv {
 pub fn phones_csv(n: usize) -> String {
     let mut csv = String::from("phone,name\n");
     for i in 0..n {
-        csv.push_str(&format!("+7 900 {:03} {:04},Person {i}\n", 100 + i / 9000, 1000 + i % 9000));
+        csv.push_str(&format!(
+            "+7 900 {:03} {:04},Person {i}\n",
+            100 + i / 9000,
+            1000 + i % 9000
+        ));
     }
     csv
-}
-
-/// The chat id `phones_csv` gives for row `i`.
-pub fn phone_chat_id(i: usize) -> String {
-    format!("7900{:03}{:04}@c.us", 100 + i / 9000, 1000 + i % 9000)
 }
 
 pub async fn connect(db: &Path) -> sqlx::SqliteConnection {
@@ -161,12 +173,20 @@ pub fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 fn text(row: &sqlx::sqlite::SqliteRow, i: usize) -> Option<String> {
     row.try_get::<Option<String>, _>(i)
-        .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
-        .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())))
+        .or_else(|_| {
+            row.try_get::<Option<i64>, _>(i)
+                .map(|v| v.map(|v| v.to_string()))
+        })
+        .or_else(|_| {
+            row.try_get::<Option<f64>, _>(i)
+                .map(|v| v.map(|v| v.to_string()))
+        })
         .unwrap()
 }

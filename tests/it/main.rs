@@ -3,3 +3,4 @@
 
 mod enrich;
 mod helpers;
+mod secrets;
