@@ -263,7 +263,11 @@ async fn keys_are_spread_over_the_pool_without_429s() {
     .await;
     env.write("in.csv", phones_csv(80).as_bytes());
     let run = env
-        .enrich("in.csv", "out.db", &["--rps-per-instance", "20"])
+        .enrich(
+            "in.csv",
+            "out.db",
+            &["--rps-per-instance", "20", "--pacing-margin", "0.3"],
+        )
         .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -382,7 +386,14 @@ async fn plain_status_lines_when_not_on_a_terminal() {
         .enrich(
             "in.csv",
             "out.db",
-            &["--rps-per-instance", "20", "--status-interval", "100ms"],
+            &[
+                "--rps-per-instance",
+                "20",
+                "--pacing-margin",
+                "0.3",
+                "--status-interval",
+                "100ms",
+            ],
         )
         .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
