@@ -42,6 +42,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Enrich the contacts of a CSV file or SQLite table.
+    #[command(args_override_self = true)]
     Enrich(EnrichArgs),
     /// Run a local GREEN-API simulator.
     Sandbox(SandboxArgs),
@@ -123,6 +124,9 @@ pub struct EnrichArgs {
     /// Seconds between status lines when stderr is not a terminal.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub status_interval: Duration,
+    /// How long a write waits for an output database locked by another program.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -331,6 +335,7 @@ impl EnrichArgs {
             preflight: !self.no_preflight,
             status_interval: self.status_interval,
             quiet,
+            lock_timeout: self.lock_timeout,
         })
     }
 }

@@ -97,6 +97,7 @@ fn demo_config(
         preflight: true,
         status_interval: Duration::from_secs(5),
         quiet: false,
+        lock_timeout: Duration::from_secs(10),
     }
 }
 

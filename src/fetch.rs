@@ -373,9 +373,9 @@ async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
             shared.queue.requeue(job).await;
         }
         Verdict::QuotaExhausted(problem) => {
-            tracing::warn!(instance = %member.instance.id, "{}", problem.message);
-            shared.stop.trigger(StopReason::Quota(problem.message));
-            shared.queue.settle();
+            job.attempts -= 1;
+            remove_member(shared, member, &problem);
+            shared.queue.requeue(job).await;
         }
     }
 }
@@ -465,10 +465,13 @@ fn remove_member(shared: &Shared, member: &Member, problem: &Problem) {
         left
     );
     if left == 0 {
-        shared.stop.trigger(StopReason::NoInstances(format!(
-            "no usable instance is left; the last one failed with: {}",
-            problem.message
-        )));
+        shared.stop.trigger(match problem.reason {
+            "quota_exhausted" => StopReason::Quota(problem.message.clone()),
+            _ => StopReason::NoInstances(format!(
+                "no usable instance is left; the last one failed with: {}",
+                problem.message
+            )),
+        });
     }
 }
 

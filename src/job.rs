@@ -61,6 +61,7 @@ pub struct EnrichConfig {
     pub preflight: bool,
     pub status_interval: Duration,
     pub quiet: bool,
+    pub lock_timeout: Duration,
 }
 
 /// A run that could not start or had to stop with an error.
@@ -74,6 +75,15 @@ pub enum JobError {
     Output(String),
     #[error(transparent)]
     Export(#[from] export::ExportError),
+}
+
+impl JobError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            JobError::Store(StoreError::Locked { .. }) => crate::report::exit::BUSY,
+            _ => crate::report::exit::FATAL,
+        }
+    }
 }
 
 /// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
@@ -91,7 +101,7 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
         config.source.describe(),
         opened.column()
     );
-    let store = Store::open(&config.output.store_path()).await?;
+    let store = Store::open(&config.output.store_path(), config.lock_timeout).await?;
     let resume_from = store.resume_from().await?;
     let run_id = if config.dry_run {
         None

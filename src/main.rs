@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> i32 {
             };
             let stop = Stop::default();
             watch_signals(stop.clone());
+            ignore_file_size_signal();
             match job::enrich(config, stop).await {
                 Ok(report) => {
                     eprintln!("{}", redact::mask(&report.summary()));
@@ -80,7 +81,10 @@ async fn run(cli: Cli) -> i32 {
                     }
                     report.exit_code()
                 }
-                Err(e) => fatal(&e.to_string()),
+                Err(e) => {
+                    fatal(&e.to_string());
+                    e.exit_code()
+                }
             }
         }
         Command::Sandbox(args) => {
@@ -151,6 +155,20 @@ fn watch_signals(stop: Stop) {
             }
         }
     });
+}
+
+/// With a file size limit (`ulimit -f`), a write past it sends SIGXFSZ, which kills the process by
+/// default; handling it turns the write into an error, so the run stops cleanly like on a full disk.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    {
+        const SIGXFSZ: i32 = 25;
+        if let Ok(mut xfsz) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ))
+        {
+            tokio::spawn(async move { while xfsz.recv().await.is_some() {} });
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -23,6 +23,8 @@ pub mod exit {
     /// Stopped because no instance can be used (bad token or id, not authorized, wrong URL):
     /// a person must fix the credentials.
     pub const NO_INSTANCE: i32 = 4;
+    /// Another greenrich run holds the output store; nothing was done.
+    pub const BUSY: i32 = 5;
 }
 
 /// How a run ended.

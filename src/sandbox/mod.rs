@@ -389,9 +389,6 @@ fn contact_info(
         *n += 1;
         *n
     };
-    if let Some(fault) = fault_for(&state.config, &chat_id, attempt) {
-        return faulty_reply(fault, &chat_id, route.messenger, attempt);
-    }
     if let Some(quota) = state.config.quota {
         if stats.contact_answers.load(Relaxed) >= quota {
             return Reply::Json(
@@ -402,11 +399,15 @@ fn contact_info(
             );
         }
     }
-    stats.contact_answers.fetch_add(1, Relaxed);
-    *lock(&stats.answers_per_chat)
-        .entry(chat_id.clone())
-        .or_default() += 1;
-    Reply::Json(200, data::contact(&chat_id, route.messenger).to_string())
+    let reply = match fault_for(&state.config, &chat_id, attempt) {
+        Some(fault) => faulty_reply(fault, &chat_id, route.messenger, attempt),
+        None => Reply::Json(200, data::contact(&chat_id, route.messenger).to_string()),
+    };
+    if matches!(reply, Reply::Json(200, _)) {
+        stats.contact_answers.fetch_add(1, Relaxed);
+        *lock(&stats.answers_per_chat).entry(chat_id).or_default() += 1;
+    }
+    reply
 }
 
 fn validation_failed(details: &str) -> Reply {

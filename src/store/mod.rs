@@ -42,9 +42,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store at `path`, takes the run lock, checks that the
-    /// tables there are ours, and applies the migrations.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if missing) the store at `path`, checks that the tables there are ours,
+    /// takes the run lock, and applies the migrations. `lock_timeout` is how long a write waits
+    /// for a database locked by another program.
+    pub async fn open(path: &Path, lock_timeout: Duration) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         check_tables_are_ours(path).await?;
         let lock = take_lock(path)?;
@@ -57,7 +58,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(lock_timeout)
             .disable_statement_logging();
         let mut conn = options.connect().await.map_err(|e| StoreError::Open {
             path: shown.clone(),

@@ -1,0 +1,129 @@
+//! Bad input gets a clear message, costs no call, loses nothing and never panics.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::helpers::*;
+
+fn assert_clean_error(run: &Run, needle: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "expected '{needle}' in: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unusable_inputs_stop_before_any_call() {
+    let env = env_with(fast()).await;
+    env.write("empty.csv", b"");
+    env.write("header.csv", b"phone,name\n");
+    env.write("cols.csv", b"a,b\n1,2\n");
+    env.write(
+        "not-a-db.sqlite",
+        b"this is not a database, just text that is long enough to look like a file header",
+    );
+    let crm = env.path("crm.db");
+    execute(&crm, "CREATE TABLE customers (phone TEXT);").await;
+    let crm_input = format!("sqlite:{}", crm.display());
+    let not_db = format!("sqlite:{}", env.path("not-a-db.sqlite").display());
+
+    assert_clean_error(
+        &env.enrich("missing.csv", "out.db", &[]).await,
+        "cannot open the input file missing.csv",
+    );
+    assert_clean_error(&env.enrich("empty.csv", "out.db", &[]).await, "is empty");
+    assert_clean_error(
+        &env.enrich("cols.csv", "out.db", &["--column", "phone"])
+            .await,
+        "the columns are 'a', 'b'",
+    );
+    assert_clean_error(
+        &env.enrich(&not_db, "out.db", &["--table", "customers"])
+            .await,
+        "not a SQLite database",
+    );
+    assert_clean_error(
+        &env.enrich(&crm_input, "out.db", &["--table", "clients"])
+            .await,
+        "its tables are: customers",
+    );
+    assert_clean_error(
+        &env.enrich(
+            &crm_input,
+            "out.db",
+            &["--table", "customers", "--column", "tel"],
+        )
+        .await,
+        "the columns are 'phone'",
+    );
+    assert_clean_error(
+        &env.enrich("cols.csv", "missing-dir/out.db", &[]).await,
+        "does not exist",
+    );
+    assert_clean_error(
+        &env.enrich("cols.csv", "/proc/out.db", &[]).await,
+        "cannot write",
+    );
+    assert_clean_error(
+        &env.enrich("cols.csv", "cols.csv/out", &["--format", "csv"])
+            .await,
+        "not a directory",
+    );
+
+    // A header and no rows is not an error: there is nothing to do.
+    let run = env.enrich("header.csv", "out.db", &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("no rows"), "{}", run.stderr);
+    assert_eq!(
+        env.sandbox.stats.requests.load(Relaxed),
+        0,
+        "no call was made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_rows_are_reported_by_line_and_the_rest_goes_on() {
+    let env = env_with(fast()).await;
+    let mut csv = b"phone,name\n79001112201,ok\n79001112202,too,many,fields\n".to_vec();
+    csv.extend_from_slice(b"7900111\xff\xfe2203,bad utf8\n79001112204,ok\n");
+    let big = format!("{},huge cell\n", "9".repeat(1024 * 1024));
+    csv.extend_from_slice(big.as_bytes());
+    csv.extend_from_slice(b"79001112205,last\n");
+    env.write("broken.csv", &csv);
+    let run = env.enrich("broken.csv", "out.db", &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("line 3: the row has 4 fields, the header has 2"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("line 4: the value is not valid UTF-8"),
+        "{}",
+        run.stderr
+    );
+    let db = env.path("out.db");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM failures WHERE reason = 'unreadable_row'"
+        )
+        .await,
+        2
+    );
+    let huge = rows(
+        &db,
+        "SELECT key, message FROM failures WHERE reason = 'invalid_id'",
+    )
+    .await;
+    assert_eq!(huge.len(), 1);
+    assert!(
+        huge[0][0].as_deref().unwrap().len() < 1000,
+        "a 1 MB cell is cut in the failure row"
+    );
+    assert!(huge[0][1].as_deref().unwrap().contains("too long"));
+}
