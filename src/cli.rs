@@ -43,7 +43,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Enrich the contacts of a CSV file or SQLite table.
     #[command(args_override_self = true)]
-    Enrich(EnrichArgs),
+    Enrich(Box<EnrichArgs>),
     /// Run a local GREEN-API simulator.
     Sandbox(SandboxArgs),
     /// Enrich the bundled samples against an in-process sandbox (no account needed).

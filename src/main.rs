@@ -62,7 +62,7 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Enrich(args) => {
             let summary_json = args.summary_json.clone();
-            let config = match args.into_config(quiet, |k| std::env::var(k).ok()) {
+            let config = match (*args).into_config(quiet, |k| std::env::var(k).ok()) {
                 Ok(config) => config,
                 Err(message) => return fatal(&message),
             };

@@ -87,6 +87,25 @@ impl TestEnv {
         }
     }
 
+    /// Starts `greenrich` without waiting for it; `shell_prefix` (such as `ulimit -f 256;`) runs
+    /// in the shell that execs it.
+    pub fn spawn(&self, args: &[&str], shell_prefix: &str) -> tokio::process::Child {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!("{shell_prefix} exec '{BIN}' {}", quoted.join(" "));
+        tokio::process::Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("GREEN_API_URL", self.sandbox.url())
+            .env("GREEN_API_INSTANCES", &self.instances)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
     /// `enrich` with fast retries, plus `extra` flags.
     pub async fn enrich(&self, input: &str, output: &str, extra: &[&str]) -> Run {
         let mut args = vec![
@@ -189,4 +208,17 @@ fn text(row: &sqlx::sqlite::SqliteRow, i: usize) -> Option<String> {
                 .map(|v| v.map(|v| v.to_string()))
         })
         .unwrap()
+}
+
+/// Waits for a spawned run and collects what it printed.
+pub async fn finish(child: tokio::process::Child) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("greenrich did not finish within 120 s")
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

@@ -2,6 +2,7 @@
 //! One test binary; shared helpers in `helpers`.
 
 mod bad_input;
+mod crash;
 mod enrich;
 mod faults;
 mod helpers;
