@@ -244,3 +244,39 @@ async fn a_database_locked_by_another_program_stops_the_run() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts").await, 150);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_exits_at_once_and_safely() {
+    // Half the keys never get an answer, so the first Ctrl-C has requests in flight to wait for.
+    let env = env_with(sandbox::Config {
+        fault: Some(greenrich::sandbox::Fault::Timeout),
+        fault_rate: 0.5,
+        ..paced()
+    })
+    .await;
+    env.write("in.csv", phones_csv(150).as_bytes());
+    let mut args = PACED_ARGS.to_vec();
+    args.extend(["--timeout", "30s"]);
+    let child = env.spawn(&args, "");
+    let db = env.path("out.db");
+    wait_for_contacts(&db, 10).await;
+    let pid = child.id().unwrap().to_string();
+    let interrupt = || {
+        tokio::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+    };
+    assert!(interrupt().await.unwrap().success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = std::time::Instant::now();
+    assert!(interrupt().await.unwrap().success());
+    let run = finish(child).await;
+    assert!(
+        second.elapsed() < Duration::from_secs(10),
+        "it did not wait for the 30 s timeouts"
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("quitting at once"), "{}", run.stderr);
+    integrity_ok(&db).await;
+    assert!(count(&db, "SELECT COUNT(*) FROM contacts").await >= 10);
+}
