@@ -28,7 +28,7 @@ start_sandbox() {
 
 # phones N FILE: N distinct valid Russian mobile numbers in a CSV.
 phones() {
-  awk -v n="$1" 'BEGIN { print "phone,name"; for (i = 0; i < n; i++) printf "+7 9%02d %03d %04d,Person %d\n", int(i / 10000000) + 1, int(i / 10000) % 1000, 1000 + i % 9000 + 0, i }' > "$2"
+  awk -v n="$1" 'BEGIN { print "phone,name"; for (i = 0; i < n; i++) printf "+7 9%02d %03d %04d,Person %d\n", 1 + int(i / 9999000), int(i / 9999) % 1000, 1 + i % 9999, i }' > "$2"
 }
 
 json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }

@@ -137,45 +137,84 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
             "too long for a phone number ({digit_count} digits; the maximum is 15)"
         )));
     }
-    let parsed = parse_phone(&number, default_country)?;
-    if !parsed.is_valid() {
-        return Err(Invalid::new(
-            "not a valid phone number for its country (check the digits and the country code)",
-        ));
-    }
-    let phone = format!("{}{}", parsed.code().value(), parsed.national());
+    let phone = parse_phone(&number, default_country)?;
     Ok(ChatId {
         id: format!("{phone}@c.us"),
         phone: Some(phone),
     })
 }
 
-/// Parses international numbers as they are; bare digits without `+` are tried as international
-/// first (CRM exports often drop the `+`), then in the default country's national format.
-fn parse_phone(
-    number: &str,
-    default_country: Option<DefaultCountry>,
-) -> Result<phonenumber::PhoneNumber, Invalid> {
-    let country = default_country.map(|c| c.0);
-    if number.starts_with('+') || number.starts_with("00") {
-        return phonenumber::parse(
-            None,
-            number.replacen("00", "+", usize::from(number.starts_with("00"))),
-        )
-        .map_err(|_| Invalid::new("not a phone number"));
-    }
+/// Parses and validates a number, returning its international digits. Punctuation is dropped
+/// first. International numbers (`+`, `00`) are taken as they are; bare digits are tried as
+/// international first (CRM exports often drop the `+`), then in the default country's national
+/// format.
+fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<String, Invalid> {
+    let trimmed = number.trim_start();
+    let international = trimmed.starts_with('+') || trimmed.starts_with("00");
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    let international = phonenumber::parse(None, format!("+{digits}")).ok();
-    if let Some(parsed) = international.filter(|p| p.is_valid()) {
-        return Ok(parsed);
+    let digits = if trimmed.starts_with("00") {
+        &digits[2..]
+    } else {
+        &digits[..]
+    };
+    if let Some(valid) = valid_international(digits) {
+        return Ok(valid);
     }
-    match country {
-        Some(id) => phonenumber::parse(Some(id), number)
-            .map_err(|_| Invalid::new("not a phone number")),
-        None => Err(Invalid::new(
-            "not a valid international number; if it is in a national format, set --default-country",
-        )),
+    let parsed = if international {
+        phonenumber::parse(None, format!("+{digits}")).ok()
+    } else {
+        let as_international = phonenumber::parse(None, format!("+{digits}"))
+            .ok()
+            .filter(is_valid);
+        match (as_international, default_country) {
+            (Some(parsed), _) => Some(parsed),
+            (None, Some(country)) => phonenumber::parse(Some(country.0), digits).ok(),
+            (None, None) => {
+                return Err(Invalid::new(
+                    "not a valid international number; if it is in a national format, set --default-country",
+                ))
+            }
+        }
+    };
+    parsed
+        .filter(is_valid)
+        .map(|p| format!("{}{}", p.code().value(), p.national()))
+        .ok_or_else(not_valid)
+}
+
+/// The fast path for the common case: digits that already are a valid international number. The
+/// country code is found in libphonenumber's metadata (codes are prefix-free), and the rest must
+/// fit one of that code's regions. Anything else takes the full parser.
+fn valid_international(digits: &str) -> Option<String> {
+    let database = &*phonenumber::metadata::DATABASE;
+    for len in 1..=3.min(digits.len()) {
+        let code: u16 = digits[..len].parse().ok()?;
+        if let Some(regions) = database.by_code(&code) {
+            let national = &digits[len..];
+            let fits = regions
+                .iter()
+                .any(|meta| meta.descriptors().general().is_match(national));
+            return fits.then(|| digits.to_string());
+        }
     }
+    None
+}
+
+/// Whether the number fits its region's national number pattern. libphonenumber builds that
+/// pattern as the union of the patterns of every number type, so this is `is_valid` without
+/// trying each type's pattern in turn, which is several times slower.
+fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
+    number
+        .metadata(&phonenumber::metadata::DATABASE)
+        .is_some_and(|meta| {
+            meta.descriptors()
+                .general()
+                .is_match(&number.national().to_string())
+        })
+}
+
+fn not_valid() -> Invalid {
+    Invalid::new("not a valid phone number for its country (check the digits and the country code)")
 }
 
 fn max(value: &str) -> Result<ChatId, Invalid> {

@@ -111,8 +111,10 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
 
     let mut planner = Planner::new(&store).await?;
     let mut counts = stage_input(&config, opened, &mut planner).await?;
+    tracing::debug!("input staged in {:?}", started.elapsed());
     let policy = policy(&config, resume_from);
     let plan = planner.plan(&policy).await?;
+    tracing::debug!("plan made in {:?}", started.elapsed());
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
     let instances_rate = config.instances.len() as f64 * config.fetch.rps_per_instance;
@@ -218,65 +220,50 @@ fn prepare_output(output: &Output) -> Result<(), JobError> {
     }
 }
 
-/// Reads the whole input into the planner: normalises each value, records invalid ones.
+/// Reads the whole input into the planner: normalises each value, records invalid ones. Three
+/// stages overlap: reading, normalising (on a blocking thread: phone parsing is the costly part)
+/// and staging in SQLite.
 async fn stage_input(
     config: &EnrichConfig,
     opened: source::Opened,
     planner: &mut Planner,
 ) -> Result<RunCounts, JobError> {
-    let (tx, mut rx) = mpsc::channel(4);
-    let reader = tokio::spawn(opened.stream(tx));
+    let (records_tx, mut records_rx) = mpsc::channel(4);
+    let reader = tokio::spawn(opened.stream(records_tx));
+    let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
+    let (messenger, country) = (config.messenger, config.default_country);
+    let normaliser = tokio::task::spawn_blocking(move || {
+        while let Some(records) = records_rx.blocking_recv() {
+            if batches_tx
+                .blocking_send(normalise_batch(records, messenger, country))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
     let mut counts = RunCounts::default();
+    let mut valid = 0;
     let now = format_time(Utc::now());
     let permanent_due = format_time(Utc::now() + chrono_duration(config.retry_failed_after));
     let source_name = config.source.describe();
-    while let Some(batch) = rx.recv().await {
-        let mut valid = Vec::with_capacity(batch.len());
-        let mut invalid = Vec::new();
-        for record in batch {
-            counts.input_rows += 1;
-            match record {
-                Record::Value { line, value } => {
-                    match chat_id::normalise(&value, config.messenger, config.default_country) {
-                        Ok(id) => valid.push(InputKey {
-                            chat_id: id.id,
-                            phone: id.phone,
-                        }),
-                        Err(e) => {
-                            let trimmed = value.trim();
-                            let key = if trimmed.is_empty() {
-                                format!("(empty value, line {line})")
-                            } else {
-                                cut(trimmed)
-                            };
-                            invalid.push(InvalidValue {
-                                key,
-                                input_value: cut(&value),
-                                reason: chat_id::Invalid::REASON,
-                                message: e.message,
-                            });
-                        }
-                    }
-                }
-                Record::Unreadable { line, message } => {
-                    tracing::warn!("{source_name} line {line}: {message}; row skipped");
-                    invalid.push(InvalidValue {
-                        key: format!("(unreadable row, line {line})"),
-                        input_value: String::new(),
-                        reason: "unreadable_row",
-                        message,
-                    });
-                }
-            }
-        }
-        counts.invalid += invalid.len() as u64;
-        counts.duplicates += planner.stage(&valid).await?;
-        if !config.dry_run && !invalid.is_empty() {
+    while let Some(batch) = batches_rx.recv().await {
+        counts.input_rows += batch.rows;
+        counts.invalid += batch.invalid.len() as u64;
+        valid += batch.valid.len() as u64;
+        planner.stage(&batch.valid).await?;
+        if !config.dry_run && !batch.invalid.is_empty() {
             planner
-                .record_invalid(&invalid, config.messenger.as_str(), &now, &permanent_due)
+                .record_invalid(
+                    &batch.invalid,
+                    config.messenger.as_str(),
+                    &now,
+                    &permanent_due,
+                )
                 .await?;
         }
     }
+    let _ = normaliser.await;
     match reader.await {
         Ok(result) => result?,
         Err(e) => return Err(JobError::Output(format!("the input reader stopped: {e}"))),
@@ -284,7 +271,62 @@ async fn stage_input(
     if counts.input_rows == 0 {
         tracing::warn!("{source_name} has a header but no rows: nothing to do");
     }
+    counts.duplicates = valid - planner.distinct().await?;
     Ok(counts)
+}
+
+/// One batch of input rows, normalised.
+struct NormalisedBatch {
+    rows: u64,
+    valid: Vec<InputKey>,
+    invalid: Vec<InvalidValue>,
+}
+
+fn normalise_batch(
+    records: Vec<Record>,
+    messenger: Messenger,
+    country: Option<DefaultCountry>,
+) -> NormalisedBatch {
+    let mut batch = NormalisedBatch {
+        rows: records.len() as u64,
+        valid: Vec::with_capacity(records.len()),
+        invalid: Vec::new(),
+    };
+    for record in records {
+        match record {
+            Record::Value { line, value } => match chat_id::normalise(&value, messenger, country) {
+                Ok(id) => batch.valid.push(InputKey {
+                    chat_id: id.id,
+                    phone: id.phone,
+                    line,
+                }),
+                Err(e) => {
+                    let trimmed = value.trim();
+                    let key = if trimmed.is_empty() {
+                        format!("(empty value, line {line})")
+                    } else {
+                        cut(trimmed)
+                    };
+                    batch.invalid.push(InvalidValue {
+                        key,
+                        input_value: cut(&value),
+                        reason: chat_id::Invalid::REASON,
+                        message: e.message,
+                    });
+                }
+            },
+            Record::Unreadable { line, message } => {
+                tracing::warn!("input line {line}: {message}; row skipped");
+                batch.invalid.push(InvalidValue {
+                    key: format!("(unreadable row, line {line})"),
+                    input_value: String::new(),
+                    reason: "unreadable_row",
+                    message,
+                });
+            }
+        }
+    }
+    batch
 }
 
 fn cut(text: &str) -> String {

@@ -16,6 +16,8 @@ const ROWS_PER_STATEMENT: usize = 200;
 pub struct InputKey {
     pub chat_id: String,
     pub phone: Option<String>,
+    /// Where it stood in the input: never-fetched keys are fetched in input order.
+    pub line: u64,
 }
 
 /// A value from the input that cannot be fetched, with why.
@@ -63,12 +65,10 @@ pub struct DueKey {
     pub phone: Option<String>,
 }
 
-// The classes of a key, in priority order; fresh and not-due keys are not queued.
+// The classes of a due key, in priority order (3 is fresh and 4 failed but not due: not queued).
 const NEVER: i64 = 0;
 const RETRY: i64 = 1;
 const STALE: i64 = 2;
-const FRESH: i64 = 3;
-const NOT_DUE: i64 = 4;
 
 pub struct Planner {
     conn: SqliteConnection,
@@ -77,26 +77,39 @@ pub struct Planner {
 impl Planner {
     pub async fn new(store: &Store) -> Result<Planner, StoreError> {
         let mut conn = store.connect().await?;
-        sqlx::query("CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT) WITHOUT ROWID")
+        sqlx::query("CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID")
             .execute(&mut conn)
             .await?;
         Ok(Planner { conn })
     }
 
-    /// Adds valid keys; returns how many were duplicates of keys already staged.
-    pub async fn stage(&mut self, keys: &[InputKey]) -> Result<u64, StoreError> {
+    /// Adds valid keys; a key staged twice is kept once, with its first line.
+    pub async fn stage(&mut self, keys: &[InputKey]) -> Result<(), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        let mut inserted = 0;
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO temp.input (chat_id, phone) ");
+                QueryBuilder::<Sqlite>::new("INSERT INTO temp.input (chat_id, phone, line) ");
             q.push_values(chunk, |mut row, key| {
-                row.push_bind(&key.chat_id).push_bind(&key.phone);
+                row.push_bind(&key.chat_id)
+                    .push_bind(&key.phone)
+                    .push_bind(key.line as i64);
             });
-            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+            q.push(
+                " ON CONFLICT (chat_id) DO UPDATE SET line = excluded.line, phone = excluded.phone \
+                 WHERE excluded.line < input.line",
+            );
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(keys.len() as u64 - inserted)
+        Ok(())
+    }
+
+    /// How many distinct keys are staged.
+    pub async fn distinct(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.input")
+            .fetch_one(&mut self.conn)
+            .await?;
+        Ok(n as u64)
     }
 
     /// Records values that can never be fetched as permanent failures (no call is made).
@@ -138,31 +151,39 @@ impl Planner {
     }
 
     /// Classifies every staged key against the store and queues the due ones in priority order:
-    /// never fetched, then failed and due again, then the stalest first.
+    /// never fetched (in input order), then failed and due again, then the stalest first.
     pub async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        sqlx::query("DROP TABLE IF EXISTS temp.classified")
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DROP TABLE IF EXISTS temp.queue")
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "CREATE TEMP TABLE classified AS
-             SELECT i.chat_id, i.phone, c.fetched_at,
-               CASE
-                 WHEN f.key IS NOT NULL THEN
-                   CASE WHEN ?1 OR (f.permanent = 0 AND f.next_due_at <= ?2)
-                             OR (f.permanent = 1 AND f.last_attempt_at <= ?3)
-                        THEN 1 ELSE 4 END
-                 WHEN ?1 THEN 3
-                 WHEN c.chat_id IS NULL THEN 0
-                 WHEN c.fetched_at < ?4 THEN 2
-                 ELSE 3
-               END AS class
-             FROM temp.input i
-             LEFT JOIN contacts c ON c.chat_id = i.chat_id
-             LEFT JOIN failures f ON f.key = i.chat_id",
+            "CREATE TEMP TABLE queue (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT, \
+             class INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        // One pass: join each staged key with its contact and failure rows, keep the due ones,
+        // and sort them once into the queue.
+        sqlx::query(
+            "INSERT INTO temp.queue (chat_id, phone, class)
+             SELECT chat_id, phone, class FROM (
+               SELECT i.chat_id, i.phone, i.line, c.fetched_at,
+                 CASE
+                   WHEN f.key IS NOT NULL THEN
+                     CASE WHEN ?1 OR (f.permanent = 0 AND f.next_due_at <= ?2)
+                               OR (f.permanent = 1 AND f.last_attempt_at <= ?3)
+                          THEN 1 ELSE 4 END
+                   WHEN ?1 THEN 3
+                   WHEN c.chat_id IS NULL THEN 0
+                   WHEN c.fetched_at < ?4 THEN 2
+                   ELSE 3
+                 END AS class
+               FROM temp.input i
+               LEFT JOIN contacts c ON c.chat_id = i.chat_id
+               LEFT JOIN failures f ON f.key = i.chat_id)
+             WHERE class < 3
+             ORDER BY class, fetched_at, line",
         )
         .bind(policy.only_failed)
         .bind(&policy.now)
@@ -170,37 +191,38 @@ impl Planner {
         .bind(&policy.fresh_from)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "CREATE TEMP TABLE queue (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO temp.queue (chat_id, phone)
-             SELECT chat_id, phone FROM temp.classified WHERE class IN (0, 1, 2)
-             ORDER BY class, fetched_at",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query("SELECT class, COUNT(*) FROM temp.classified GROUP BY class")
+        let rows = sqlx::query("SELECT class, COUNT(*) FROM temp.queue GROUP BY class")
             .fetch_all(&mut *tx)
             .await?;
-        sqlx::query("DROP TABLE temp.classified")
-            .execute(&mut *tx)
+        // Failed keys that are not due yet (the failures table is small next to the input).
+        let failed_not_due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM failures f JOIN temp.input i ON i.chat_id = f.key
+             WHERE NOT (?1 OR (f.permanent = 0 AND f.next_due_at <= ?2)
+                           OR (f.permanent = 1 AND f.last_attempt_at <= ?3))",
+        )
+        .bind(policy.only_failed)
+        .bind(&policy.now)
+        .bind(&policy.permanent_retry_before)
+        .fetch_one(&mut *tx)
+        .await?;
+        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.input")
+            .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut counts = PlanCounts::default();
+        let mut counts = PlanCounts {
+            failed_not_due: failed_not_due as u64,
+            ..PlanCounts::default()
+        };
         for row in rows {
             let n = row.get::<i64, _>(1) as u64;
             match row.get::<i64, _>(0) {
                 NEVER => counts.never_fetched = n,
                 RETRY => counts.retry = n,
                 STALE => counts.stale = n,
-                FRESH => counts.skipped_fresh = n,
-                NOT_DUE => counts.failed_not_due = n,
                 _ => {}
             }
         }
+        counts.skipped_fresh = (staged as u64).saturating_sub(counts.due() + counts.failed_not_due);
         Ok(counts)
     }
 
