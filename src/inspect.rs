@@ -64,7 +64,7 @@ async fn failure_lines(conn: &mut SqliteConnection) -> Result<String, StoreError
 async fn run_lines(conn: &mut SqliteConnection) -> Result<String, StoreError> {
     let rows = sqlx::query(
         "SELECT id, started_at, COALESCE(finished_at, '-'), COALESCE(outcome, 'crashed or running'),
-                planned, enriched, failed, requests, http_429, options
+                planned, enriched, failed, requests, http_429, options, summary
          FROM runs ORDER BY id DESC LIMIT 5",
     )
     .fetch_all(&mut *conn)
@@ -88,23 +88,28 @@ async fn run_lines(conn: &mut SqliteConnection) -> Result<String, StoreError> {
         ));
     }
     let last = &rows[0];
-    let remaining = last.get::<i64, _>(4) - last.get::<i64, _>(5) - last.get::<i64, _>(6);
-    let rate = last
-        .get::<Option<String>, _>(9)
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .map(|s| pool_rate(&s))
-        .unwrap_or(0.0);
+    let processed = last.get::<i64, _>(5) + last.get::<i64, _>(6);
+    let remaining = last.get::<i64, _>(4) - processed;
+    let json = |i: usize| {
+        last.get::<Option<String>, _>(i)
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .unwrap_or_default()
+    };
+    let rate = pool_rate(&json(9));
+    // Never-fetched keys are fetched first, so those left are the plan's minus what was done.
+    let never_fetched = json(10)["plan"]["never_fetched"].as_i64().unwrap_or(0);
+    let never_left = (never_fetched - processed).max(0);
     if remaining > 0 {
         let eta = if rate > 0.0 {
             format!(
-                ", about {} of calls at the last run's pool rate ({rate:.1}/s)",
+                "; about {} of calls at the last run's pool rate ({rate:.1}/s)",
                 format_duration(Duration::from_secs_f64(remaining as f64 / rate))
             )
         } else {
             String::new()
         };
         out.push_str(&format!(
-            "remaining: {remaining} due keys were not reached by the last run{eta}\n"
+            "remaining: {remaining} due keys were not reached by the last run ({never_left} never fetched){eta}\n"
         ));
     } else {
         out.push_str("remaining: the last run reached every due key\n");

@@ -118,10 +118,10 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
     let instances_rate = config.instances.len() as f64 * config.fetch.rps_per_instance;
-    eprintln_unless(
-        config.quiet,
-        &plan_line(&counts, &plan, instances_rate, config.fetch.max_calls),
-    );
+    let plan_line = plan_line(&counts, &plan, instances_rate, config.fetch.max_calls);
+    if !config.dry_run {
+        tracing::info!("{plan_line}");
+    }
 
     let stats = Arc::new(Stats::default());
     let outcome = if config.dry_run {
@@ -136,6 +136,7 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     counts.retries = Stats::get(&stats.retries);
     let mut report = Report {
         outcome,
+        plan_line,
         plan,
         counts,
         failed_by_reason: stats.failed_by_reason(),
@@ -165,12 +166,6 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
     }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-fn eprintln_unless(quiet: bool, line: &str) {
-    if !quiet {
-        eprintln!("{line}");
-    }
 }
 
 /// Checks the output location before any call is made.

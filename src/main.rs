@@ -58,7 +58,7 @@ fn init_logging(cli: &Cli) {
 }
 
 async fn run(cli: Cli) -> i32 {
-    let quiet = cli.quiet;
+    let (quiet, log_format) = (cli.quiet, cli.log_format);
     match cli.command {
         Command::Enrich(args) => {
             let summary_json = args.summary_json.clone();
@@ -71,7 +71,13 @@ async fn run(cli: Cli) -> i32 {
             ignore_file_size_signal();
             match job::enrich(config, stop).await {
                 Ok(report) => {
-                    eprintln!("{}", redact::mask(&report.summary()));
+                    let summary = match log_format {
+                        LogFormat::Plain => report.summary(),
+                        LogFormat::Json => {
+                            serde_json::json!({ "summary": report.to_json() }).to_string()
+                        }
+                    };
+                    eprintln!("{}", redact::mask(&summary));
                     if let Some(path) = summary_json {
                         let text =
                             serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();

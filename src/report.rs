@@ -77,6 +77,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub outcome: Outcome,
+    /// The plan line that opened the run.
+    pub plan_line: String,
     pub plan: PlanCounts,
     pub counts: RunCounts,
     pub failed_by_reason: BTreeMap<String, u64>,
@@ -96,8 +98,11 @@ impl Report {
         }
     }
 
-    /// The summary printed on stderr at the end.
+    /// The summary printed on stderr at the end (for a dry run: the plan).
     pub fn summary(&self) -> String {
+        if self.outcome == Outcome::DryRun {
+            return format!("{}\ndry run: no call was made", self.plan_line);
+        }
         let c = &self.counts;
         let mut out = format!(
             "summary: {} enriched, {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests, {} 429s, {} retries, elapsed {}",
@@ -123,6 +128,7 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "outcome": self.outcome.label(),
+            "plan_line": self.plan_line,
             "exit_code": self.exit_code(),
             "stopped_because": self.outcome.explanation(),
             "plan": self.plan,
@@ -150,6 +156,7 @@ mod tests {
     fn report(outcome: Outcome, failed: u64) -> Report {
         Report {
             outcome,
+            plan_line: String::new(),
             plan: PlanCounts::default(),
             counts: RunCounts {
                 failed,

@@ -142,9 +142,15 @@ pub struct SandboxStats {
     pub http_429: AtomicU64,
     attempts_per_chat: Mutex<HashMap<String, u32>>,
     answers_per_chat: Mutex<HashMap<String, u32>>,
+    arrivals: Mutex<Vec<String>>,
 }
 
 impl SandboxStats {
+    /// The chat ids of getContactInfo calls, in order of arrival.
+    pub fn arrivals(&self) -> Vec<String> {
+        lock(&self.arrivals).clone()
+    }
+
     /// How many 200 answers each chat id got.
     pub fn answers_per_chat(&self) -> HashMap<String, u32> {
         lock(&self.answers_per_chat).clone()
@@ -383,6 +389,7 @@ fn contact_info(
     if let Err(details) = check_chat_id(&chat_id, route.messenger) {
         return validation_failed(details);
     }
+    lock(&stats.arrivals).push(chat_id.clone());
     let attempt = {
         let mut attempts = lock(&stats.attempts_per_chat);
         let n = attempts.entry(chat_id.clone()).or_default();

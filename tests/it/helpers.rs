@@ -140,6 +140,11 @@ pub fn phones_csv(n: usize) -> String {
     csv
 }
 
+/// The chat id `phones_csv` gives for row `i`.
+pub fn phone_chat_id(i: usize) -> String {
+    format!("7900{:03}{:04}@c.us", 100 + i / 9000, 1000 + i % 9000)
+}
+
 pub async fn connect(db: &Path) -> sqlx::SqliteConnection {
     sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)

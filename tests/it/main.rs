@@ -6,5 +6,6 @@ mod crash;
 mod enrich;
 mod faults;
 mod helpers;
+mod refresh;
 mod secrets;
 mod stops;
