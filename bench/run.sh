@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# greenrich benchmarks: starts the sandbox, runs the job in release mode, prints one table.
-# Usage: bench/run.sh [scenario...]   (default: all). Figures are ratios or throughputs measured
-# inside one run, so a busy machine skews them less. Not a test: CI does not run it.
+# greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
+#
+#   bench/run.sh                 # every scenario (about 6 minutes)
+#   bench/run.sh pacing plan     # some of them: pacing overhead memory plan writes
+#
+# Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
+# less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries)
+# and GNU time (/usr/bin/time, Debian package `time`) for peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -10,11 +15,16 @@ OUT=bench/out
 mkdir -p "$OUT"
 PORT=${BENCH_PORT:-18181}
 SANDBOX_PID=
+ROWS=()
 
-stop_sandbox() { if [ -n "$SANDBOX_PID" ]; then kill "$SANDBOX_PID" 2>/dev/null || true; wait "$SANDBOX_PID" 2>/dev/null || true; fi; SANDBOX_PID=; }
+stop_sandbox() {
+  if [ -n "$SANDBOX_PID" ]; then kill "$SANDBOX_PID" 2>/dev/null || true; wait "$SANDBOX_PID" 2>/dev/null || true; fi
+  SANDBOX_PID=
+}
 trap stop_sandbox EXIT
 
-# start_sandbox INSTANCES SANDBOX-FLAGS...
+# start_sandbox INSTANCES SANDBOX-FLAGS...: a sandbox with INSTANCES authorized instances, and the
+# matching GREEN_API_* variables.
 start_sandbox() {
   local n=$1; shift
   stop_sandbox
@@ -26,41 +36,97 @@ start_sandbox() {
   export GREEN_API_INSTANCES
 }
 
-# phones N FILE: N distinct valid Russian mobile numbers in a CSV.
+# phones N FILE: N distinct valid Russian mobile numbers in a CSV (cached).
 phones() {
+  [ -s "$2" ] && [ "$(wc -l <"$2")" -eq $(($1 + 1)) ] && return
   awk -v n="$1" 'BEGIN { print "phone,name"; for (i = 0; i < n; i++) printf "+7 9%02d %03d %04d,Person %d\n", 1 + int(i / 9999000), int(i / 9999) % 1000, 1 + i % 9999, i }' > "$2"
 }
 
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+# json FILE EXPR: a Python expression over the JSON summary `d`.
+json() { python3 -c "import json; d=json.load(open('$1')); print($2)"; }
 
-ROWS=()
-row() { ROWS+=("$(printf '| %-44s | %-28s | %-12s | %s |' "$1" "$2" "$3" "$4")"); }
+# peak_rss FILE: GNU time's peak RSS in MB.
+peak_rss() { awk '/Maximum resident/ {printf "%.1f", $6/1024}' "$1"; }
 
-# Pacing: N instances at 10 rps, 100-200 ms latency with ±10% jitter, strict sandbox limit.
-pacing() {
+row() { ROWS+=("$(printf '| %s | %s | %s | %s |' "$1" "$2" "$3" "$4")"); }
+
+# Pacing utilisation: N instances at 10 rps, 100-200 ms latency with ±10% jitter, the sandbox
+# refusing any call sooner than 100 ms after the last accepted one of the same instance.
+pacing_run() {
   local n=$1 contacts=$2
   start_sandbox "$n" --rps 10 --latency-ms 100-200 --jitter 0.1
-  phones "$contacts" "$OUT/pacing.csv"
-  rm -f "$OUT/pacing.db"*
-  "$BIN" enrich --input "$OUT/pacing.csv" --output "$OUT/pacing.db" --rps-per-instance 10 \
+  phones "$contacts" "$OUT/pacing-$contacts.csv"
+  rm -f "$OUT"/pacing.db*
+  "$BIN" enrich --input "$OUT/pacing-$contacts.csv" --output "$OUT/pacing.db" --rps-per-instance 10 ${PACING_FLAGS:-} \
     --quiet --summary-json "$OUT/pacing.json" || true
-  local wall util r429
-  wall=$(json "$OUT/pacing.json" "round(d['elapsed_seconds'],2)")
-  util=$(json "$OUT/pacing.json" "round(d['counts']['enriched']/($n*10)/d['elapsed_seconds'],3)")
-  r429=$(json "$OUT/pacing.json" "round(100*d['counts']['http_429']/max(1,d['counts']['requests']),2)")
-  row "pacing: $contacts contacts, $n inst x 10 rps" "utilisation $util" "${wall}s" "429s ${r429}% (goal: util >= 0.95, 429s <= 0.5%)"
+  local util r429 wall
+  wall=$(json "$OUT/pacing.json" "round(d['elapsed_seconds'], 2)")
+  util=$(json "$OUT/pacing.json" "round(d['counts']['enriched'] / ($n * 10) / d['elapsed_seconds'], 3)")
+  r429=$(json "$OUT/pacing.json" "round(100 * d['counts']['http_429'] / max(1, d['counts']['requests']), 2)")
+  row "pacing: $contacts contacts, $n × 10 rps, 100–200 ms" "utilisation **$util**, 429s $r429%" "${wall} s" "≥ 0.95 and ≤ 0.5%"
+}
+scenario_pacing() { pacing_run 1 300; pacing_run 4 1200; pacing_run 50 15000; }
+
+# enrich_unlimited N: N contacts from CSV into SQLite, sandbox with no limit and no latency.
+enrich_unlimited() {
+  local contacts=$1
+  start_sandbox 4 --rps 0
+  phones "$contacts" "$OUT/in-$contacts.csv"
+  rm -f "$OUT"/unlimited-$contacts.db*
+  /usr/bin/time -v -o "$OUT/time-$contacts.txt" "$BIN" enrich --input "$OUT/in-$contacts.csv" \
+    --output "$OUT/unlimited-$contacts.db" --rps-per-instance 0 --quiet --summary-json "$OUT/unlimited-$contacts.json"
 }
 
-scenario_pool() { pacing 4 400; }
-scenario_pacing() { pacing 1 100; pacing 4 400; pacing 50 5000; }
+scenario_overhead() {
+  enrich_unlimited 100000
+  local rate wall
+  rate=$(json "$OUT/unlimited-100000.json" "round(d['counts']['enriched'] / d['elapsed_seconds'])")
+  wall=$(json "$OUT/unlimited-100000.json" "round(d['elapsed_seconds'], 2)")
+  row "overhead: 100,000 contacts, CSV → SQLite, no limit" "**$rate contacts/s** end to end" "${wall} s" "≥ 10,000/s"
+}
+
+scenario_memory() {
+  [ -s "$OUT/time-100000.txt" ] || enrich_unlimited 100000
+  enrich_unlimited 1000000
+  local small big wall rate
+  small=$(peak_rss "$OUT/time-100000.txt")
+  big=$(peak_rss "$OUT/time-1000000.txt")
+  wall=$(json "$OUT/unlimited-1000000.json" "round(d['elapsed_seconds'], 2)")
+  rate=$(json "$OUT/unlimited-1000000.json" "round(d['counts']['enriched'] / d['elapsed_seconds'])")
+  row "memory: peak RSS, 100,000 vs 1,000,000 rows" "**$small MB** vs **$big MB**" "${wall} s" "≤ 64 MB, flat ($rate contacts/s at 1M)"
+}
+
+# Planning: --dry-run over 1,000,000 rows against the store of the memory scenario (1,000,000
+# contacts), with --max-age 0s so every key is stale: the whole input is joined and sorted.
+scenario_plan() {
+  [ -s "$OUT/unlimited-1000000.db" ] || enrich_unlimited 1000000
+  stop_sandbox
+  local start end
+  start=$(date +%s.%N)
+  "$BIN" enrich --input "$OUT/in-1000000.csv" --output "$OUT/unlimited-1000000.db" --dry-run --max-age 0s --quiet 2>"$OUT/plan.txt"
+  end=$(date +%s.%N)
+  local wall
+  wall=$(python3 -c "print(round($end - $start, 2))")
+  row "planning: dry run, 1,000,000 rows vs 1,000,000 contacts" "**$wall s**" "${wall} s" "≤ 5 s ($(grep -o '[0-9]* due' "$OUT/plan.txt"))"
+}
+
+scenario_writes() {
+  local line
+  line=$(cargo bench --quiet --bench store 2>/dev/null | grep '^writes:')
+  local rate secs
+  rate=$(echo "$line" | grep -o '= [0-9]* rows/s' | tr -dc 0-9)
+  secs=$(echo "$line" | grep -o 'in [0-9.]* s' | tr -dc 0-9.)
+  row "writes: 1,000,000 contacts + 2,000,000 products, store only" "**$rate rows/s**" "${secs} s" "> 50,000 rows/s"
+}
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pacing)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pacing overhead memory plan writes)
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
 stop_sandbox
 
 echo
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-printf '| %-44s | %-28s | %-12s | %s |\n' scenario figure wall notes
-printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..30})" "$(printf -- '-%.0s' {1..14})" "------"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)"
+echo
+echo "| scenario | figure | wall | goal |"
+echo "|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"

@@ -27,7 +27,8 @@ CREATE TABLE contacts (
     raw_json           TEXT NOT NULL,
     fetched_at         TEXT NOT NULL
 );
-CREATE INDEX contacts_by_fetched_at ON contacts (fetched_at);
+-- Walked in order by the planner to queue the stalest contacts first, without a sort.
+CREATE INDEX contacts_by_freshness ON contacts (fetched_at, chat_id);
 
 CREATE TABLE products (
     chat_id           TEXT NOT NULL REFERENCES contacts (chat_id) ON DELETE CASCADE,

@@ -412,7 +412,6 @@ async fn fetch_and_store(
         Ok(writer) => writer,
         Err(e) => return Outcome::Partial(StopReason::Store(e.to_string())),
     };
-    Stats::add(&stats.total, plan.due());
     let progress = Progress::start(
         stats.clone(),
         plan.due(),

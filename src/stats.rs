@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Stats {
-    pub total: AtomicU64,
     pub enriched: AtomicU64,
     pub failed: AtomicU64,
     pub requests: AtomicU64,

@@ -396,8 +396,17 @@ fn contact_info(
         *n += 1;
         *n
     };
-    if let Some(quota) = state.config.quota {
-        if stats.contact_answers.load(Relaxed) >= quota {
+    let reply = match fault_for(&state.config, &chat_id, attempt) {
+        Some(fault) => faulty_reply(fault, &chat_id, route.messenger, attempt),
+        None => Reply::Json(200, data::contact(&chat_id, route.messenger).to_string()),
+    };
+    if matches!(reply, Reply::Json(200, _)) {
+        // Counting and checking the quota in one step, so concurrent calls cannot overshoot it.
+        let quota = state.config.quota.unwrap_or(u64::MAX);
+        let counted = stats
+            .contact_answers
+            .fetch_update(Relaxed, Relaxed, |n| (n < quota).then_some(n + 1));
+        if counted.is_err() {
             return Reply::Json(
                 466,
                 json!({"invokeStatus": {"method": "getContactInfo", "used": quota, "total": quota,
@@ -405,13 +414,6 @@ fn contact_info(
                 .to_string(),
             );
         }
-    }
-    let reply = match fault_for(&state.config, &chat_id, attempt) {
-        Some(fault) => faulty_reply(fault, &chat_id, route.messenger, attempt),
-        None => Reply::Json(200, data::contact(&chat_id, route.messenger).to_string()),
-    };
-    if matches!(reply, Reply::Json(200, _)) {
-        stats.contact_answers.fetch_add(1, Relaxed);
         *lock(&stats.answers_per_chat).entry(chat_id).or_default() += 1;
     }
     reply

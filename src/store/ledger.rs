@@ -1,7 +1,5 @@
 //! The run ledger: one `runs` row per run, opened at the start and closed with its outcome.
 
-use sqlx::Row;
-
 use super::{Store, StoreError};
 
 /// The counts a run ends with.
@@ -77,18 +75,5 @@ impl Store {
         .execute(&mut conn)
         .await?;
         Ok(())
-    }
-
-    /// How many rows each table holds (for the demo and tests).
-    pub async fn table_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut conn = self.connect().await?;
-        let mut out = Vec::new();
-        for table in super::OUR_TABLES {
-            let row = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(&mut conn)
-                .await?;
-            out.push((table.to_string(), row.get::<i64, _>(0)));
-        }
-        Ok(out)
     }
 }

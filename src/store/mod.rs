@@ -36,7 +36,6 @@ pub enum StoreError {
 
 /// An open store; holds the run lock for as long as it lives.
 pub struct Store {
-    path: PathBuf,
     options: SqliteConnectOptions,
     _lock: File,
 }
@@ -73,14 +72,9 @@ impl Store {
             })?;
         conn.close().await?;
         Ok(Store {
-            path: path.to_path_buf(),
             options,
             _lock: lock,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub(crate) async fn connect(&self) -> Result<SqliteConnection, StoreError> {

@@ -65,10 +65,10 @@ pub struct DueKey {
     pub phone: Option<String>,
 }
 
-// The classes of a due key, in priority order (3 is fresh and 4 failed but not due: not queued).
-const NEVER: i64 = 0;
-const RETRY: i64 = 1;
-const STALE: i64 = 2;
+/// When a failed key is due again: always with --only-failed (?1); a transient failure when its
+/// retry time (?2, now) has come; a permanent one once --retry-failed-after has passed (?3).
+const FAILURE_IS_DUE: &str = "?1 OR (f.permanent = 0 AND f.next_due_at <= ?2) \
+                              OR (f.permanent = 1 AND f.last_attempt_at <= ?3)";
 
 pub struct Planner {
     conn: SqliteConnection,
@@ -83,21 +83,19 @@ impl Planner {
         Ok(Planner { conn })
     }
 
-    /// Adds valid keys; a key staged twice is kept once, with its first line.
+    /// Adds valid keys; a key staged twice is kept once, with its first line (batches arrive in
+    /// input order).
     pub async fn stage(&mut self, keys: &[InputKey]) -> Result<(), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO temp.input (chat_id, phone, line) ");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO temp.input (chat_id, phone, line) ",
+            );
             q.push_values(chunk, |mut row, key| {
                 row.push_bind(&key.chat_id)
                     .push_bind(&key.phone)
                     .push_bind(key.line as i64);
             });
-            q.push(
-                " ON CONFLICT (chat_id) DO UPDATE SET line = excluded.line, phone = excluded.phone \
-                 WHERE excluded.line < input.line",
-            );
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -150,56 +148,60 @@ impl Planner {
         Ok(())
     }
 
-    /// Classifies every staged key against the store and queues the due ones in priority order:
-    /// never fetched (in input order), then failed and due again, then the stalest first.
+    /// Queues the due keys in priority order: never fetched (in input order), then failed keys
+    /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
+    /// walking the freshness index, so no sort is needed however big the store is).
     pub async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         sqlx::query("DROP TABLE IF EXISTS temp.queue")
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "CREATE TEMP TABLE queue (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT, \
-             class INTEGER NOT NULL)",
+            "CREATE TEMP TABLE queue (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
         )
         .execute(&mut *tx)
         .await?;
-        // One pass: join each staged key with its contact and failure rows, keep the due ones,
-        // and sort them once into the queue.
-        sqlx::query(
-            "INSERT INTO temp.queue (chat_id, phone, class)
-             SELECT chat_id, phone, class FROM (
-               SELECT i.chat_id, i.phone, i.line, c.fetched_at,
-                 CASE
-                   WHEN f.key IS NOT NULL THEN
-                     CASE WHEN ?1 OR (f.permanent = 0 AND f.next_due_at <= ?2)
-                               OR (f.permanent = 1 AND f.last_attempt_at <= ?3)
-                          THEN 1 ELSE 4 END
-                   WHEN ?1 THEN 3
-                   WHEN c.chat_id IS NULL THEN 0
-                   WHEN c.fetched_at < ?4 THEN 2
-                   ELSE 3
-                 END AS class
-               FROM temp.input i
-               LEFT JOIN contacts c ON c.chat_id = i.chat_id
-               LEFT JOIN failures f ON f.key = i.chat_id)
-             WHERE class < 3
-             ORDER BY class, fetched_at, line",
+        let never_fetched = sqlx::query(
+            "INSERT INTO temp.queue (chat_id, phone)
+             SELECT i.chat_id, i.phone FROM temp.input i
+             WHERE NOT ?1
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.chat_id = i.chat_id)
+               AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = i.chat_id)
+             ORDER BY i.line",
         )
+        .bind(policy.only_failed)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let retry = sqlx::query(&format!(
+            "INSERT INTO temp.queue (chat_id, phone)
+             SELECT i.chat_id, i.phone FROM failures f JOIN temp.input i ON i.chat_id = f.key
+             WHERE {FAILURE_IS_DUE}
+             ORDER BY f.last_attempt_at, i.line"
+        ))
         .bind(policy.only_failed)
         .bind(&policy.now)
         .bind(&policy.permanent_retry_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let stale = sqlx::query(
+            "INSERT INTO temp.queue (chat_id, phone)
+             SELECT c.chat_id, i.phone FROM contacts c JOIN temp.input i ON i.chat_id = c.chat_id
+             WHERE NOT ?1 AND c.fetched_at < ?2
+               AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = c.chat_id)
+             ORDER BY c.fetched_at",
+        )
+        .bind(policy.only_failed)
         .bind(&policy.fresh_from)
         .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query("SELECT class, COUNT(*) FROM temp.queue GROUP BY class")
-            .fetch_all(&mut *tx)
-            .await?;
+        .await?
+        .rows_affected();
         // Failed keys that are not due yet (the failures table is small next to the input).
-        let failed_not_due: i64 = sqlx::query_scalar(
+        let failed_not_due: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM failures f JOIN temp.input i ON i.chat_id = f.key
-             WHERE NOT (?1 OR (f.permanent = 0 AND f.next_due_at <= ?2)
-                           OR (f.permanent = 1 AND f.last_attempt_at <= ?3))",
-        )
+             WHERE NOT ({FAILURE_IS_DUE})"
+        ))
         .bind(policy.only_failed)
         .bind(&policy.now)
         .bind(&policy.permanent_retry_before)
@@ -210,18 +212,13 @@ impl Planner {
             .await?;
         tx.commit().await?;
         let mut counts = PlanCounts {
+            never_fetched,
+            retry,
+            stale,
             failed_not_due: failed_not_due as u64,
-            ..PlanCounts::default()
+            skipped_fresh: 0,
         };
-        for row in rows {
-            let n = row.get::<i64, _>(1) as u64;
-            match row.get::<i64, _>(0) {
-                NEVER => counts.never_fetched = n,
-                RETRY => counts.retry = n,
-                STALE => counts.stale = n,
-                _ => {}
-            }
-        }
+        // With --only-failed, keys without a failure row are neither due nor fresh: skipped all the same.
         counts.skipped_fresh = (staged as u64).saturating_sub(counts.due() + counts.failed_not_due);
         Ok(counts)
     }
