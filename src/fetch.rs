@@ -256,7 +256,7 @@ pub async fn run(
 /// Requests in flight per instance: enough to keep the pace through slow answers.
 fn in_flight_limit(rps: f64) -> usize {
     if rps <= 0.0 {
-        64
+        32
     } else {
         ((rps * 4.0).ceil() as usize).clamp(4, 256)
     }
@@ -294,8 +294,12 @@ async fn dispatch(shared: Arc<Shared>, member: Arc<Member>) {
         }
         let (shared, member) = (shared.clone(), member.clone());
         requests.spawn(async move {
-            attempt(&shared, &member, job).await;
+            let retry = attempt(&shared, &member, job).await;
+            // The backoff does not hold the instance's in-flight slot.
             drop(permit);
+            if let Some(retry) = retry {
+                requeue_after(&shared, retry).await;
+            }
         });
         // Reap finished requests so the set does not grow.
         while requests.try_join_next().is_some() {}
@@ -323,7 +327,14 @@ async fn wait_while_starting(member: &Member) {
     }
 }
 
-async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
+/// A key to try again after `wait`.
+struct Retry {
+    job: Job,
+    wait: Duration,
+}
+
+/// One call for `job` on `member`, and what it means for the key and the instance.
+async fn attempt(shared: &Shared, member: &Member, mut job: Job) -> Option<Retry> {
     shared.stats.count_call(&member.instance.id);
     let answer = shared
         .client
@@ -341,11 +352,14 @@ async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
                 &answer.body,
                 now,
             ) {
-                Ok(enriched) => settle(shared, KeyOutcome::Enriched(Box::new(enriched))).await,
+                Ok(enriched) => {
+                    settle(shared, KeyOutcome::Enriched(Box::new(enriched))).await;
+                    None
+                }
                 Err(_) => {
                     let problem =
                         Problem::new("bad_body", Some(200), "the answer is not a JSON object");
-                    retry_or_fail(shared, job, problem).await;
+                    retry_or_fail(shared, job, problem).await
                 }
             }
         }
@@ -354,51 +368,66 @@ async fn attempt(shared: &Shared, member: &Member, mut job: Job) {
                 Stats::add(&shared.stats.http_429, 1);
                 member.pacer.slow_down();
             }
-            retry_or_fail(shared, job, problem).await;
+            retry_or_fail(shared, job, problem).await
         }
         Verdict::KeyRejected(problem) => {
             let failed = failed_key(shared, &job, &problem, true);
             settle(shared, failed).await;
+            None
         }
+        // The instance's fault, not the key's: the key goes back to the queue for another try.
         Verdict::InstanceStarting(problem) => {
             job.attempts -= 1;
             if !mark_starting(shared, member) {
                 remove_member(shared, member, &problem);
             }
             shared.queue.requeue(job).await;
+            None
         }
-        Verdict::InstanceUnusable(problem) => {
+        Verdict::InstanceUnusable(problem) | Verdict::QuotaExhausted(problem) => {
             job.attempts -= 1;
             remove_member(shared, member, &problem);
             shared.queue.requeue(job).await;
-        }
-        Verdict::QuotaExhausted(problem) => {
-            job.attempts -= 1;
-            remove_member(shared, member, &problem);
-            shared.queue.requeue(job).await;
+            None
         }
     }
 }
 
-async fn retry_or_fail(shared: &Shared, job: Job, problem: Problem) {
+/// A failed attempt: a failure row once the attempts run out, else a retry after a backoff.
+async fn retry_or_fail(shared: &Shared, job: Job, problem: Problem) -> Option<Retry> {
     if job.attempts >= shared.settings.max_attempts {
         let failed = failed_key(shared, &job, &problem, false);
         settle(shared, failed).await;
-        return;
+        return None;
     }
     Stats::add(&shared.stats.retries, 1);
-    let wait = backoff(&shared.settings, job.attempts, problem.retry_after);
+    // A 429 means the spacing was too tight, and the pacer now spaces wider: the key may go
+    // back to the queue after about one interval, not after the long backoff of a server error.
+    let base = match (problem.status, shared.settings.rps_per_instance) {
+        (Some(429), rps) if rps > 0.0 => Duration::from_secs_f64(1.0 / rps),
+        _ => shared.settings.backoff_base,
+    };
+    let wait = backoff(&shared.settings, base, job.attempts, problem.retry_after);
     tracing::debug!(chat_id = %job.chat_id, attempt = job.attempts, ?wait, "retrying: {}", problem.message);
+    Some(Retry { job, wait })
+}
+
+/// Puts a key back into the queue after its backoff (unless the run stops first).
+async fn requeue_after(shared: &Shared, retry: Retry) {
     tokio::select! {
-        _ = tokio::time::sleep(wait) => shared.queue.requeue(job).await,
+        _ = tokio::time::sleep(retry.wait) => shared.queue.requeue(retry.job).await,
         _ = shared.stop.stopped() => shared.queue.settle(),
     }
 }
 
-/// Exponential backoff with jitter; a `Retry-After` is a floor, capped.
-pub fn backoff(settings: &Settings, attempts: u32, retry_after: Option<Duration>) -> Duration {
-    let exp = settings
-        .backoff_base
+/// Exponential backoff from `base` with jitter; a `Retry-After` is a floor, capped.
+pub fn backoff(
+    settings: &Settings,
+    base: Duration,
+    attempts: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base
         .saturating_mul(1 << attempts.saturating_sub(1).min(16))
         .min(settings.backoff_cap);
     let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
@@ -497,15 +526,16 @@ mod tests {
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
         let s = settings();
+        let backoff = |attempts, retry_after| backoff(&s, s.backoff_base, attempts, retry_after);
         for _ in 0..50 {
-            let first = backoff(&s, 1, None);
+            let first = backoff(1, None);
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let third = backoff(&s, 3, None);
+            let third = backoff(3, None);
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-            assert!(backoff(&s, 30, None) <= Duration::from_secs(1));
-            assert!(backoff(&s, 1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+            assert!(backoff(30, None) <= Duration::from_secs(1));
+            assert!(backoff(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
             assert_eq!(
-                backoff(&s, 1, Some(Duration::from_secs(60))),
+                backoff(1, Some(Duration::from_secs(60))),
                 Duration::from_secs(5)
             );
         }
@@ -515,6 +545,6 @@ mod tests {
     fn in_flight_limit_scales_with_rate() {
         assert_eq!(in_flight_limit(1.0), 4);
         assert_eq!(in_flight_limit(10.0), 40);
-        assert_eq!(in_flight_limit(0.0), 64);
+        assert_eq!(in_flight_limit(0.0), 32);
     }
 }

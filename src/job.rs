@@ -425,9 +425,9 @@ async fn fetch_and_store(
             stop.trigger(StopReason::Deadline);
         })
     });
-    let queue = Queue::new(1024);
+    let queue = Queue::new(256);
     let feeder = tokio::spawn(feed(planner, queue.clone(), stop.clone()));
-    let (outcome_tx, outcome_rx) = mpsc::channel(4096);
+    let (outcome_tx, outcome_rx) = mpsc::channel(512);
     let writing = tokio::spawn(write_outcomes(
         writer,
         outcome_rx,
@@ -486,7 +486,7 @@ async fn write_outcomes(
     stats: Arc<Stats>,
     stop: Stop,
 ) -> Result<(), StoreError> {
-    const MAX_BATCH: usize = 2000;
+    const MAX_BATCH: usize = 500;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut error = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
