@@ -442,6 +442,7 @@ fn failed_key(shared: &Shared, job: &Job, problem: &Problem, permanent: bool) ->
         + chrono::Duration::from_std(shared.settings.transient_retry_after).unwrap_or_default();
     KeyOutcome::Failed(FailedKey {
         key: job.chat_id.clone(),
+        input_value: None,
         reason: problem.reason,
         message: crate::redact::mask(&problem.message).into_owned(),
         http_status: problem.status,

@@ -17,8 +17,8 @@ use crate::report::{Outcome, Report};
 use crate::source::{self, Record, Source};
 use crate::stats::Stats;
 use crate::store::ledger::RunCounts;
-use crate::store::plan::{InputKey, InvalidValue, PlanCounts, Planner, Policy};
-use crate::store::writer::{KeyOutcome, Writer};
+use crate::store::plan::{InputKey, PlanCounts, Planner, Policy};
+use crate::store::writer::{FailedKey, KeyOutcome, Writer};
 use crate::store::{Store, StoreError};
 
 /// Where the results go.
@@ -227,10 +227,12 @@ async fn stage_input(
     let reader = tokio::spawn(opened.stream(records_tx));
     let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
     let (messenger, country) = (config.messenger, config.default_country);
+    // Invalid values are permanent failures: due again after --retry-failed-after.
+    let retry_at = format_time(Utc::now() + chrono_duration(config.retry_failed_after));
     let normaliser = tokio::task::spawn_blocking(move || {
         while let Some(records) = records_rx.blocking_recv() {
             if batches_tx
-                .blocking_send(normalise_batch(records, messenger, country))
+                .blocking_send(normalise_batch(records, messenger, country, &retry_at))
                 .is_err()
             {
                 break;
@@ -240,7 +242,6 @@ async fn stage_input(
     let mut counts = RunCounts::default();
     let mut valid = 0;
     let now = format_time(Utc::now());
-    let permanent_due = format_time(Utc::now() + chrono_duration(config.retry_failed_after));
     let source_name = config.source.describe();
     while let Some(batch) = batches_rx.recv().await {
         counts.input_rows += batch.rows;
@@ -249,12 +250,7 @@ async fn stage_input(
         planner.stage(&batch.valid).await?;
         if !config.dry_run && !batch.invalid.is_empty() {
             planner
-                .record_invalid(
-                    &batch.invalid,
-                    config.messenger.as_str(),
-                    &now,
-                    &permanent_due,
-                )
+                .record_invalid(&batch.invalid, config.messenger.as_str(), &now)
                 .await?;
         }
     }
@@ -274,14 +270,25 @@ async fn stage_input(
 struct NormalisedBatch {
     rows: u64,
     valid: Vec<InputKey>,
-    invalid: Vec<InvalidValue>,
+    invalid: Vec<FailedKey>,
 }
 
 fn normalise_batch(
     records: Vec<Record>,
     messenger: Messenger,
     country: Option<DefaultCountry>,
+    retry_at: &str,
 ) -> NormalisedBatch {
+    let invalid = |key: String, input_value: String, reason, message| FailedKey {
+        key,
+        input_value: Some(input_value),
+        reason,
+        message,
+        http_status: None,
+        attempts: 0,
+        permanent: true,
+        next_due_at: retry_at.to_string(),
+    };
     let mut batch = NormalisedBatch {
         rows: records.len() as u64,
         valid: Vec::with_capacity(records.len()),
@@ -302,22 +309,16 @@ fn normalise_batch(
                     } else {
                         cut(trimmed)
                     };
-                    batch.invalid.push(InvalidValue {
-                        key,
-                        input_value: cut(&value),
-                        reason: chat_id::Invalid::REASON,
-                        message: e.message,
-                    });
+                    let failure = invalid(key, cut(&value), chat_id::Invalid::REASON, e.message);
+                    batch.invalid.push(failure);
                 }
             },
             Record::Unreadable { line, message } => {
                 tracing::warn!("input line {line}: {message}; row skipped");
-                batch.invalid.push(InvalidValue {
-                    key: format!("(unreadable row, line {line})"),
-                    input_value: String::new(),
-                    reason: "unreadable_row",
-                    message,
-                });
+                let key = format!("(unreadable row, line {line})");
+                batch
+                    .invalid
+                    .push(invalid(key, String::new(), "unreadable_row", message));
             }
         }
     }

@@ -6,6 +6,7 @@
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::writer::{upsert_failures, FailedKey};
 use super::{Store, StoreError};
 
 /// Rows per multi-row INSERT statement.
@@ -18,15 +19,6 @@ pub struct InputKey {
     pub phone: Option<String>,
     /// Where it stood in the input: never-fetched keys are fetched in input order.
     pub line: u64,
-}
-
-/// A value from the input that cannot be fetched, with why.
-#[derive(Debug, Clone)]
-pub struct InvalidValue {
-    pub key: String,
-    pub input_value: String,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// Which keys are due.
@@ -113,36 +105,14 @@ impl Planner {
     /// Records values that can never be fetched as permanent failures (no call is made).
     pub async fn record_invalid(
         &mut self,
-        values: &[InvalidValue],
+        values: &[FailedKey],
         messenger: &str,
         now: &str,
-        next_due: &str,
     ) -> Result<(), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
+        let values: Vec<&FailedKey> = values.iter().collect();
         for chunk in values.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO failures (key, messenger, input_value, reason, message, http_status, \
-                 attempts, permanent, first_failed_at, last_attempt_at, next_due_at) ",
-            );
-            q.push_values(chunk, |mut row, v| {
-                row.push_bind(&v.key)
-                    .push_bind(messenger)
-                    .push_bind(&v.input_value)
-                    .push_bind(v.reason)
-                    .push_bind(&v.message)
-                    .push_bind(None::<i64>)
-                    .push_bind(0_i64)
-                    .push_bind(1_i64)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(next_due);
-            });
-            q.push(
-                " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, \
-                 message = excluded.message, input_value = excluded.input_value, \
-                 last_attempt_at = excluded.last_attempt_at, next_due_at = excluded.next_due_at",
-            );
-            q.build().execute(&mut *tx).await?;
+            upsert_failures(&mut tx, chunk, messenger, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -13,6 +13,8 @@ const ROWS_PER_STATEMENT: usize = 100;
 #[derive(Debug, Clone)]
 pub struct FailedKey {
     pub key: String,
+    /// The value as it stood in the input, when it is not the key itself.
+    pub input_value: Option<String>,
     pub reason: &'static str,
     pub message: String,
     pub http_status: Option<u16>,
@@ -163,7 +165,8 @@ async fn insert_products(
     Ok(())
 }
 
-async fn upsert_failures(
+/// Inserts or updates failure rows; attempts add up across runs, the first failure time stays.
+pub(super) async fn upsert_failures(
     conn: &mut SqliteConnection,
     chunk: &[&FailedKey],
     messenger: &str,
@@ -176,7 +179,7 @@ async fn upsert_failures(
     q.push_values(chunk, |mut row, f| {
         row.push_bind(&f.key)
             .push_bind(messenger)
-            .push_bind(&f.key)
+            .push_bind(f.input_value.as_deref().unwrap_or(&f.key))
             .push_bind(f.reason)
             .push_bind(&f.message)
             .push_bind(f.http_status.map(i64::from))
@@ -188,7 +191,8 @@ async fn upsert_failures(
     });
     q.push(
         " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \
-         http_status = excluded.http_status, attempts = failures.attempts + excluded.attempts, \
+         input_value = excluded.input_value, http_status = excluded.http_status, \
+         attempts = failures.attempts + excluded.attempts, \
          permanent = excluded.permanent, last_attempt_at = excluded.last_attempt_at, \
          next_due_at = excluded.next_due_at",
     );

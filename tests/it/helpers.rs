@@ -72,19 +72,13 @@ impl TestEnv {
             .env("GREEN_API_URL", self.sandbox.url())
             .env("GREEN_API_INSTANCES", &self.instances)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-            .await
-            .expect("greenrich did not finish within 120 s")
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        finish(cmd.spawn().unwrap()).await
     }
 
     /// Starts `greenrich` without waiting for it; `shell_prefix` (such as `ulimit -f 256;`) runs
