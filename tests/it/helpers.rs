@@ -102,6 +102,17 @@ impl TestEnv {
 
     /// `enrich` with fast retries, plus `extra` flags.
     pub async fn enrich(&self, input: &str, output: &str, extra: &[&str]) -> Run {
+        self.enrich_with_env(input, output, extra, &[]).await
+    }
+
+    /// `enrich` with fast retries, `extra` flags and environment overrides.
+    pub async fn enrich_with_env(
+        &self,
+        input: &str,
+        output: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let mut args = vec![
             "enrich",
             "--input",
@@ -112,12 +123,12 @@ impl TestEnv {
             "10ms",
             "--timeout",
             "3s",
+            "--rps-per-instance",
+            "0",
         ];
-        if !extra.contains(&"--rps-per-instance") {
-            args.extend(["--rps-per-instance", "0"]);
-        }
+        // Later flags override these.
         args.extend_from_slice(extra);
-        self.run(&args).await
+        self.run_with_env(&args, env).await
     }
 }
 

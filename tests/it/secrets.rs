@@ -47,24 +47,7 @@ async fn token_never_appears_in_logs_errors_rows_or_files() {
         (&["--format", "csv", "--log-format", "json"][..], "trace"),
     ] {
         let run = env
-            .run_with_env(
-                &[
-                    &[
-                        "enrich",
-                        "--input",
-                        "in.csv",
-                        "--output",
-                        "out",
-                        "--backoff-base",
-                        "10ms",
-                        "--rps-per-instance",
-                        "0",
-                    ],
-                    extra,
-                ]
-                .concat(),
-                &[("RUST_LOG", log)],
-            )
+            .enrich_with_env("in.csv", "out", extra, &[("RUST_LOG", log)])
             .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert!(
@@ -82,15 +65,10 @@ async fn token_is_masked_in_network_errors_and_auth_failures() {
     // A wrong token: the API answers 401; nothing may echo the URL.
     let wrong = format!("1101000001:{TOKEN}");
     let run = env
-        .run_with_env(
-            &[
-                "enrich",
-                "--input",
-                "in.csv",
-                "--output",
-                "out.db",
-                "--verbose",
-            ],
+        .enrich_with_env(
+            "in.csv",
+            "out.db",
+            &["--verbose"],
             &[("GREEN_API_INSTANCES", &wrong), ("RUST_LOG", "trace")],
         )
         .await;
@@ -102,13 +80,10 @@ async fn token_is_masked_in_network_errors_and_auth_failures() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let run = env
-        .run_with_env(
+        .enrich_with_env(
+            "in.csv",
+            "out2.db",
             &[
-                "enrich",
-                "--input",
-                "in.csv",
-                "--output",
-                "out2.db",
                 "--no-preflight",
                 "--max-attempts",
                 "2",

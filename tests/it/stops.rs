@@ -45,16 +45,10 @@ async fn quota_466_stops_cleanly_and_the_next_run_resumes() {
     // The quota resets: a new period (a new sandbox) and the same command completes the job.
     let renewed = sandbox::start(fast(), 0).await.unwrap();
     let run = env
-        .run_with_env(
-            &[
-                "enrich",
-                "--input",
-                "in.csv",
-                "--output",
-                "out.db",
-                "--rps-per-instance",
-                "0",
-            ],
+        .enrich_with_env(
+            "in.csv",
+            "out.db",
+            &["--rps-per-instance", "0"],
             &[("GREEN_API_URL", &renewed.url())],
         )
         .await;
@@ -76,15 +70,10 @@ async fn wrong_credentials_stop_the_run_with_code_4() {
         ("999:sandbox-token-999", "403"),
     ] {
         let run = env
-            .run_with_env(
-                &[
-                    "enrich",
-                    "--input",
-                    "in.csv",
-                    "--output",
-                    "out.db",
-                    "--no-preflight",
-                ],
+            .enrich_with_env(
+                "in.csv",
+                "out.db",
+                &["--no-preflight"],
                 &[("GREEN_API_INSTANCES", instances)],
             )
             .await;
@@ -93,15 +82,10 @@ async fn wrong_credentials_stop_the_run_with_code_4() {
     }
     let wrong_url = format!("{}/nothing", env.sandbox.url());
     let run = env
-        .run_with_env(
-            &[
-                "enrich",
-                "--input",
-                "in.csv",
-                "--output",
-                "out.db",
-                "--no-preflight",
-            ],
+        .enrich_with_env(
+            "in.csv",
+            "out.db",
+            &["--no-preflight"],
             &[("GREEN_API_URL", &wrong_url)],
         )
         .await;
@@ -135,13 +119,10 @@ async fn a_failing_pool_member_is_taken_out_and_the_others_carry_on() {
     env.write("in.csv", phones_csv(30).as_bytes());
     let bad_token = "1:sandbox-token-1,2:sandbox-token-2,3:wrong-token-3";
     let run = env
-        .run_with_env(
+        .enrich_with_env(
+            "in.csv",
+            "out.db",
             &[
-                "enrich",
-                "--input",
-                "in.csv",
-                "--output",
-                "out.db",
                 "--no-preflight",
                 // Paced, so every instance gets keys before one drains the queue.
                 "--rps-per-instance",
