@@ -109,7 +109,7 @@ scenario_plan() {
   end=$(date +%s.%N)
   local wall
   wall=$(python3 -c "print(round($end - $start, 2))")
-  row "planning: dry run, 1,000,000 rows vs 1,000,000 contacts" "**$wall s**" "${wall} s" "≤ 5 s ($(grep -o '[0-9]* due (' "$OUT/plan.txt" | head -1 | tr -d '('))"
+  row "planning: dry run, 1,000,000 rows vs 1,000,000 contacts" "**$wall s**" "${wall} s" "≤ 5 s ($(grep -o "[0-9]* due (" "$OUT/plan.txt" | head -1 | tr -d "(" | sed "s/ *$//"))"
 }
 
 scenario_writes() {

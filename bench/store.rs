@@ -12,7 +12,7 @@ use greenrich::store::Store;
 const CONTACTS: usize = 1_000_000;
 const PRODUCTS_PER_CONTACT: usize = 2;
 /// Outcomes per commit: what the job's writer commits at most at once.
-const BATCH: usize = 1_000;
+const BATCH: usize = 500;
 
 fn contact(i: usize) -> KeyOutcome {
     let chat_id = format!("79{:09}@c.us", i);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// How much longer than the limit's interval the pacer waits between calls.
-pub const DEFAULT_MARGIN: f64 = 0.02;
+pub const DEFAULT_MARGIN: f64 = 0.03;
 /// Extra spacing (a fraction of the interval) each 429 adds, and its ceiling.
 const SLOW_STEP: f64 = 0.1;
 const SLOW_MAX: f64 = 1.0;
