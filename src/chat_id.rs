@@ -145,41 +145,52 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
 }
 
 /// Parses and validates a number, returning its international digits. Punctuation is dropped
-/// first. International numbers (`+`, `00`) are taken as they are; bare digits are tried as
-/// international first (CRM exports often drop the `+`), then in the default country's national
-/// format.
+/// first. International numbers (`+`, `00`) are taken as they are. Bare digits are read in the
+/// default country's national format first ("8 495 …" is Moscow, not Vietnam), then as an
+/// international number whose `+` was dropped, as CRM exports often do.
 fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<String, Invalid> {
     let trimmed = number.trim_start();
-    let international = trimmed.starts_with('+') || trimmed.starts_with("00");
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    let digits = if trimmed.starts_with("00") {
-        &digits[2..]
-    } else {
-        &digits[..]
-    };
-    if let Some(valid) = valid_international(digits) {
-        return Ok(valid);
+    if trimmed.starts_with("00") {
+        return international(&digits[2..]).ok_or_else(not_valid);
     }
-    let parsed = if international {
-        phonenumber::parse(None, format!("+{digits}")).ok()
-    } else {
-        let as_international = phonenumber::parse(None, format!("+{digits}"))
+    if trimmed.starts_with('+') {
+        return international(&digits).ok_or_else(not_valid);
+    }
+    if let Some(country) = default_country {
+        // Digits that start with the country's own code read the same either way: fast path.
+        let own_code = phonenumber::metadata::DATABASE
+            .by_id(country.0.as_ref())
+            .map(|meta| meta.country_code().to_string());
+        if let Some(valid) = own_code
+            .filter(|code| digits.starts_with(code.as_str()))
+            .and_then(|_| valid_international(&digits))
+        {
+            return Ok(valid);
+        }
+        let national = phonenumber::parse(Some(country.0), &digits)
             .ok()
             .filter(is_valid);
-        match (as_international, default_country) {
-            (Some(parsed), _) => Some(parsed),
-            (None, Some(country)) => phonenumber::parse(Some(country.0), digits).ok(),
-            (None, None) => {
-                return Err(Invalid::new(
-                    "not a valid international number; if it is in a national format, set --default-country",
-                ))
-            }
+        if let Some(parsed) = national {
+            return Ok(format!("{}{}", parsed.code().value(), parsed.national()));
         }
-    };
-    parsed
-        .filter(is_valid)
-        .map(|p| format!("{}{}", p.code().value(), p.national()))
-        .ok_or_else(not_valid)
+    }
+    international(&digits).ok_or_else(|| match default_country {
+        Some(_) => not_valid(),
+        None => Invalid::new(
+            "not a valid international number; if it is in a national format, set --default-country",
+        ),
+    })
+}
+
+/// Digits of an international number without its `+`, validated.
+fn international(digits: &str) -> Option<String> {
+    valid_international(digits).or_else(|| {
+        phonenumber::parse(None, format!("+{digits}"))
+            .ok()
+            .filter(is_valid)
+            .map(|p| format!("{}{}", p.code().value(), p.national()))
+    })
 }
 
 /// The fast path for the common case: digits that already are a valid international number. The
@@ -191,26 +202,47 @@ fn valid_international(digits: &str) -> Option<String> {
         let code: u16 = digits[..len].parse().ok()?;
         if let Some(regions) = database.by_code(&code) {
             let national = &digits[len..];
-            let fits = regions
-                .iter()
-                .any(|meta| meta.descriptors().general().is_match(national));
+            let fits = regions.iter().any(|meta| fits_region(meta, national));
             return fits.then(|| digits.to_string());
         }
     }
     None
 }
 
-/// Whether the number fits its region's national number pattern. libphonenumber builds that
-/// pattern as the union of the patterns of every number type, so this is `is_valid` without
-/// trying each type's pattern in turn, which is several times slower.
+/// Full validation by the library, for the numbers the fast path does not settle.
 fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
-    number
-        .metadata(&phonenumber::metadata::DATABASE)
-        .is_some_and(|meta| {
-            meta.descriptors()
-                .general()
-                .is_match(&number.national().to_string())
-        })
+    number.is_valid()
+}
+
+/// Whether `national` fits `meta`'s region: the whole of it matches the general pattern (the
+/// union of every number type's pattern) and its length is one that some number type allows.
+/// Much cheaper than `is_valid`, which tries each type's pattern in turn; a number this rejects
+/// still gets the full check.
+fn fits_region(meta: &phonenumber::metadata::Metadata, national: &str) -> bool {
+    let descriptors = meta.descriptors();
+    let whole = descriptors
+        .general()
+        .national_number()
+        .find(national)
+        .is_some_and(|m| m.start() == 0 && m.end() == national.len());
+    let types = [
+        descriptors.fixed_line(),
+        descriptors.mobile(),
+        descriptors.toll_free(),
+        descriptors.premium_rate(),
+        descriptors.shared_cost(),
+        descriptors.personal_number(),
+        descriptors.voip(),
+        descriptors.pager(),
+        descriptors.uan(),
+        descriptors.voicemail(),
+    ];
+    let length = u16::try_from(national.len()).unwrap_or(u16::MAX);
+    whole
+        && types
+            .into_iter()
+            .flatten()
+            .any(|d| d.possible_length().contains(&length))
 }
 
 fn not_valid() -> Invalid {
@@ -280,6 +312,23 @@ mod tests {
         assert!(wa("8 900 123-45-67")
             .unwrap_err()
             .contains("--default-country"));
+    }
+
+    #[test]
+    fn the_default_country_reads_bare_digits_first() {
+        // 84951234567 would be a Vietnamese number; with RU it is Moscow's 8 (495) 123-45-67.
+        assert_eq!(wa_ru("8 495 123-45-67").as_deref(), Ok("74951234567@c.us"));
+        assert_eq!(wa_ru("74951234567").as_deref(), Ok("74951234567@c.us"));
+        // Foreign numbers without their + still resolve.
+        assert_eq!(wa_ru("4915123456789").as_deref(), Ok("4915123456789@c.us"));
+        assert_eq!(wa_ru("+7 495 123 45 67").as_deref(), Ok("74951234567@c.us"));
+    }
+
+    #[test]
+    fn too_many_digits_for_the_country_are_invalid() {
+        assert!(wa("+7 900 123 45 67 89").is_err());
+        assert!(wa("7900123456789").is_err());
+        assert!(wa_ru("7900123456789").is_err());
     }
 
     #[test]
