@@ -100,10 +100,16 @@ impl SqliteSource {
                 }
             };
             line += 1;
-            let value: Option<String> = row.try_get(0).unwrap_or(None);
-            batch.push(Record::Value {
-                line,
-                value: value.unwrap_or_default(),
+            // NULL reads as an empty value; text that is not UTF-8 is reported by row.
+            batch.push(match row.try_get::<Option<String>, _>(0) {
+                Ok(value) => Record::Value {
+                    line,
+                    value: value.unwrap_or_default(),
+                },
+                Err(_) => Record::Unreadable {
+                    line,
+                    message: "the value is not valid UTF-8 text".into(),
+                },
             });
             if batch.len() == BATCH && tx.send(std::mem::take(&mut batch)).await.is_err() {
                 return Ok(());

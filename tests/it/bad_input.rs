@@ -127,3 +127,47 @@ async fn broken_rows_are_reported_by_line_and_the_rest_goes_on() {
     );
     assert!(huge[0][1].as_deref().unwrap().contains("too long"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_value_that_is_not_utf8_is_reported_and_the_rest_goes_on() {
+    let env = env_with(fast()).await;
+    let crm = env.path("crm.db");
+    execute(
+        &crm,
+        "CREATE TABLE customers (phone TEXT);
+         INSERT INTO customers VALUES ('79001112201'), (CAST(X'37FFFE' AS TEXT)), (NULL), (79001112202);",
+    )
+    .await;
+    let input = format!("sqlite:{}", crm.display());
+    let run = env
+        .enrich(&input, "out.db", &["--table", "customers"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 2: the value is not valid UTF-8"),
+        "{}",
+        run.stderr
+    );
+    let db = env.path("out.db");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM contacts").await,
+        2,
+        "text and integer phones"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM failures WHERE reason = 'unreadable_row'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM failures WHERE key LIKE '(empty value, line 3)'"
+        )
+        .await,
+        1
+    );
+}
