@@ -244,7 +244,12 @@ async fn a_deadline_stops_the_run_as_partial() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_and_failures_show_the_store_at_a_glance() {
-    let env = env_with(fast()).await;
+    // One instance, so the budget of two calls goes to the first two keys in input order.
+    let env = env_with(sandbox::Config {
+        instances: sandbox::default_instances(1),
+        ..fast()
+    })
+    .await;
     env.write(
         "in.csv",
         b"phone\n79001230000\n79001231111\n79001232222\nnot a phone\n",
