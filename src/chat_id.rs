@@ -168,11 +168,8 @@ fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<
         {
             return Ok(valid);
         }
-        let national = phonenumber::parse(Some(country.0), &digits)
-            .ok()
-            .filter(is_valid);
-        if let Some(parsed) = national {
-            return Ok(format!("{}{}", parsed.code().value(), parsed.national()));
+        if let Some(valid) = parse_and_validate(Some(country.0), &digits) {
+            return Ok(valid);
         }
     }
     international(&digits).ok_or_else(|| match default_country {
@@ -185,12 +182,16 @@ fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<
 
 /// Digits of an international number without its `+`, validated.
 fn international(digits: &str) -> Option<String> {
-    valid_international(digits).or_else(|| {
-        phonenumber::parse(None, format!("+{digits}"))
-            .ok()
-            .filter(is_valid)
-            .map(|p| format!("{}{}", p.code().value(), p.national()))
-    })
+    valid_international(digits).or_else(|| parse_and_validate(None, &format!("+{digits}")))
+}
+
+/// The library's full parser and `is_valid`, for the numbers the fast path does not settle;
+/// returns the number's international digits.
+fn parse_and_validate(country: Option<country::Id>, text: &str) -> Option<String> {
+    phonenumber::parse(country, text)
+        .ok()
+        .filter(phonenumber::PhoneNumber::is_valid)
+        .map(|p| format!("{}{}", p.code().value(), p.national()))
 }
 
 /// The fast path for the common case: digits that already are a valid international number. The
@@ -209,15 +210,10 @@ fn valid_international(digits: &str) -> Option<String> {
     None
 }
 
-/// Full validation by the library, for the numbers the fast path does not settle.
-fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
-    number.is_valid()
-}
-
 /// Whether `national` fits `meta`'s region: the whole of it matches the general pattern (the
 /// union of every number type's pattern) and its length is one that some number type allows.
-/// Much cheaper than `is_valid`, which tries each type's pattern in turn; a number this rejects
-/// still gets the full check.
+/// Much cheaper than the library's `is_valid`, which tries each type's pattern in turn; a number
+/// this rejects still gets the full check.
 fn fits_region(meta: &phonenumber::metadata::Metadata, national: &str) -> bool {
     let descriptors = meta.descriptors();
     let whole = descriptors

@@ -100,8 +100,8 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
     Ok(found.unwrap_or(0))
 }
 
-/// Reads the whole source, sending batches of records to `tx`. Opening errors come back before
-/// anything is sent, so a bad input costs no call.
+/// Opens and checks the source (file, table, column) without reading its rows, so a bad input
+/// is reported before any call is made.
 pub async fn open(source: &Source) -> Result<Opened, SourceError> {
     match source {
         Source::Csv { path, column } => csv_file::open(path, column.as_deref()).map(Opened::Csv),
