@@ -9,15 +9,18 @@ use std::str::FromStr;
 use phonenumber::country;
 
 /// Which messenger the instance talks to; decides the chat id shape and the URL prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Messenger {
+    /// WhatsApp: `digits@c.us` ids.
     #[default]
     Whatsapp,
+    /// MAX: numeric ids, calls under `/v3`.
     Max,
 }
 
 impl Messenger {
+    /// `whatsapp` or `max`.
     pub fn as_str(self) -> &'static str {
         match self {
             Messenger::Whatsapp => "whatsapp",
@@ -58,15 +61,13 @@ impl FromStr for DefaultCountry {
     }
 }
 
-/// Why a value cannot be a chat id. The `code` goes into the `failures.reason` column.
+/// Why a value cannot be a chat id (recorded with reason `invalid_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub message: String,
+pub(crate) struct Invalid {
+    pub(crate) message: String,
 }
 
 impl Invalid {
-    pub const REASON: &'static str = "invalid_id";
-
     fn new(message: impl Into<String>) -> Self {
         Invalid {
             message: message.into(),
@@ -76,16 +77,16 @@ impl Invalid {
 
 /// A normalised chat id with the phone digits it stands for (when it is a phone number).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatId {
-    pub id: String,
-    pub phone: Option<String>,
+pub(crate) struct ChatId {
+    pub(crate) id: String,
+    pub(crate) phone: Option<String>,
 }
 
 /// The longest MAX id accepted: ids are positive 64-bit integers.
 const MAX_ID_DIGITS: usize = 19;
 
 /// Normalises one raw value for `messenger`.
-pub fn normalise(
+pub(crate) fn normalise(
     raw: &str,
     messenger: Messenger,
     default_country: Option<DefaultCountry>,

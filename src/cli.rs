@@ -1,18 +1,21 @@
-//! Command-line flags (clap), turned once into validated configurations.
+//! Command-line flags (clap), turned once into validated configurations. Defaults come from
+//! [`crate::config::defaults`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::pacer::DEFAULT_MARGIN;
 use crate::api::Instance;
 use crate::chat_id::{DefaultCountry, Messenger};
-use crate::fetch::Settings;
-use crate::job::{EnrichConfig, Output};
+use crate::config::{
+    defaults, ApiConfig, Config, Deadline, FetchConfig, HumanDuration, InputConfig, Limits,
+    LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
+};
 use crate::sandbox::{self, Fault, SandboxInstance};
 use crate::source::Source;
 
+/// The command line.
 #[derive(Parser, Debug)]
 #[command(
     name = "greenrich",
@@ -29,16 +32,12 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, global = true)]
     pub log_format: LogFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
-
+/// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Enrich the contacts of a CSV file or SQLite table.
@@ -54,6 +53,7 @@ pub enum Command {
     Failures(DbArgs),
 }
 
+/// Flags of `enrich`.
 #[derive(Args, Debug)]
 pub struct EnrichArgs {
     /// A CSV file, or `sqlite:PATH` for a table in a SQLite database.
@@ -66,7 +66,7 @@ pub struct EnrichArgs {
     #[arg(long)]
     pub column: Option<String>,
     /// whatsapp or max.
-    #[arg(long, default_value = "whatsapp")]
+    #[arg(long, default_value_t = Messenger::Whatsapp)]
     pub messenger: Messenger,
     /// The country of national phone formats, such as RU for `8 900 123-45-67`.
     #[arg(long)]
@@ -74,72 +74,78 @@ pub struct EnrichArgs {
     /// The SQLite file to write (created when missing), or the directory for `--format csv`.
     #[arg(long)]
     pub output: PathBuf,
+    /// sqlite or csv.
     #[arg(long, value_enum, default_value_t = Format::Sqlite)]
     pub format: Format,
     /// Write CSV cells as they are, without neutralising spreadsheet formulas.
     #[arg(long)]
     pub csv_raw: bool,
-    /// getContactInfo calls per second per instance (the API allows 1).
-    #[arg(long, default_value_t = 1.0)]
-    pub rps_per_instance: f64,
+    /// getContactInfo calls per second per instance (the API allows 1); 0 is unlimited.
+    #[arg(long, default_value_t = Rate::PerSecond(defaults::RPS_PER_INSTANCE))]
+    pub rps_per_instance: Rate,
     /// Extra spacing between calls, as a fraction of the interval, so that jitter causes no 429.
-    #[arg(long, default_value_t = DEFAULT_MARGIN)]
+    #[arg(long, default_value_t = defaults::PACING_MARGIN)]
     pub pacing_margin: f64,
     /// Attempts per key before it is recorded as failed.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// The first retry's backoff; it doubles with each attempt (with jitter), up to 60s.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub backoff_base: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::BACKOFF_BASE))]
+    pub backoff_base: HumanDuration,
     /// Per-request timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::TIMEOUT))]
+    pub timeout: HumanDuration,
     /// How long to wait for an instance that answers "starting" before leaving it out.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub starting_wait: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::STARTING_WAIT))]
+    pub starting_wait: HumanDuration,
     /// Skip keys fetched successfully within this age (such as 7d; units s, m, h, d).
-    #[arg(long, value_parser = parse_duration)]
-    pub max_age: Option<Duration>,
+    #[arg(long)]
+    pub max_age: Option<HumanDuration>,
     /// When keys that failed permanently (invalid id, rejected by the API) are tried again.
-    #[arg(long, default_value = "30d", value_parser = parse_duration)]
-    pub retry_failed_after: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::RETRY_FAILED_AFTER))]
+    pub retry_failed_after: HumanDuration,
     /// When keys that failed for a transient reason (timeouts, 5xx) are due again.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub retry_transient_after: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::RETRY_TRANSIENT_AFTER))]
+    pub retry_transient_after: HumanDuration,
     /// Fetch only keys that have a failure row.
     #[arg(long)]
     pub only_failed: bool,
     /// Stop after this many calls (retries count).
     #[arg(long)]
     pub max_calls: Option<u64>,
-    /// Stop issuing calls after this long (6h, 90m) or at this local time (06:30).
-    #[arg(long, value_parser = parse_deadline)]
-    pub deadline: Option<Duration>,
+    /// Stop issuing calls this long after the start (6h, 90m) or at this local time (06:30).
+    #[arg(long)]
+    pub deadline: Option<Deadline>,
     /// Read the input and the store, print the plan, make no call.
     #[arg(long)]
     pub dry_run: bool,
     /// Skip the getStateInstance check of every instance before the run.
     #[arg(long)]
     pub no_preflight: bool,
-    /// Seconds between status lines when stderr is not a terminal.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub status_interval: Duration,
+    /// Time between status lines when stderr is not a terminal.
+    #[arg(long, default_value_t = HumanDuration(defaults::STATUS_INTERVAL))]
+    pub status_interval: HumanDuration,
     /// How long a write waits for an output database locked by another program.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub lock_timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::LOCK_TIMEOUT))]
+    pub lock_timeout: HumanDuration,
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
 }
 
+/// The output format of `enrich`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// A SQLite database.
     Sqlite,
+    /// CSV files in a directory.
     Csv,
 }
 
+/// Flags of `sandbox`.
 #[derive(Args, Debug)]
 pub struct SandboxArgs {
+    /// The port on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Instances as id:token[:state], comma-separated (default: --instance-count sandbox instances).
@@ -150,8 +156,8 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 4)]
     pub instance_count: usize,
     /// getContactInfo calls per second per instance; 0 is unlimited.
-    #[arg(long, default_value_t = 1.0)]
-    pub rps: f64,
+    #[arg(long, default_value_t = Rate::PerSecond(1.0))]
+    pub rps: Rate,
     /// Latency range in milliseconds, such as 100-200.
     #[arg(long, default_value = "0-0")]
     pub latency_ms: String,
@@ -172,6 +178,7 @@ pub struct SandboxArgs {
     pub quota: Option<u64>,
 }
 
+/// Flags of `demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// The SQLite file the demo writes.
@@ -179,98 +186,79 @@ pub struct DemoArgs {
     pub output: PathBuf,
 }
 
+/// Flags of `status` and `failures`.
 #[derive(Args, Debug)]
 pub struct DbArgs {
     /// The store to read.
     #[arg(long)]
     pub db: PathBuf,
     /// Contacts fetched longer ago than this count as stale.
-    #[arg(long, default_value = "7d", value_parser = parse_duration)]
-    pub max_age: Duration,
+    #[arg(long, default_value_t = HumanDuration(defaults::STATUS_MAX_AGE))]
+    pub max_age: HumanDuration,
 }
 
-/// Parses `500ms`, `30s`, `15m`, `6h`, `7d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("'{text}' is not a duration: use a number and s, m, h or d, like 7d")
-    })?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit '{other}' in '{text}': use s, m, h or d"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
-}
-
-/// Parses a deadline: a duration from now, or a local time of day `HH:MM` (the next one).
-pub fn parse_deadline(text: &str) -> Result<Duration, String> {
-    if let Ok(time) = chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M") {
-        let now = chrono::Local::now().naive_local();
-        let mut end = now.date().and_time(time);
-        if end <= now {
-            end += chrono::Duration::days(1);
-        }
-        return (end - now).to_std().map_err(|e| e.to_string());
-    }
-    parse_duration(text).map_err(|_| {
-        format!("'{text}' is not a deadline: use a duration like 6h or a time like 06:30")
-    })
+/// Flags or credentials that cannot make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value, or a combination of flags, is not allowed.
+    #[error("{0}")]
+    Flag(String),
+    /// The credentials in the environment are missing or malformed.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// Credentials from the environment: `GREEN_API_INSTANCES=id:token,...` or
 /// `GREEN_API_ID_INSTANCE` + `GREEN_API_TOKEN_INSTANCE`.
-pub fn instances_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Vec<Instance>, String> {
+pub fn instances_from_env(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Instance>, ConfigError> {
     if let Some(pool) = get("GREEN_API_INSTANCES").filter(|v| !v.trim().is_empty()) {
         let instances = pool
             .split(',')
             .filter(|s| !s.trim().is_empty())
             .map(Instance::parse)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("GREEN_API_INSTANCES: {e}"))?;
+            .map_err(|e| ConfigError::Credentials(format!("GREEN_API_INSTANCES: {e}")))?;
         if instances.is_empty() {
-            return Err("GREEN_API_INSTANCES lists no instance".into());
+            return Err(ConfigError::Credentials(
+                "GREEN_API_INSTANCES lists no instance".into(),
+            ));
         }
         return Ok(instances);
     }
     match (get("GREEN_API_ID_INSTANCE"), get("GREEN_API_TOKEN_INSTANCE")) {
-        (Some(id), Some(token)) => Ok(vec![Instance::parse(&format!("{id}:{token}"))?]),
-        _ => Err("no credentials: set GREEN_API_ID_INSTANCE and GREEN_API_TOKEN_INSTANCE, or GREEN_API_INSTANCES=id:token,id:token (see the README)".into()),
+        (Some(id), Some(token)) => Instance::parse(&format!("{id}:{token}"))
+            .map(|i| vec![i])
+            .map_err(|e| ConfigError::Credentials(e.to_string())),
+        _ => Err(ConfigError::Credentials("no credentials: set GREEN_API_ID_INSTANCE and GREEN_API_TOKEN_INSTANCE, or GREEN_API_INSTANCES=id:token,id:token (see the README)".into())),
     }
 }
 
-/// The default API URL.
-pub const DEFAULT_API_URL: &str = "https://api.green-api.com";
+fn flag_error(message: impl Into<String>) -> ConfigError {
+    ConfigError::Flag(message.into())
+}
 
 impl EnrichArgs {
-    /// Validates the flags into a configuration; credentials come from `env`.
+    /// Validates the flags into a configuration; credentials come from `env`. A `--deadline` is
+    /// fixed here, at the start of the run.
     pub fn into_config(
         self,
         quiet: bool,
+        log_format: LogFormat,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<EnrichConfig, String> {
+    ) -> Result<Config, ConfigError> {
         let source = match self.input.strip_prefix("sqlite:") {
             Some(path) => Source::Sqlite {
                 path: PathBuf::from(path),
                 table: self
                     .table
-                    .ok_or("--table is needed when the input is sqlite:PATH")?,
+                    .ok_or_else(|| flag_error("--table is needed when the input is sqlite:PATH"))?,
                 column: self.column,
             },
             None => {
                 if self.table.is_some() {
-                    return Err("--table only applies to a sqlite:PATH input".into());
+                    return Err(flag_error("--table only applies to a sqlite:PATH input"));
                 }
                 Source::Csv {
                     path: PathBuf::from(&self.input),
@@ -278,75 +266,86 @@ impl EnrichArgs {
                 }
             }
         };
-        let output = match self.format {
+        let target = match self.format {
             Format::Sqlite => Output::Sqlite(self.output),
             Format::Csv => Output::Csv {
                 dir: self.output,
                 raw: self.csv_raw,
             },
         };
-        if !(self.rps_per_instance.is_finite() && self.rps_per_instance >= 0.0) {
-            return Err("--rps-per-instance must be 0 (unlimited) or more".into());
-        }
         if !(0.0..=1.0).contains(&self.pacing_margin) {
-            return Err("--pacing-margin must be between 0 and 1".into());
+            return Err(flag_error("--pacing-margin must be between 0 and 1"));
         }
         if self.max_attempts == 0 {
-            return Err("--max-attempts must be at least 1".into());
+            return Err(flag_error("--max-attempts must be at least 1"));
         }
-        let instances = if self.dry_run {
-            instances_from_env(&env).unwrap_or_default()
-        } else {
-            instances_from_env(&env)?
+        let instances = match instances_from_env(&env) {
+            Ok(instances) => instances,
+            // A dry run makes no call: it needs no credentials.
+            Err(_) if self.dry_run => Vec::new(),
+            Err(e) => return Err(e),
         };
-        let api_url = env("GREEN_API_URL")
+        let url = env("GREEN_API_URL")
             .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-            return Err(format!(
-                "GREEN_API_URL must start with http:// or https:// (got '{api_url}')"
-            ));
+            .unwrap_or_else(|| defaults::API_URL.to_string());
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(flag_error(format!(
+                "GREEN_API_URL must start with http:// or https:// (got '{url}')"
+            )));
         }
-        Ok(EnrichConfig {
-            source,
-            messenger: self.messenger,
-            default_country: self.default_country,
-            output,
-            api_url,
-            instances,
-            fetch: Settings {
+        Ok(Config {
+            input: InputConfig {
+                source,
                 messenger: self.messenger,
-                rps_per_instance: self.rps_per_instance,
+                default_country: self.default_country,
+            },
+            output: OutputConfig {
+                target,
+                lock_timeout: self.lock_timeout.0,
+                summary_json: self.summary_json,
+            },
+            api: ApiConfig {
+                url,
+                instances,
+                timeout: self.timeout.0,
+                preflight: !self.no_preflight,
+            },
+            plan: PlanPolicy {
+                max_age: self.max_age.map(|d| d.0),
+                retry_failed_after: self.retry_failed_after.0,
+                retry_transient_after: self.retry_transient_after.0,
+                only_failed: self.only_failed,
+            },
+            fetch: FetchConfig {
+                rate: self.rps_per_instance,
                 pacing_margin: self.pacing_margin,
                 max_attempts: self.max_attempts,
-                backoff_base: self.backoff_base,
-                backoff_cap: Duration::from_secs(60),
-                retry_after_cap: Duration::from_secs(120),
-                starting_wait: self.starting_wait,
-                transient_retry_after: self.retry_transient_after,
-                max_calls: self.max_calls,
+                backoff_base: self.backoff_base.0,
+                starting_wait: self.starting_wait.0,
+                ..FetchConfig::default()
             },
-            timeout: self.timeout,
-            max_age: self.max_age,
-            retry_failed_after: self.retry_failed_after,
-            only_failed: self.only_failed,
-            deadline: self.deadline,
+            limits: Limits {
+                max_calls: self.max_calls,
+                deadline: self.deadline.map(Deadline::resolve),
+            },
+            ui: UiConfig {
+                quiet,
+                status_interval: self.status_interval.0,
+                log_format,
+            },
             dry_run: self.dry_run,
-            preflight: !self.no_preflight,
-            status_interval: self.status_interval,
-            quiet,
-            lock_timeout: self.lock_timeout,
         })
     }
 }
 
 impl SandboxArgs {
-    pub fn into_config(self) -> Result<sandbox::Config, String> {
+    /// Validates the flags into a sandbox configuration.
+    pub fn into_config(self) -> Result<sandbox::Config, ConfigError> {
         let (min, max) = self
             .latency_ms
             .split_once('-')
             .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
-            .ok_or("--latency-ms must look like 100-200")?;
+            .ok_or_else(|| flag_error("--latency-ms must look like 100-200"))?;
         let instances = match self.instances {
             None => sandbox::default_instances(self.instance_count),
             Some(list) => list
@@ -361,14 +360,14 @@ impl SandboxArgs {
                                 state: state.unwrap_or("authorized").into(),
                             })
                         }
-                        _ => Err(format!("'{spec}' is not id:token[:state]")),
+                        _ => Err(flag_error(format!("'{spec}' is not id:token[:state]"))),
                     }
                 })
                 .collect::<Result<_, _>>()?,
         };
         Ok(sandbox::Config {
             instances,
-            rps: self.rps,
+            rate: self.rps,
             latency_min: Duration::from_millis(min),
             latency_max: Duration::from_millis(max),
             jitter: self.jitter,
@@ -384,26 +383,6 @@ impl SandboxArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("7w").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
-    fn deadlines_take_times_of_day() {
-        let d = parse_deadline("06:30").unwrap();
-        assert!(d <= Duration::from_secs(86_400));
-        assert_eq!(parse_deadline("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_deadline("25:00").is_err());
-    }
 
     #[test]
     fn credentials_come_from_the_environment() {
@@ -430,7 +409,27 @@ mod tests {
         assert_eq!(one[0].id, "7");
         assert!(instances_from_env(env(&[]))
             .unwrap_err()
+            .to_string()
             .contains("GREEN_API_ID_INSTANCE"));
         assert!(instances_from_env(env(&[("GREEN_API_INSTANCES", "bad")])).is_err());
+    }
+
+    #[test]
+    fn flag_defaults_are_the_config_defaults() {
+        let cli = Cli::try_parse_from(["greenrich", "enrich", "--input", "a.csv", "--output", "o.db"])
+            .unwrap();
+        let Command::Enrich(args) = cli.command else {
+            panic!("not enrich")
+        };
+        let env = |k: &str| (k == "GREEN_API_INSTANCES").then(|| "1:token-aaaaaa".to_string());
+        let config = args.into_config(false, LogFormat::Plain, env).unwrap();
+        let fetch = FetchConfig::default();
+        assert_eq!(config.fetch.rate, fetch.rate);
+        assert_eq!(config.fetch.backoff_base, fetch.backoff_base);
+        assert_eq!(config.api.timeout, defaults::TIMEOUT);
+        assert_eq!(config.plan.retry_failed_after, PlanPolicy::default().retry_failed_after);
+        assert_eq!(config.ui.status_interval, UiConfig::default().status_interval);
+        assert_eq!(config.api.url, defaults::API_URL);
+        assert!(config.limits.deadline.is_none());
     }
 }

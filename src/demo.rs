@@ -1,18 +1,20 @@
 //! `greenrich demo`: the whole job on the bundled samples against an in-process sandbox, so a new
 //! user sees it work with no account.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::Row;
-
 use crate::api::Instance;
-use crate::chat_id::{DefaultCountry, Messenger};
-use crate::fetch::{Settings, Stop};
-use crate::job::{self, EnrichConfig, Output};
-use crate::report::Report;
+use crate::chat_id::Messenger;
+use crate::config::{ApiConfig, Config, InputConfig, Output, Rate};
+use crate::job::JobError;
+use crate::pipeline::stop::Stop;
+use crate::report;
 use crate::sandbox;
 use crate::source::Source;
+use crate::store::read::StoreReader;
+use crate::store::StoreError;
 
 /// The sample CRM export shipped in `samples/`, compiled in so the demo runs from anywhere.
 const SAMPLE_CSV: &str = include_str!("../samples/customers.csv");
@@ -21,127 +23,107 @@ const SAMPLE_CSV: &str = include_str!("../samples/customers.csv");
 const DEMO_INSTANCES: usize = 4;
 const DEMO_RPS: f64 = 10.0;
 
-pub async fn run(output: &Path) -> Result<Report, String> {
+/// The demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DemoError {
+    #[error("cannot start the sandbox: {0}")]
+    Sandbox(std::io::Error),
+    #[error("cannot write {0}: {1}")]
+    Sample(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("cannot read the demo's store: {0}")]
+    Read(#[from] StoreError),
+}
+
+/// Runs the demo into `output`; returns the exit code a real run with this outcome would have.
+pub(crate) async fn run(
+    output: &Path,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<i32, DemoError> {
     let sandbox_config = sandbox::Config {
         instances: sandbox::default_instances(DEMO_INSTANCES),
-        rps: DEMO_RPS,
+        rate: Rate::PerSecond(DEMO_RPS),
         latency_min: Duration::from_millis(50),
         latency_max: Duration::from_millis(150),
         jitter: 0.1,
         ..sandbox::Config::default()
     };
-    let instances = sandbox_config
-        .instances
-        .iter()
-        .map(|i| Instance::parse(&format!("{}:{}", i.id, i.token)))
-        .collect::<Result<Vec<_>, _>>()?;
     let server = sandbox::start(sandbox_config, 0)
         .await
-        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-    eprintln!(
+        .map_err(DemoError::Sandbox)?;
+    let _ = writeln!(
+        err,
         "demo: sandbox GREEN-API on {} with {DEMO_INSTANCES} instances at {DEMO_RPS} calls/s each",
         server.url()
     );
     let input = std::env::temp_dir().join(format!("greenrich-demo-{}.csv", std::process::id()));
-    std::fs::write(&input, SAMPLE_CSV)
-        .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
-    eprintln!(
+    std::fs::write(&input, SAMPLE_CSV).map_err(|e| DemoError::Sample(input.clone(), e))?;
+    let _ = writeln!(
+        err,
         "demo: enriching samples/customers.csv into {}",
         output.display()
     );
-    let config = demo_config(input.clone(), output.to_path_buf(), server.url(), instances);
-    let result = job::enrich(config, Stop::default()).await;
+    let config = demo_config(input.clone(), output.to_path_buf(), &server);
+    let result = crate::job::enrich(config, Stop::default()).await;
     let _ = std::fs::remove_file(&input);
-    let report = result.map_err(|e| e.to_string())?;
-    eprintln!("{}", report.summary());
-    print_rows(output)
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", output.display()))?;
-    Ok(report)
+    let code = report::exit_code(&result);
+    let report = result?;
+    let _ = writeln!(err, "{}", report.summary());
+    print_rows(output, out).await?;
+    Ok(code)
 }
 
-fn demo_config(
-    input: PathBuf,
-    output: PathBuf,
-    api_url: String,
-    instances: Vec<Instance>,
-) -> EnrichConfig {
-    EnrichConfig {
+/// The defaults, with the demo's sandbox, sample and faster pace.
+fn demo_config(input: PathBuf, output: PathBuf, server: &sandbox::Sandbox) -> Config {
+    let instances = server
+        .config_instances()
+        .iter()
+        .filter_map(|i| Instance::parse(&format!("{}:{}", i.id, i.token)).ok())
+        .collect();
+    let input = InputConfig {
         source: Source::Csv {
             path: input,
             column: None,
         },
         messenger: Messenger::Whatsapp,
-        default_country: "RU".parse::<DefaultCountry>().ok(),
-        output: Output::Sqlite(output),
-        api_url,
-        instances,
-        fetch: Settings {
-            messenger: Messenger::Whatsapp,
-            rps_per_instance: DEMO_RPS,
-            pacing_margin: crate::api::pacer::DEFAULT_MARGIN,
-            max_attempts: 5,
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs(5),
-            retry_after_cap: Duration::from_secs(10),
-            starting_wait: Duration::from_secs(10),
-            transient_retry_after: Duration::from_secs(3600),
-            max_calls: None,
-        },
-        timeout: Duration::from_secs(10),
-        max_age: None,
-        retry_failed_after: Duration::from_secs(30 * 86_400),
-        only_failed: false,
-        deadline: None,
-        dry_run: false,
-        preflight: true,
-        status_interval: Duration::from_secs(5),
-        quiet: false,
-        lock_timeout: Duration::from_secs(10),
-    }
+        default_country: "RU".parse().ok(),
+    };
+    let mut api = ApiConfig::new(server.url(), instances);
+    api.timeout = Duration::from_secs(10);
+    let mut config = Config::new(input, Output::Sqlite(output), api);
+    config.fetch.rate = Rate::PerSecond(DEMO_RPS);
+    config.fetch.backoff_base = Duration::from_millis(200);
+    config.fetch.backoff_cap = Duration::from_secs(5);
+    config.fetch.retry_after_cap = Duration::from_secs(10);
+    config.fetch.starting_wait = Duration::from_secs(10);
+    config.ui.status_interval = Duration::from_secs(5);
+    config
 }
 
-/// Prints a few enriched rows on stdout.
-async fn print_rows(db: &Path) -> Result<(), crate::store::StoreError> {
-    let mut conn = crate::store::open_read_only(db).await?;
-    let rows = sqlx::query(
-        "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''), COALESCE(c.last_seen_at, ''),
-                (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)
-         FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT 8",
-    )
-    .fetch_all(&mut conn)
-    .await?;
-    println!(
+/// Prints a few enriched rows and failures on `out`.
+async fn print_rows(db: &Path, out: &mut (dyn Write + Send)) -> Result<(), StoreError> {
+    let mut store = StoreReader::open(db).await?;
+    let _ = writeln!(
+        out,
         "{:<20} {:<28} {:<26} {:<21} products",
         "chat_id", "name", "category", "last_seen_at"
     );
-    for row in rows {
-        let name: String = row.get(1);
-        println!(
-            "{:<20} {:<28} {:<26} {:<21} {}",
-            row.get::<String, _>(0),
-            name.replace('\n', "\\n")
-                .chars()
-                .take(27)
-                .collect::<String>(),
-            row.get::<String, _>(2).chars().take(25).collect::<String>(),
-            row.get::<String, _>(3),
-            row.get::<i64, _>(4)
+    for c in store.sample_contacts(8).await? {
+        let name: String = c.name.replace('\n', "\\n").chars().take(27).collect();
+        let category: String = c.category.chars().take(25).collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {name:<28} {category:<26} {:<21} {}",
+            c.chat_id, c.last_seen_at, c.products
         );
     }
-    let failures =
-        sqlx::query("SELECT key, reason, message FROM failures ORDER BY reason, key LIMIT 5")
-            .fetch_all(&mut conn)
-            .await?;
+    let failures = store.failures().await?;
     if !failures.is_empty() {
-        println!("\nsome failures (see the failures table):");
-        for row in failures {
-            println!(
-                "  {:<28} {:<12} {}",
-                row.get::<String, _>(0),
-                row.get::<String, _>(1),
-                row.get::<String, _>(2)
-            );
+        let _ = writeln!(out, "\nsome failures (see the failures table):");
+        for f in failures.iter().take(5) {
+            let _ = writeln!(out, "  {:<28} {:<12} {}", f.key, f.reason, f.message);
         }
     }
     Ok(())

@@ -1,133 +1,124 @@
-//! The enrichment job, end to end: source → plan → preflight → fetch → store → export.
+//! The enrichment job, end to end: it reads as the pipeline it runs, stage by stage
+//! (see [`crate::pipeline`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::api::{Client, Instance, Verdict};
-use crate::chat_id::{self, DefaultCountry, Messenger};
-use crate::export;
-use crate::fetch::{self, Job, Queue, Settings, Stop, StopReason};
+use crate::api::{Client, ClientError};
+use crate::config::{Config, Output};
+use crate::export::{self, ExportError};
 use crate::normalise::format_time;
-use crate::progress::{format_duration, Progress};
+use crate::pipeline::fetch::{self, queue::Queue, Settings};
+use crate::pipeline::output::{self, OutputError};
+use crate::pipeline::stage::{self, InvalidSink};
+use crate::pipeline::stop::{Stop, StopReason};
+use crate::pipeline::task::{self, TaskDied};
+use crate::pipeline::{plan, preflight, write};
+use crate::progress::Progress;
 use crate::report::{Outcome, Report};
-use crate::source::{self, Record, Source};
+use crate::source::{self, SourceError};
 use crate::stats::Stats;
-use crate::store::ledger::RunCounts;
-use crate::store::plan::{InputKey, PlanCounts, Planner, Policy};
-use crate::store::writer::{FailedKey, KeyOutcome, Writer};
+use crate::store::ledger::RunOptions;
+use crate::store::plan::{PlanCounts, Planner};
+use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
-
-/// Where the results go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Sqlite(PathBuf),
-    /// CSV files in a directory, with the SQLite working store `greenrich.db` beside them.
-    Csv {
-        dir: PathBuf,
-        raw: bool,
-    },
-}
-
-impl Output {
-    /// The SQLite file that holds the working store.
-    pub fn store_path(&self) -> PathBuf {
-        match self {
-            Output::Sqlite(path) => path.clone(),
-            Output::Csv { dir, .. } => dir.join("greenrich.db"),
-        }
-    }
-}
-
-/// A validated configuration of one `enrich` run.
-#[derive(Debug, Clone)]
-pub struct EnrichConfig {
-    pub source: Source,
-    pub messenger: Messenger,
-    pub default_country: Option<DefaultCountry>,
-    pub output: Output,
-    pub api_url: String,
-    pub instances: Vec<Instance>,
-    pub fetch: Settings,
-    pub timeout: Duration,
-    pub max_age: Option<Duration>,
-    pub retry_failed_after: Duration,
-    pub only_failed: bool,
-    pub deadline: Option<Duration>,
-    pub dry_run: bool,
-    pub preflight: bool,
-    pub status_interval: Duration,
-    pub quiet: bool,
-    pub lock_timeout: Duration,
-}
 
 /// A run that could not start or had to stop with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The input cannot be read.
     #[error("{0}")]
-    Input(#[from] source::SourceError),
+    Input(#[from] SourceError),
+    /// The store cannot be opened or written.
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Output(String),
+    /// The output location cannot be used.
     #[error(transparent)]
-    Export(#[from] export::ExportError),
+    Output(#[from] OutputError),
+    /// The HTTP client cannot be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The CSV files cannot be written.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// A task of the pipeline died.
+    #[error(transparent)]
+    Task(#[from] TaskDied),
 }
-
-impl JobError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            JobError::Store(StoreError::Locked { .. }) => crate::report::exit::BUSY,
-            _ => crate::report::exit::FATAL,
-        }
-    }
-}
-
-/// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
-const MAX_KEY_CHARS: usize = 200;
 
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
-/// fetched and reports a partial outcome.
-pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError> {
+/// fetched and reports a partial outcome. A `--deadline` counts from the start of this call.
+pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let started = Instant::now();
     let started_at = format_time(Utc::now());
-    prepare_output(&config.output)?;
-    let opened = source::open(&config.source).await?;
+    let _deadline = config.limits.deadline.map(|at| watch_deadline(at, stop.clone()));
+    output::prepare(&config.output.target)?;
+    let client = match config.dry_run {
+        true => None,
+        false => Some(Client::new(
+            &config.api.url,
+            config.input.messenger,
+            config.api.timeout,
+        )?),
+    };
+    let opened = source::open(&config.input.source).await?;
     tracing::info!(
         "reading {} (column '{}')",
-        config.source.describe(),
+        config.input.source.describe(),
         opened.column()
     );
-    let store = Store::open(&config.output.store_path(), config.lock_timeout).await?;
+    let store = Store::open(&config.output.target.store_path(), config.output.lock_timeout).await?;
     let resume_from = store.resume_from().await?;
-    let run_id = if config.dry_run {
-        None
-    } else {
-        Some(store.begin_run(&started_at, &options_json(&config)).await?)
+    let run_id = match config.dry_run {
+        true => None,
+        false => Some(store.begin_run(&started_at, &run_options(&config)).await?),
     };
 
+    let delays = RetryDelays {
+        permanent: config.plan.retry_failed_after,
+        transient: config.plan.retry_transient_after,
+    };
     let mut planner = Planner::new(&store).await?;
-    let mut counts = stage_input(&config, opened, &mut planner).await?;
-    tracing::debug!("input staged in {:?}", started.elapsed());
-    let policy = policy(&config, resume_from);
-    let plan = planner.plan(&policy).await?;
-    tracing::debug!("plan made in {:?}", started.elapsed());
+    let (messenger, country) = (config.input.messenger, config.input.default_country);
+    let sink = InvalidSink {
+        record: !config.dry_run,
+        messenger,
+        delays: &delays,
+    };
+    let source_name = config.input.source.describe();
+    let mut counts = stage::stage_input(
+        opened,
+        move |records| stage::normalise_batch(records, messenger, country),
+        &mut planner,
+        sink,
+        &source_name,
+    )
+    .await?;
+    let plan = planner
+        .plan(&plan::policy(&config.plan, resume_from, Utc::now()))
+        .await?;
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
-    let instances_rate = config.instances.len() as f64 * config.fetch.rps_per_instance;
-    let plan_line = plan_line(&counts, &plan, instances_rate, config.fetch.max_calls);
+    let pool_rate = config
+        .fetch
+        .rate
+        .per_second()
+        .map(|rps| rps * config.api.instances.len() as f64);
+    let plan_line = plan::plan_line(&counts, &plan, pool_rate, config.limits.max_calls);
     if !config.dry_run {
         tracing::info!("{plan_line}");
     }
 
     let stats = Arc::new(Stats::default());
-    let outcome = if config.dry_run {
-        Outcome::DryRun
-    } else {
-        fetch_and_store(&config, &store, planner, &plan, stats.clone(), stop).await
+    let outcome = match client {
+        None => Outcome::DryRun,
+        Some(client) => {
+            fetch_and_store(&config, client, &store, planner, &plan, &delays, &stats, &stop)
+                .await?
+        }
     };
     counts.enriched = Stats::get(&stats.enriched);
     counts.failed = Stats::get(&stats.failed);
@@ -142,322 +133,111 @@ pub async fn enrich(config: EnrichConfig, stop: Stop) -> Result<Report, JobError
         failed_by_reason: stats.failed_by_reason(),
         calls_per_instance: stats.calls_per_instance(),
         elapsed: started.elapsed(),
-        output: match &config.output {
-            Output::Sqlite(path) => path.display().to_string(),
-            Output::Csv { dir, .. } => dir.display().to_string(),
-        },
+        output: config.output.target.describe(),
     };
     if let Some(run_id) = run_id {
-        let summary = report.to_json().to_string();
         store
-            .finish_run(
-                run_id,
-                &format_time(Utc::now()),
-                report.outcome.label(),
-                &report.counts,
-                &summary,
-            )
+            .finish_run(run_id, &format_time(Utc::now()), &report.to_summary())
             .await?;
     }
-    if let (Output::Csv { dir, raw }, false) = (&config.output, config.dry_run) {
+    if let (Output::Csv { dir, raw }, false) = (&config.output.target, config.dry_run) {
         for (file, rows) in export::export_csv(&store, dir, *raw).await? {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }
     report.elapsed = started.elapsed();
+    if let Some(path) = &config.output.summary_json {
+        export::write_summary_json(path, &report.to_summary());
+    }
     Ok(report)
 }
 
-/// Checks the output location before any call is made.
-fn prepare_output(output: &Output) -> Result<(), JobError> {
-    let check_dir = |dir: &std::path::Path| -> Result<(), JobError> {
-        let shown = if dir.as_os_str().is_empty() {
-            std::path::Path::new(".")
-        } else {
-            dir
-        };
-        let meta = std::fs::metadata(shown).map_err(|_| {
-            JobError::Output(format!(
-                "the output directory {} does not exist",
-                shown.display()
-            ))
-        })?;
-        if !meta.is_dir() {
-            return Err(JobError::Output(format!(
-                "{} is not a directory",
-                shown.display()
-            )));
-        }
-        let probe = shown.join(format!(".greenrich-write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(|e| {
-            JobError::Output(format!(
-                "cannot write in the output directory {}: {e}",
-                shown.display()
-            ))
-        })?;
-        let _ = std::fs::remove_file(probe);
-        Ok(())
-    };
-    match output {
-        Output::Sqlite(path) => check_dir(path.parent().unwrap_or(std::path::Path::new("."))),
-        Output::Csv { dir, .. } => {
-            if !dir.exists() {
-                check_dir(dir.parent().unwrap_or(std::path::Path::new(".")))?;
-                std::fs::create_dir(dir).map_err(|e| {
-                    JobError::Output(format!(
-                        "cannot create the output directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
-            check_dir(dir)
-        }
+/// Triggers the stop at `at`; the timer ends with the returned guard.
+fn watch_deadline(at: Instant, stop: Stop) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        tokio::time::sleep_until(at.into()).await;
+        stop.trigger(StopReason::Deadline);
+    }))
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-/// Reads the whole input into the planner: normalises each value, records invalid ones. Three
-/// stages overlap: reading, normalising (on a blocking thread: phone parsing is the costly part)
-/// and staging in SQLite.
-async fn stage_input(
-    config: &EnrichConfig,
-    opened: source::Opened,
-    planner: &mut Planner,
-) -> Result<RunCounts, JobError> {
-    let (records_tx, mut records_rx) = mpsc::channel(4);
-    let reader = tokio::spawn(opened.stream(records_tx));
-    let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
-    let (messenger, country) = (config.messenger, config.default_country);
-    // Invalid values are permanent failures: due again after --retry-failed-after.
-    let retry_at = format_time(Utc::now() + chrono_duration(config.retry_failed_after));
-    let normaliser = tokio::task::spawn_blocking(move || {
-        while let Some(records) = records_rx.blocking_recv() {
-            if batches_tx
-                .blocking_send(normalise_batch(records, messenger, country, &retry_at))
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let mut counts = RunCounts::default();
-    let mut valid = 0;
-    let now = format_time(Utc::now());
-    let source_name = config.source.describe();
-    while let Some(batch) = batches_rx.recv().await {
-        counts.input_rows += batch.rows;
-        counts.invalid += batch.invalid.len() as u64;
-        valid += batch.valid.len() as u64;
-        planner.stage(&batch.valid).await?;
-        if !config.dry_run && !batch.invalid.is_empty() {
-            planner
-                .record_invalid(&batch.invalid, config.messenger.as_str(), &now)
-                .await?;
-        }
-    }
-    let _ = normaliser.await;
-    match reader.await {
-        Ok(result) => result?,
-        Err(e) => return Err(JobError::Output(format!("the input reader stopped: {e}"))),
-    }
-    if counts.input_rows == 0 {
-        tracing::warn!("{source_name} has a header but no rows: nothing to do");
-    }
-    counts.duplicates = valid - planner.distinct().await?;
-    Ok(counts)
-}
-
-/// One batch of input rows, normalised.
-struct NormalisedBatch {
-    rows: u64,
-    valid: Vec<InputKey>,
-    invalid: Vec<FailedKey>,
-}
-
-fn normalise_batch(
-    records: Vec<Record>,
-    messenger: Messenger,
-    country: Option<DefaultCountry>,
-    retry_at: &str,
-) -> NormalisedBatch {
-    let invalid = |key: String, input_value: String, reason, message| FailedKey {
-        key,
-        input_value: Some(input_value),
-        reason,
-        message,
-        http_status: None,
-        attempts: 0,
-        permanent: true,
-        next_due_at: retry_at.to_string(),
-    };
-    let mut batch = NormalisedBatch {
-        rows: records.len() as u64,
-        valid: Vec::with_capacity(records.len()),
-        invalid: Vec::new(),
-    };
-    for record in records {
-        match record {
-            Record::Value { line, value } => match chat_id::normalise(&value, messenger, country) {
-                Ok(id) => batch.valid.push(InputKey {
-                    chat_id: id.id,
-                    phone: id.phone,
-                    line,
-                }),
-                Err(e) => {
-                    let trimmed = value.trim();
-                    let key = if trimmed.is_empty() {
-                        format!("(empty value, line {line})")
-                    } else {
-                        cut(trimmed)
-                    };
-                    let failure = invalid(key, cut(&value), chat_id::Invalid::REASON, e.message);
-                    batch.invalid.push(failure);
-                }
-            },
-            Record::Unreadable { line, message } => {
-                tracing::warn!("input line {line}: {message}; row skipped");
-                let key = format!("(unreadable row, line {line})");
-                batch
-                    .invalid
-                    .push(invalid(key, String::new(), "unreadable_row", message));
-            }
-        }
-    }
-    batch
-}
-
-fn cut(text: &str) -> String {
-    match text.char_indices().nth(MAX_KEY_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
-}
-
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-fn policy(config: &EnrichConfig, resume_from: Option<String>) -> Policy {
-    let now = Utc::now();
-    let by_age = config
-        .max_age
-        .map(|age| format_time(now - chrono_duration(age)));
-    // Fresh: younger than --max-age, or fetched since an unfinished run began (resume).
-    let fresh_from = match (by_age, resume_from) {
-        (Some(a), Some(r)) => a.min(r),
-        (Some(a), None) => a,
-        (None, Some(r)) => r,
-        (None, None) => "9999".to_string(),
-    };
-    Policy {
-        now: format_time(now),
-        fresh_from,
-        permanent_retry_before: format_time(now - chrono_duration(config.retry_failed_after)),
-        only_failed: config.only_failed,
-    }
-}
-
-/// The plan line that opens every run (and is all `--dry-run` prints).
-pub fn plan_line(
-    counts: &RunCounts,
-    plan: &PlanCounts,
-    rate: f64,
-    max_calls: Option<u64>,
-) -> String {
-    let calls = max_calls.map_or(plan.due(), |m| m.min(plan.due()));
-    let estimate = if rate > 0.0 {
-        format_duration(Duration::from_secs_f64(calls as f64 / rate))
-    } else {
-        "-".into()
-    };
-    format!(
-        "plan: {} input rows, {} invalid, {} duplicates, {} due ({} never fetched, {} retry, {} stale), {} skipped as fresh, {} failed and not yet due; {} calls at {:.1}/s ≈ {}",
-        counts.input_rows,
-        counts.invalid,
-        counts.duplicates,
-        plan.due(),
-        plan.never_fetched,
-        plan.retry,
-        plan.stale,
-        plan.skipped_fresh,
-        plan.failed_not_due,
-        calls,
-        rate,
-        estimate,
-    )
-}
-
+/// Preflight, then the fetch and write stages side by side until the plan is done or the run
+/// stops. A run stopped before this point (deadline passed while planning, a signal) makes no
+/// call.
+#[allow(clippy::too_many_arguments, reason = "the stages' shared parts, passed once")]
 async fn fetch_and_store(
-    config: &EnrichConfig,
+    config: &Config,
+    client: Client,
     store: &Store,
     planner: Planner,
     plan: &PlanCounts,
-    stats: Arc<Stats>,
-    stop: Stop,
-) -> Outcome {
-    if plan.due() == 0 {
-        return Outcome::Completed;
+    delays: &RetryDelays,
+    stats: &Arc<Stats>,
+    stop: &Stop,
+) -> Result<Outcome, JobError> {
+    if let Some(reason) = stop.reason() {
+        return Ok(Outcome::Stopped(reason));
     }
-    let client = match Client::new(&config.api_url, config.messenger, config.timeout) {
-        Ok(client) => client,
-        Err(message) => return Outcome::Stopped(message),
-    };
-    let instances = if config.preflight {
-        match preflight(&client, &config.instances).await {
+    if plan.due() == 0 {
+        return Ok(Outcome::Completed);
+    }
+    let instances = if config.api.preflight {
+        match preflight::usable_instances(&client, &config.api.instances).await {
             Ok(usable) => usable,
-            Err(message) => return Outcome::Stopped(message),
+            Err(message) => return Ok(Outcome::Stopped(StopReason::NoInstances(message))),
         }
     } else {
-        config.instances.clone()
+        config.api.instances.clone()
     };
-    let writer = match Writer::new(store, config.messenger.as_str()).await {
-        Ok(writer) => writer,
-        Err(e) => return Outcome::Partial(StopReason::Store(e.to_string())),
-    };
-    let progress = Progress::start(
-        stats.clone(),
-        plan.due(),
-        config.status_interval,
-        config.quiet,
-    );
-    let deadline = config.deadline.map(|after| {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            stop.trigger(StopReason::Deadline);
-        })
-    });
-    let queue = Queue::new(256);
-    let feeder = tokio::spawn(feed(planner, queue.clone(), stop.clone()));
+    let writer = Writer::new(store, config.input.messenger, *delays).await?;
+    let progress = Progress::start(stats.clone(), plan.due(), &config.ui);
+    let (queue, feeder) = Queue::new(256);
+    let feeding = AbortOnDrop(tokio::spawn(feed(planner, feeder, stop.clone())));
     let (outcome_tx, outcome_rx) = mpsc::channel(512);
-    let writing = tokio::spawn(write_outcomes(
+    let writing = tokio::spawn(write::write_outcomes(
         writer,
         outcome_rx,
         stats.clone(),
         stop.clone(),
     ));
-    fetch::run(
+    let settings = Settings {
+        messenger: config.input.messenger,
+        fetch: config.fetch.clone(),
+        max_calls: config.limits.max_calls,
+    };
+    let fetched = fetch::run(
         client,
         instances,
-        config.fetch.clone(),
+        settings,
         queue,
         outcome_tx,
         stats.clone(),
         stop.clone(),
     )
     .await;
-    feeder.abort();
-    if let Ok(Err(e)) = writing.await {
+    drop(feeding);
+    let written = task::join("the writer", writing).await;
+    progress.finish(stats);
+    fetched?;
+    if let Err(e) = written? {
         stop.trigger(StopReason::Store(e.to_string()));
     }
-    if let Some(deadline) = deadline {
-        deadline.abort();
-    }
-    progress.finish(&stats);
-    Outcome::from_stop(stop.reason())
+    Ok(match stop.reason() {
+        None => Outcome::Completed,
+        Some(reason) => Outcome::Stopped(reason),
+    })
 }
 
-/// Feeds due keys from the plan to the fetcher, a page at a time.
-async fn feed(mut planner: Planner, queue: Arc<Queue>, stop: Stop) {
+/// Feeds due keys from the plan to the fetch stage, a page at a time.
+async fn feed(mut planner: Planner, feeder: fetch::queue::Feeder, stop: Stop) {
     const PAGE: i64 = 1000;
     let mut after = 0;
     loop {
@@ -465,144 +245,32 @@ async fn feed(mut planner: Planner, queue: Arc<Queue>, stop: Stop) {
             Ok(page) => page,
             Err(e) => {
                 stop.trigger(StopReason::Store(e.to_string()));
-                break;
+                return;
             }
         };
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else { return };
         after = last.seq;
         for key in page {
-            if !queue.push(Job::new(key.chat_id, key.phone)).await {
+            if !feeder.push(key.chat_id, key.phone).await {
                 return;
             }
         }
     }
-    queue.finish_feeding();
 }
 
-/// The single writer: commits outcomes in batches (whatever has arrived while the last batch was
-/// being committed), and counts them once committed.
-async fn write_outcomes(
-    mut writer: Writer,
-    mut rx: mpsc::Receiver<KeyOutcome>,
-    stats: Arc<Stats>,
-    stop: Stop,
-) -> Result<(), StoreError> {
-    const MAX_BATCH: usize = 500;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut error = None;
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if error.is_none() {
-            match writer.commit(&batch, &format_time(Utc::now())).await {
-                Ok(()) => {
-                    for outcome in &batch {
-                        match outcome {
-                            KeyOutcome::Enriched(_) => Stats::add(&stats.enriched, 1),
-                            KeyOutcome::Failed(f) => stats.count_failure(f.reason),
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "cannot write to the store: {e}; stopping (what was committed is kept)"
-                    );
-                    stop.trigger(StopReason::Store(e.to_string()));
-                    error = Some(e);
-                }
-            }
-        }
-        batch.clear();
+fn run_options(config: &Config) -> RunOptions {
+    RunOptions {
+        input: config.input.source.describe(),
+        messenger: config.input.messenger,
+        instances: config.api.instances.iter().map(|i| i.id.clone()).collect(),
+        rps_per_instance: config.fetch.rate,
+        max_age_seconds: config.plan.max_age.map(|d| d.as_secs()),
+        retry_failed_after_seconds: config.plan.retry_failed_after.as_secs(),
+        only_failed: config.plan.only_failed,
+        max_calls: config.limits.max_calls,
+        deadline_seconds: config
+            .limits
+            .deadline
+            .map(|at| at.saturating_duration_since(Instant::now()).as_secs()),
     }
-    error.map_or(Ok(()), Err)
-}
-
-/// Checks every instance with `getStateInstance` (all at once); returns the usable ones, or why
-/// none is.
-async fn preflight(client: &Client, instances: &[Instance]) -> Result<Vec<Instance>, String> {
-    let checks =
-        futures::future::join_all(instances.iter().map(|i| check_instance(client, i))).await;
-    let mut usable = Vec::new();
-    let mut problems = Vec::new();
-    for (instance, check) in instances.iter().zip(checks) {
-        match check {
-            Ok(()) => usable.push(instance.clone()),
-            Err(problem) => {
-                let problem = format!("instance {}: {problem}", instance.id);
-                tracing::warn!("{problem}; left out of the pool");
-                problems.push(problem);
-            }
-        }
-    }
-    if usable.is_empty() {
-        return Err(format!("no usable instance: {}", problems.join("; ")));
-    }
-    Ok(usable)
-}
-
-async fn check_instance(client: &Client, instance: &Instance) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 0..3 {
-        if attempt > 0 {
-            // getStateInstance is limited to one call per second per instance.
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-        }
-        let answer = client.state(instance).await;
-        let problem = match answer.verdict {
-            Verdict::Answer => {
-                let state = serde_json::from_str::<serde_json::Value>(&answer.body)
-                    .ok()
-                    .and_then(|v| v.get("stateInstance")?.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                return match state.as_str() {
-                    "authorized" => {
-                        tracing::info!("instance {}: authorized", instance.id);
-                        Ok(())
-                    }
-                    "starting" => {
-                        tracing::warn!(
-                            "instance {}: starting; calls will wait for it",
-                            instance.id
-                        );
-                        Ok(())
-                    }
-                    other => Err(state_advice(other)),
-                };
-            }
-            Verdict::Transient(p) => p,
-            Verdict::KeyRejected(p)
-            | Verdict::InstanceStarting(p)
-            | Verdict::InstanceUnusable(p)
-            | Verdict::QuotaExhausted(p) => return Err(p.message),
-        };
-        last = problem.message;
-    }
-    Err(last)
-}
-
-fn state_advice(state: &str) -> String {
-    let advice = match state {
-        "notAuthorized" => {
-            "not authorized: scan the QR code in the GREEN-API console to link the phone"
-        }
-        "blocked" => "blocked: the account is banned; use another instance",
-        "sleepMode" => "in sleep mode: open the messenger on the phone to wake it",
-        "yellowCard" => "has a yellow card (suspected spam): pause it for a while",
-        "suspended" => "suspended: check the account in the console",
-        _ => "not usable",
-    };
-    format!("state '{state}', {advice}")
-}
-
-fn options_json(config: &EnrichConfig) -> String {
-    serde_json::json!({
-        "input": config.source.describe(),
-        "messenger": config.messenger,
-        "instances": config.instances.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
-        "rps_per_instance": config.fetch.rps_per_instance,
-        "max_age_seconds": config.max_age.map(|d| d.as_secs()),
-        "retry_failed_after_seconds": config.retry_failed_after.as_secs(),
-        "only_failed": config.only_failed,
-        "max_calls": config.fetch.max_calls,
-        "deadline_seconds": config.deadline.map(|d| d.as_secs()),
-    })
-    .to_string()
 }

@@ -1,21 +1,33 @@
 //! greenrich: enriches CRM contacts through GREEN-API `getContactInfo`.
 //!
-//! The pipeline is `source → plan → fetch → normalise → store → export`; [`job::enrich`] runs it.
-//! The binary (`main.rs`) only parses flags, sets up logging and maps the outcome to an exit code.
+//! The pipeline is `source → stage → plan → preflight → fetch → normalise → write → export`;
+//! [`enrich`] runs it on a validated [`config::Config`]. The binary (`main.rs`) parses flags,
+//! sets up logging and signals, and calls [`app::run`], which the tests call in-process too.
 
-pub mod api;
+pub mod app;
 pub mod chat_id;
 pub mod cli;
-pub mod demo;
-pub mod export;
-pub mod fetch;
-pub mod inspect;
-pub mod job;
+pub mod config;
 pub mod normalise;
-pub mod progress;
+pub mod reason;
 pub mod redact;
 pub mod report;
 pub mod sandbox;
-pub mod source;
-pub mod stats;
 pub mod store;
+
+mod api;
+mod demo;
+mod export;
+mod inspect;
+mod job;
+mod pipeline;
+mod progress;
+mod source;
+mod stats;
+
+pub use api::{ClientError, Instance, InvalidInstance};
+pub use job::{enrich, JobError};
+pub use pipeline::output::OutputError;
+pub use pipeline::stop::{Stop, StopReason};
+pub use pipeline::task::TaskDied;
+pub use source::{Source, SourceError};

@@ -1,17 +1,20 @@
-//! The `greenrich` binary: parses flags, sets up logging and signals, runs a command, and maps
-//! its outcome to an exit code (see `report::exit`).
+//! The `greenrich` binary: parses flags, sets up logging and signals, runs a command in the
+//! library, and exits with its code.
+
+#![allow(
+    unused_crate_dependencies,
+    reason = "the binary sees every dependency of the library as its own"
+)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-use greenrich::cli::{Cli, Command, LogFormat};
-use greenrich::fetch::{Stop, StopReason};
+use greenrich::cli::Cli;
 use greenrich::redact::{self, MaskingWriter};
 use greenrich::report::exit;
-use greenrich::{demo, inspect, job, sandbox};
+use greenrich::{app, Stop, StopReason};
 
 fn main() -> ExitCode {
     redact::install_panic_hook();
@@ -22,7 +25,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::FATAL as u8 } else { 0 });
         }
     };
-    init_logging(&cli);
+    let filter = std::env::var("RUST_LOG").ok();
+    let subscriber = app::log_subscriber(
+        &cli,
+        filter.as_deref(),
+        || MaskingWriter(std::io::stderr()),
+        std::io::stderr().is_terminal(),
+    );
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("warning: logging was already set up");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,118 +42,23 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FATAL as u8);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let code = runtime.block_on(async {
+        let stop = Stop::default();
+        watch_signals(stop.clone());
+        ignore_file_size_signal();
+        let env = |key: &str| std::env::var(key).ok();
+        app::run(
+            cli,
+            &env,
+            stop,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await
+    });
     // Requests that still hang are not waited for.
     runtime.shutdown_background();
     ExitCode::from(code as u8)
-}
-
-fn init_logging(cli: &Cli) {
-    let default = if cli.quiet {
-        "warn"
-    } else if cli.verbose {
-        "greenrich=debug,info"
-    } else {
-        "info"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let writer = || MaskingWriter(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    match cli.log_format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
-async fn run(cli: Cli) -> i32 {
-    let (quiet, log_format) = (cli.quiet, cli.log_format);
-    match cli.command {
-        Command::Enrich(args) => {
-            let summary_json = args.summary_json.clone();
-            let config = match (*args).into_config(quiet, |k| std::env::var(k).ok()) {
-                Ok(config) => config,
-                Err(message) => return fatal(&message),
-            };
-            let stop = Stop::default();
-            watch_signals(stop.clone());
-            ignore_file_size_signal();
-            match job::enrich(config, stop).await {
-                Ok(report) => {
-                    let summary = match log_format {
-                        LogFormat::Plain => report.summary(),
-                        LogFormat::Json => {
-                            serde_json::json!({ "summary": report.to_json() }).to_string()
-                        }
-                    };
-                    eprintln!("{}", redact::mask(&summary));
-                    if let Some(path) = summary_json {
-                        let text =
-                            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-                        if let Err(e) = std::fs::write(&path, redact::mask(&text).as_bytes()) {
-                            eprintln!("warning: cannot write {}: {e}", path.display());
-                        }
-                    }
-                    report.exit_code()
-                }
-                Err(e) => {
-                    fatal(&e.to_string());
-                    e.exit_code()
-                }
-            }
-        }
-        Command::Sandbox(args) => {
-            let port = args.port;
-            let config = match args.into_config() {
-                Ok(config) => config,
-                Err(message) => return fatal(&message),
-            };
-            let ids: Vec<String> = config
-                .instances
-                .iter()
-                .map(|i| format!("{}:{}", i.id, i.token))
-                .collect();
-            match sandbox::start(config, port).await {
-                Ok(server) => {
-                    eprintln!("sandbox GREEN-API listening on {}", server.url());
-                    eprintln!("instances (GREEN_API_INSTANCES): {}", ids.join(","));
-                    let _ = tokio::signal::ctrl_c().await;
-                    exit::OK
-                }
-                Err(e) => fatal(&format!("cannot listen on port {port}: {e}")),
-            }
-        }
-        Command::Demo(args) => match demo::run(&args.output).await {
-            Ok(report) => {
-                eprintln!(
-                    "demo finished: a real `greenrich enrich` run with this outcome exits with code {} (see the README)",
-                    report.exit_code()
-                );
-                exit::OK
-            }
-            Err(message) => fatal(&message),
-        },
-        Command::Status(args) => print_or_fail(inspect::status(&args.db, args.max_age).await),
-        Command::Failures(args) => print_or_fail(inspect::failures(&args.db).await),
-    }
-}
-
-fn print_or_fail(result: Result<String, greenrich::store::StoreError>) -> i32 {
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            exit::OK
-        }
-        Err(e) => fatal(&e.to_string()),
-    }
-}
-
-fn fatal(message: &str) -> i32 {
-    eprintln!("error: {}", redact::mask(message));
-    exit::FATAL
 }
 
 /// The first SIGINT/SIGTERM stops issuing calls and lets the run commit and report; a second

@@ -6,92 +6,116 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::api::Answer;
 use crate::chat_id::Messenger;
 
 /// One row of the `contacts` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactRow {
+    /// The key: `79001234567@c.us` or a MAX id.
     pub chat_id: String,
+    /// WhatsApp or MAX.
     pub messenger: Messenger,
+    /// Digits, when the id is a phone number.
     pub phone: Option<String>,
+    /// Profile name.
     pub name: Option<String>,
+    /// Name in the instance's phone book.
     pub contact_name: Option<String>,
+    /// Business e-mail.
     pub email: Option<String>,
+    /// Business category.
     pub category: Option<String>,
+    /// Business description.
     pub description: Option<String>,
+    /// Avatar URL.
     pub avatar_url: Option<String>,
+    /// A business account.
     pub is_business: Option<bool>,
+    /// RFC 3339 UTC.
     pub last_seen_at: Option<String>,
+    /// Chat flag.
     pub is_archived: Option<bool>,
+    /// Chat flag.
     pub is_muted: Option<bool>,
+    /// Chat flag.
     pub is_disappearing: Option<bool>,
+    /// Seconds.
     pub message_expiration: Option<i64>,
+    /// Seconds.
     pub mute_expiration: Option<i64>,
+    /// The answer as received.
     pub raw_json: String,
+    /// When it was fetched (RFC 3339 UTC).
     pub fetched_at: String,
 }
 
 /// One row of the `products` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductRow {
+    /// The product card's id.
     pub product_id: String,
+    /// Its place in the answer's list.
     pub position: i64,
+    /// Name.
     pub name: Option<String>,
+    /// Description.
     pub description: Option<String>,
+    /// Price as returned (no currency exists).
     pub price: Option<String>,
+    /// Such as "in stock".
     pub availability: Option<String>,
+    /// Hidden from the catalogue.
     pub is_hidden: Option<bool>,
+    /// WhatsApp's review status.
     pub review_status: Option<String>,
+    /// Full-size image URL.
     pub image_url: Option<String>,
+    /// Preview image URL.
     pub image_preview_url: Option<String>,
 }
 
 /// A contact with its products, ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enriched {
+    /// The `contacts` row.
     pub contact: ContactRow,
+    /// Its `products` rows.
     pub products: Vec<ProductRow>,
 }
 
-/// The answer is not a JSON object: the caller treats it as a bad body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotAnObject;
-
 /// Timestamps are stored as RFC 3339 UTC text with a fixed width, so they sort as text.
-pub fn format_time(t: DateTime<Utc>) -> String {
+pub(crate) fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// Builds the rows for `chat_id` from the body as received.
-pub fn normalise(
+/// Builds the rows for `chat_id` from its answer.
+pub(crate) fn normalise(
     chat_id: &str,
     phone: Option<String>,
     messenger: Messenger,
-    body: &str,
+    answer: &Answer,
     fetched_at: DateTime<Utc>,
-) -> Result<Enriched, NotAnObject> {
-    let value: Value = serde_json::from_str(body).map_err(|_| NotAnObject)?;
-    let Value::Object(obj) = value else {
-        return Err(NotAnObject);
-    };
+) -> Enriched {
+    let obj = &answer.object;
     let contact = ContactRow {
         chat_id: chat_id.to_string(),
         messenger,
         phone,
-        name: text(&obj, &["name"]),
-        contact_name: text(&obj, &["contactName"]),
-        email: text(&obj, &["email"]),
-        category: text(&obj, &["category"]),
-        description: text(&obj, &["description"]),
-        avatar_url: text(&obj, &["avatar"]),
-        is_business: flag(&obj, &["isBusiness"]),
+        name: text(obj, &["name"]),
+        contact_name: text(obj, &["contactName"]),
+        email: text(obj, &["email"]),
+        category: text(obj, &["category"]),
+        description: text(obj, &["description"]),
+        avatar_url: text(obj, &["avatar"]),
+        is_business: flag(obj, &["isBusiness"]),
         last_seen_at: obj.get("lastSeen").and_then(last_seen),
-        is_archived: flag(&obj, &["isArchive", "isArchived"]),
-        is_muted: flag(&obj, &["isMute", "isMuted"]),
-        is_disappearing: flag(&obj, &["isDisappearing"]),
-        message_expiration: integer(&obj, &["messageExpiration", "messageexpiration"]),
-        mute_expiration: integer(&obj, &["muteExpiration", "muteexpiration"]),
-        raw_json: body.to_string(),
+        is_archived: flag(obj, &["isArchive", "isArchived"]),
+        is_muted: flag(obj, &["isMute", "isMuted"]),
+        is_disappearing: flag(obj, &["isDisappearing"]),
+        message_expiration: integer(obj, &["messageExpiration", "messageexpiration"]),
+        mute_expiration: integer(obj, &["muteExpiration", "muteexpiration"]),
+        raw_json: answer.raw.clone(),
         fetched_at: format_time(fetched_at),
     };
     let products = match obj.get("products") {
@@ -103,7 +127,7 @@ pub fn normalise(
             .collect(),
         _ => Vec::new(),
     };
-    Ok(Enriched { contact, products })
+    Enriched { contact, products }
 }
 
 fn product(position: usize, item: &Map<String, Value>) -> Option<ProductRow> {
@@ -213,14 +237,14 @@ mod tests {
     }
 
     fn rows(body: &str) -> Enriched {
+        let answer = Answer::parse(body).unwrap();
         normalise(
             "79001234567@c.us",
             Some("79001234567".into()),
             Messenger::Whatsapp,
-            body,
+            &answer,
             fixed_time(),
         )
-        .unwrap()
     }
 
     #[test]
@@ -302,15 +326,5 @@ mod tests {
         assert_eq!(e.contact.name, None);
         assert_eq!(e.contact.is_business, None);
         assert!(e.products.is_empty());
-    }
-
-    #[test]
-    fn bodies_that_are_not_objects_are_rejected() {
-        for body in ["", "<html>", "[]", "null", r#"{"name":"#] {
-            assert!(
-                normalise("1", None, Messenger::Max, body, fixed_time()).is_err(),
-                "{body}"
-            );
-        }
     }
 }

@@ -7,17 +7,19 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::config::UiConfig;
 use crate::stats::Stats;
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
     /// Starts showing progress of `stats` toward `total` keys.
-    pub fn start(stats: Arc<Stats>, total: u64, interval: Duration, quiet: bool) -> Progress {
-        if quiet || total == 0 {
+    pub(crate) fn start(stats: Arc<Stats>, total: u64, ui: &UiConfig) -> Progress {
+        let interval = ui.status_interval;
+        if ui.quiet || total == 0 {
             return Progress {
                 bar: None,
                 ticker: None,
@@ -64,7 +66,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(self, stats: &Stats) {
+    pub(crate) fn finish(self, stats: &Stats) {
         if let Some(ticker) = self.ticker {
             ticker.abort();
         }
@@ -76,7 +78,7 @@ impl Progress {
 }
 
 /// The periodic status line: done/total, rate, 429s, retries, failures and ETA.
-pub fn status_line(stats: &Stats, total: u64, elapsed: Duration) -> String {
+pub(crate) fn status_line(stats: &Stats, total: u64, elapsed: Duration) -> String {
     let done = stats.done();
     let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
     let eta = if rate > 0.0 && total > done {
@@ -94,7 +96,7 @@ pub fn status_line(stats: &Stats, total: u64, elapsed: Duration) -> String {
 }
 
 /// `1h02m03s`, `4m05s`, `6s`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     match (s / 3600, (s % 3600) / 60, s % 60) {
         (0, 0, s) => format!("{s}s"),

@@ -47,6 +47,7 @@ pub fn mask(text: &str) -> Cow<'_, str> {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value` and registers it for masking.
     pub fn new(value: impl Into<String>) -> Self {
         let value = value.into();
         register(&value);

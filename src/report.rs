@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::fetch::StopReason;
+use crate::job::JobError;
+use crate::pipeline::stop::StopReason;
 use crate::progress::format_duration;
-use crate::store::ledger::RunCounts;
+use crate::reason::Reason;
+use crate::store::ledger::{RunCounts, RunSummary};
 use crate::store::plan::PlanCounts;
+use crate::store::StoreError;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -30,74 +33,84 @@ pub mod exit {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every due key has an outcome (some may have failed).
     Completed,
-    Partial(StopReason),
-    Stopped(String),
+    /// The plan was made and no call.
     DryRun,
+    /// Stopped before every due key had an outcome.
+    Stopped(StopReason),
 }
 
 impl Outcome {
-    pub fn from_stop(reason: Option<StopReason>) -> Outcome {
-        match reason {
-            None => Outcome::Completed,
-            Some(StopReason::NoInstances(message)) => Outcome::Stopped(message),
-            Some(other) => Outcome::Partial(other),
-        }
-    }
-
     /// The `runs.outcome` value.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
-            Outcome::Partial(StopReason::Store(_)) => "failed",
-            Outcome::Partial(_) => "partial",
-            Outcome::Stopped(_) => "stopped",
             Outcome::DryRun => "dry_run",
+            Outcome::Stopped(StopReason::NoInstances(_)) => "stopped",
+            Outcome::Stopped(StopReason::Store(_)) => "failed",
+            Outcome::Stopped(_) => "partial",
         }
     }
 
     /// Why the run stopped early, in one plain sentence.
     pub fn explanation(&self) -> Option<String> {
-        Some(match self {
-            Outcome::Completed | Outcome::DryRun => return None,
-            Outcome::Stopped(message) => format!("stopped: {message}"),
-            Outcome::Partial(reason) => match reason {
-                StopReason::Quota(message) => format!("stopped: {message}"),
-                StopReason::Interrupted => "stopped on request (signal); the next run resumes where this one stopped".into(),
-                StopReason::Budget => "stopped: the --max-calls budget is spent; the next run resumes with the remaining due keys".into(),
-                StopReason::Deadline => "stopped: the --deadline was reached; the next run resumes with the remaining due keys".into(),
-                StopReason::NoInstances(message) => format!("stopped: {message}"),
-                StopReason::Store(message) => format!("stopped: the store cannot be written ({message}); what was committed is kept"),
-            },
+        let Outcome::Stopped(reason) = self else {
+            return None;
+        };
+        Some(match reason {
+            StopReason::Quota(message) | StopReason::NoInstances(message) => {
+                format!("stopped: {message}")
+            }
+            StopReason::Interrupted => "stopped on request (signal); the next run resumes where this one stopped".into(),
+            StopReason::Budget => "stopped: the --max-calls budget is spent; the next run resumes with the remaining due keys".into(),
+            StopReason::Deadline => "stopped: the --deadline was reached; the next run resumes with the remaining due keys".into(),
+            StopReason::Store(message) => format!("stopped: the store cannot be written ({message}); what was committed is kept"),
         })
+    }
+}
+
+/// The exit code of a run: the one place where outcomes and errors become exit codes.
+pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
+    match result {
+        Ok(report) => outcome_exit_code(&report.outcome, report.counts.failed),
+        Err(JobError::Store(StoreError::Locked { .. })) => exit::BUSY,
+        Err(_) => exit::FATAL,
+    }
+}
+
+fn outcome_exit_code(outcome: &Outcome, failed: u64) -> i32 {
+    match outcome {
+        Outcome::Completed if failed > 0 => exit::SOME_FAILED,
+        Outcome::Completed | Outcome::DryRun => exit::OK,
+        Outcome::Stopped(StopReason::NoInstances(_)) => exit::NO_INSTANCE,
+        Outcome::Stopped(StopReason::Store(_)) => exit::FATAL,
+        Outcome::Stopped(_) => exit::PARTIAL,
     }
 }
 
 /// Everything the run reports at the end.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// How it ended.
     pub outcome: Outcome,
     /// The plan line that opened the run.
     pub plan_line: String,
+    /// What the planner found.
     pub plan: PlanCounts,
+    /// The counts it ended with.
     pub counts: RunCounts,
-    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Failed keys by reason.
+    pub failed_by_reason: BTreeMap<Reason, u64>,
+    /// Calls per instance id.
     pub calls_per_instance: BTreeMap<String, u64>,
+    /// Wall time.
     pub elapsed: Duration,
+    /// The output file or directory.
     pub output: String,
 }
 
 impl Report {
-    pub fn exit_code(&self) -> i32 {
-        match &self.outcome {
-            Outcome::Completed if self.counts.failed > 0 => exit::SOME_FAILED,
-            Outcome::Completed | Outcome::DryRun => exit::OK,
-            Outcome::Partial(StopReason::Store(_)) => exit::FATAL,
-            Outcome::Partial(_) => exit::PARTIAL,
-            Outcome::Stopped(_) => exit::NO_INSTANCE,
-        }
-    }
-
     /// The summary printed on stderr at the end (for a dry run: the plan).
     pub fn summary(&self) -> String {
         if self.outcome == Outcome::DryRun {
@@ -125,23 +138,28 @@ impl Report {
         out
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "outcome": self.outcome.label(),
-            "plan_line": self.plan_line,
-            "exit_code": self.exit_code(),
-            "stopped_because": self.outcome.explanation(),
-            "plan": self.plan,
-            "counts": self.counts,
-            "failed_by_reason": self.failed_by_reason,
-            "calls_per_instance": self.calls_per_instance,
-            "elapsed_seconds": self.elapsed.as_secs_f64(),
-            "output": self.output,
-        })
+    /// The summary kept in the ledger and written by `--summary-json`.
+    pub fn to_summary(&self) -> RunSummary {
+        RunSummary {
+            outcome: self.outcome.label().into(),
+            plan_line: self.plan_line.clone(),
+            exit_code: outcome_exit_code(&self.outcome, self.counts.failed),
+            stopped_because: self.outcome.explanation(),
+            plan: self.plan.clone(),
+            counts: self.counts.clone(),
+            failed_by_reason: self
+                .failed_by_reason
+                .iter()
+                .map(|(r, n)| (r.to_string(), *n))
+                .collect(),
+            calls_per_instance: self.calls_per_instance.clone(),
+            elapsed_seconds: self.elapsed.as_secs_f64(),
+            output: self.output.clone(),
+        }
     }
 }
 
-fn by_reason(reasons: &BTreeMap<String, u64>) -> String {
+fn by_reason(reasons: &BTreeMap<Reason, u64>) -> String {
     if reasons.is_empty() {
         return String::new();
     }
@@ -162,33 +180,41 @@ mod tests {
                 failed,
                 ..RunCounts::default()
             },
-            failed_by_reason: BTreeMap::from([("timeout".to_string(), failed)]),
+            failed_by_reason: BTreeMap::from([(Reason::Timeout, failed)]),
             calls_per_instance: BTreeMap::new(),
             elapsed: Duration::from_secs(3),
             output: "out.db".into(),
         }
     }
 
+    fn code(outcome: Outcome, failed: u64) -> i32 {
+        exit_code(&Ok(report(outcome, failed)))
+    }
+
     #[test]
     fn exit_codes_follow_the_outcome() {
-        assert_eq!(report(Outcome::Completed, 0).exit_code(), exit::OK);
-        assert_eq!(report(Outcome::Completed, 2).exit_code(), exit::SOME_FAILED);
+        assert_eq!(code(Outcome::Completed, 0), exit::OK);
+        assert_eq!(code(Outcome::Completed, 2), exit::SOME_FAILED);
+        assert_eq!(code(Outcome::Stopped(StopReason::Budget), 0), exit::PARTIAL);
         assert_eq!(
-            report(Outcome::Partial(StopReason::Budget), 0).exit_code(),
+            code(Outcome::Stopped(StopReason::Quota("q".into())), 0),
             exit::PARTIAL
         );
         assert_eq!(
-            report(Outcome::Partial(StopReason::Quota("q".into())), 0).exit_code(),
-            exit::PARTIAL
-        );
-        assert_eq!(
-            report(Outcome::Stopped("x".into()), 0).exit_code(),
+            code(Outcome::Stopped(StopReason::NoInstances("x".into())), 0),
             exit::NO_INSTANCE
         );
         assert_eq!(
-            report(Outcome::Partial(StopReason::Store("disk".into())), 0).exit_code(),
+            code(Outcome::Stopped(StopReason::Store("disk".into())), 0),
             exit::FATAL
         );
+        let locked = JobError::Store(StoreError::Locked {
+            path: "a".into(),
+            lock: "b".into(),
+        });
+        assert_eq!(exit_code(&Err(locked)), exit::BUSY);
+        let client = JobError::Client(crate::api::ClientError::Build("no TLS".into()));
+        assert_eq!(exit_code(&Err(client)), exit::FATAL);
     }
 
     #[test]
@@ -196,5 +222,6 @@ mod tests {
         let s = report(Outcome::Completed, 2).summary();
         assert!(s.contains("2 failed (timeout: 2)"), "{s}");
         assert!(s.contains("elapsed 3s"), "{s}");
+        assert_eq!(report(Outcome::Completed, 2).to_summary().exit_code, 2);
     }
 }

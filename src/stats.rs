@@ -5,50 +5,49 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use crate::reason::Reason;
+
 #[derive(Default)]
-pub struct Stats {
-    pub enriched: AtomicU64,
-    pub failed: AtomicU64,
-    pub requests: AtomicU64,
-    pub http_429: AtomicU64,
-    pub retries: AtomicU64,
-    failed_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+pub(crate) struct Stats {
+    pub(crate) enriched: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) http_429: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    failed_by_reason: Mutex<BTreeMap<Reason, u64>>,
     calls_per_instance: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stats {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
     }
 
-    pub fn done(&self) -> u64 {
+    pub(crate) fn done(&self) -> u64 {
         Self::get(&self.enriched) + Self::get(&self.failed)
     }
 
-    pub fn count_failure(&self, reason: &'static str) {
+    pub(crate) fn count_failure(&self, reason: Reason) {
         Self::add(&self.failed, 1);
         *lock(&self.failed_by_reason).entry(reason).or_default() += 1;
     }
 
-    pub fn count_call(&self, instance: &str) {
+    pub(crate) fn count_call(&self, instance: &str) {
         Self::add(&self.requests, 1);
         *lock(&self.calls_per_instance)
             .entry(instance.to_string())
             .or_default() += 1;
     }
 
-    pub fn failed_by_reason(&self) -> BTreeMap<String, u64> {
-        lock(&self.failed_by_reason)
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect()
+    pub(crate) fn failed_by_reason(&self) -> BTreeMap<Reason, u64> {
+        lock(&self.failed_by_reason).clone()
     }
 
-    pub fn calls_per_instance(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn calls_per_instance(&self) -> BTreeMap<String, u64> {
         lock(&self.calls_per_instance).clone()
     }
 }

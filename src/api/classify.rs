@@ -1,12 +1,17 @@
-//! The error taxonomy: what one HTTP answer means for the key and for the run (pure).
+//! The error taxonomy: what one HTTP answer means for the key and for the run (pure). A body is
+//! parsed here once; a usable answer is handed on parsed.
 
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
+use crate::reason::Reason;
+
 /// What the job should do after one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// A usable answer: the JSON object body.
-    Answer,
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// A usable answer.
+    Answer(Answer),
     /// Worth another attempt later: network trouble, 429, 5xx, a bad body.
     Transient(Problem),
     /// This key can never succeed in this run (a 400 about the chat id).
@@ -19,17 +24,51 @@ pub enum Verdict {
     QuotaExhausted(Problem),
 }
 
-/// A failure's reason code (stored in `failures.reason`), status and a message for people.
+impl Verdict {
+    /// The problem, unless the answer is usable.
+    pub(crate) fn problem(&self) -> Option<&Problem> {
+        match self {
+            Verdict::Answer(_) => None,
+            Verdict::Transient(p)
+            | Verdict::KeyRejected(p)
+            | Verdict::InstanceStarting(p)
+            | Verdict::InstanceUnusable(p)
+            | Verdict::QuotaExhausted(p) => Some(p),
+        }
+    }
+}
+
+/// A 200 answer whose body is a JSON object: the object, and the body as received.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub(crate) object: Map<String, Value>,
+    pub(crate) raw: String,
+}
+
+impl Answer {
+    /// The body as an answer, if it is a JSON object.
+    pub(crate) fn parse(body: &str) -> Option<Answer> {
+        match serde_json::from_str(body) {
+            Ok(Value::Object(object)) => Some(Answer {
+                object,
+                raw: body.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A failure's reason (stored in `failures.reason`), status and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub reason: &'static str,
-    pub status: Option<u16>,
-    pub message: String,
-    pub retry_after: Option<Duration>,
+pub(crate) struct Problem {
+    pub(crate) reason: Reason,
+    pub(crate) status: Option<u16>,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Problem {
-    pub fn new(reason: &'static str, status: Option<u16>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, status: Option<u16>, message: impl Into<String>) -> Self {
         Problem {
             reason,
             status,
@@ -43,7 +82,7 @@ impl Problem {
 const EXCERPT_CHARS: usize = 200;
 
 /// A short single-line excerpt of a body, for messages.
-pub fn excerpt(body: &str) -> String {
+pub(crate) fn excerpt(body: &str) -> String {
     let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
@@ -52,7 +91,7 @@ pub fn excerpt(body: &str) -> String {
 }
 
 /// Classifies an HTTP answer by status and body.
-pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdict {
+pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdict {
     let lower = body.to_ascii_lowercase();
     let problem = |reason, message: String| Problem {
         reason,
@@ -61,25 +100,25 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdi
         retry_after,
     };
     match status {
-        200 => match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Object(obj)) => {
-                if obj.get("code").and_then(serde_json::Value::as_i64) == Some(401) {
+        200 => match Answer::parse(body) {
+            Some(answer) => {
+                if answer.object.get("code").and_then(Value::as_i64) == Some(401) {
                     Verdict::InstanceUnusable(problem(
-                        "unauthorized",
+                        Reason::Unauthorized,
                         "the API answered 401 Unauthorized inside a 200: check the instance token"
                             .into(),
                     ))
                 } else {
-                    Verdict::Answer
+                    Verdict::Answer(answer)
                 }
             }
-            _ => Verdict::Transient(problem(
-                "bad_body",
+            None => Verdict::Transient(problem(
+                Reason::BadBody,
                 format!("HTTP 200 with a body that is not a JSON object: {}", excerpt(body)),
             )),
         },
         400 if lower.contains("starting") => Verdict::InstanceStarting(problem(
-            "instance_starting",
+            Reason::InstanceStarting,
             "the instance is starting; waiting for it".into(),
         )),
         400 if lower.contains("not authorized")
@@ -89,45 +128,45 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdi
             || lower.contains("blocked") =>
         {
             Verdict::InstanceUnusable(problem(
-                "instance_unusable",
+                Reason::InstanceUnusable,
                 format!("the instance cannot be used: {}", excerpt(body)),
             ))
         }
         400 => Verdict::KeyRejected(problem(
-            "rejected",
+            Reason::Rejected,
             format!("the API rejected this chat id: {}", excerpt(body)),
         )),
         401 => Verdict::InstanceUnusable(problem(
-            "unauthorized",
+            Reason::Unauthorized,
             "401 Unauthorized: the instance token is wrong".into(),
         )),
         403 => Verdict::InstanceUnusable(problem(
-            "forbidden",
+            Reason::Forbidden,
             "403 Forbidden: the instance id is wrong or does not belong to this API URL".into(),
         )),
         404 => Verdict::InstanceUnusable(problem(
-            "not_found",
+            Reason::NotFound,
             "404 Not Found: check GREEN_API_URL (the API answered that the path does not exist)"
                 .into(),
         )),
         466 => Verdict::QuotaExhausted(problem(
-            "quota_exhausted",
+            Reason::QuotaExhausted,
             "466: the plan's monthly quota is used up; it resets with the plan period, and the next run resumes where this one stopped".into(),
         )),
-        429 => Verdict::Transient(problem("rate_limited", "429 Too Many Requests".into())),
+        429 => Verdict::Transient(problem(Reason::RateLimited, "429 Too Many Requests".into())),
         408 | 425 | 499 | 500..=599 => Verdict::Transient(problem(
-            "server_error",
+            Reason::ServerError,
             format!("HTTP {status}: {}", excerpt(body)),
         )),
         _ => Verdict::KeyRejected(problem(
-            "http_error",
+            Reason::HttpError,
             format!("unexpected HTTP {status}: {}", excerpt(body)),
         )),
     }
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -142,20 +181,13 @@ mod tests {
     use super::*;
 
     fn reason(v: &Verdict) -> &'static str {
-        match v {
-            Verdict::Answer => "answer",
-            Verdict::Transient(p)
-            | Verdict::KeyRejected(p)
-            | Verdict::InstanceStarting(p)
-            | Verdict::InstanceUnusable(p)
-            | Verdict::QuotaExhausted(p) => p.reason,
-        }
+        v.problem().map_or("answer", |p| p.reason.as_str())
     }
 
     #[test]
     fn statuses_map_to_the_taxonomy() {
         let c = |s, b| classify(s, b, None);
-        assert_eq!(c(200, r#"{"name":"x"}"#), Verdict::Answer);
+        assert_eq!(reason(&c(200, r#"{"name":"x"}"#)), "answer");
         assert!(matches!(c(200, "<html>"), Verdict::Transient(_)));
         assert!(matches!(c(200, r#"{"name":"#), Verdict::Transient(_)));
         assert!(matches!(
@@ -187,6 +219,13 @@ mod tests {
         }
         assert_eq!(reason(&c(429, "")), "rate_limited");
         assert_eq!(reason(&c(418, "")), "http_error");
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_rejected() {
+        for body in ["", "<html>", "[]", "null", r#"{"name":"#] {
+            assert!(Answer::parse(body).is_none(), "{body}");
+        }
     }
 
     #[test]

@@ -1,39 +1,49 @@
 //! The GREEN-API client: instances, one request per call, reading capped bodies, and classifying
-//! answers with the error taxonomy. Pacing and retries are driven by the fetcher.
+//! answers with the error taxonomy. Pacing and retries are driven by the fetch stage.
 
-pub mod classify;
-pub mod pacer;
+pub(crate) mod classify;
+pub(crate) mod pacer;
+pub(crate) mod state;
 
 use std::time::Duration;
 
 use crate::chat_id::Messenger;
+use crate::reason::Reason;
 use crate::redact::{mask, Secret};
-pub use classify::{Problem, Verdict};
+pub(crate) use classify::{Answer, Problem, Verdict};
+pub(crate) use state::InstanceState;
 
 /// The biggest body read from one answer; a real contact answer is a few kilobytes.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// One GREEN-API instance: its id and token.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    /// The `idInstance`.
     pub id: String,
+    /// The `apiTokenInstance`; it prints as `***`.
     pub token: Secret,
 }
 
+/// An instance written in a shape other than `id:token`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInstance(String);
+
 impl Instance {
     /// Parses `id:token`.
-    pub fn parse(spec: &str) -> Result<Instance, String> {
+    pub fn parse(spec: &str) -> Result<Instance, InvalidInstance> {
         let (id, token) = spec
             .trim()
             .split_once(':')
-            .ok_or_else(|| "an instance must be written as id:token".to_string())?;
+            .ok_or_else(|| InvalidInstance("an instance must be written as id:token".into()))?;
         let id = id.trim();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("instance id '{id}' must be digits"));
+            return Err(InvalidInstance(format!("instance id '{id}' must be digits")));
         }
         let token = token.trim();
         if token.is_empty() {
-            return Err(format!("instance {id} has an empty token"));
+            return Err(InvalidInstance(format!("instance {id} has an empty token")));
         }
         Ok(Instance {
             id: id.to_string(),
@@ -42,24 +52,41 @@ impl Instance {
     }
 }
 
-/// The result of one attempt.
-#[derive(Debug)]
-pub struct Attempt {
-    pub verdict: Verdict,
-    /// The body, when the verdict is [`Verdict::Answer`].
-    pub body: String,
+/// The HTTP client cannot be built: a fatal error of the run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `GREEN_API_URL` is not a URL.
+    #[error("GREEN_API_URL '{url}' is not a valid URL ({message}); set it to the apiUrl shown in your console")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// Why it does not parse.
+        message: String,
+    },
+    /// reqwest refused its settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
 }
 
 /// One shared HTTP client for every instance.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base_url: String,
     messenger: Messenger,
 }
 
 impl Client {
-    pub fn new(base_url: &str, messenger: Messenger, timeout: Duration) -> Result<Client, String> {
+    pub(crate) fn new(
+        base_url: &str,
+        messenger: Messenger,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let base_url = base_url.trim_end_matches('/');
+        reqwest::Url::parse(base_url).map_err(|e| ClientError::Url {
+            url: base_url.to_string(),
+            message: e.to_string(),
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .timeout(timeout)
@@ -68,10 +95,10 @@ impl Client {
             .tcp_nodelay(true)
             .user_agent(concat!("greenrich/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
+            .map_err(|e| ClientError::Build(describe(&e)))?;
         Ok(Client {
             http,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url: base_url.to_string(),
             messenger,
         })
     }
@@ -90,7 +117,7 @@ impl Client {
     }
 
     /// One `getContactInfo` call.
-    pub async fn contact_info(&self, instance: &Instance, chat_id: &str) -> Attempt {
+    pub(crate) async fn contact_info(&self, instance: &Instance, chat_id: &str) -> Verdict {
         let body = serde_json::json!({ "chatId": chat_id }).to_string();
         let request = self
             .http
@@ -100,13 +127,18 @@ impl Client {
         self.send(request).await
     }
 
-    /// One `getStateInstance` call.
-    pub async fn state(&self, instance: &Instance) -> Attempt {
-        self.send(self.http.get(self.url(instance, "getStateInstance")))
+    /// One `getStateInstance` call: the state, or the problem that kept it from being read.
+    pub(crate) async fn state(&self, instance: &Instance) -> Result<InstanceState, Verdict> {
+        match self
+            .send(self.http.get(self.url(instance, "getStateInstance")))
             .await
+        {
+            Verdict::Answer(answer) => Ok(InstanceState::parse(&answer.object)),
+            other => Err(other),
+        }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Attempt {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Verdict {
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => return network_problem(&e),
@@ -122,16 +154,11 @@ impl Client {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Attempt {
-                            verdict: Verdict::KeyRejected(Problem::new(
-                                "body_too_large",
-                                Some(status),
-                                format!(
-                                    "the answer is larger than {MAX_BODY_BYTES} bytes; not read"
-                                ),
-                            )),
-                            body: String::new(),
-                        };
+                        return Verdict::KeyRejected(Problem::new(
+                            Reason::BodyTooLarge,
+                            Some(status),
+                            format!("the answer is larger than {MAX_BODY_BYTES} bytes; not read"),
+                        ));
                     }
                     bytes.extend_from_slice(&chunk);
                 }
@@ -139,28 +166,23 @@ impl Client {
                 Err(e) => return network_problem(&e),
             }
         }
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        let verdict = classify::classify(status, &body, retry_after);
-        Attempt { verdict, body }
+        classify::classify(status, &String::from_utf8_lossy(&bytes), retry_after)
     }
 }
 
-fn network_problem(error: &reqwest::Error) -> Attempt {
+fn network_problem(error: &reqwest::Error) -> Verdict {
     let reason = if error.is_timeout() {
-        "timeout"
+        Reason::Timeout
     } else if error.is_connect() {
-        "connect_error"
+        Reason::ConnectError
     } else {
-        "network_error"
+        Reason::NetworkError
     };
-    Attempt {
-        verdict: Verdict::Transient(Problem::new(reason, None, describe(error))),
-        body: String::new(),
-    }
+    Verdict::Transient(Problem::new(reason, None, describe(error)))
 }
 
 /// A reqwest error as text, without its URL (which holds the token) and masked all the same.
-pub fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut text = if error.is_timeout() {
         "timed out".to_string()
@@ -193,6 +215,12 @@ mod tests {
         assert!(Instance::parse("no-colon").is_err());
         assert!(Instance::parse("abc:tok").is_err());
         assert!(Instance::parse("123:").is_err());
+    }
+
+    #[test]
+    fn a_base_url_that_is_not_a_url_is_a_client_error() {
+        let built = Client::new("http://exa mple", Messenger::Whatsapp, Duration::from_secs(1));
+        assert!(matches!(built, Err(ClientError::Url { .. })));
     }
 
     #[test]

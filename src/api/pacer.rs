@@ -1,23 +1,27 @@
-//! Per-instance pacing: one governor limiter per instance, burst 1, with a safety margin; and a
-//! slow-down after a 429 (the limit is per instance, so a 429 means our spacing was too tight
-//! for this instance): each 429 adds extra spacing that fades over the following calls.
+//! Per-instance pacing: calls of one instance are spaced by the limit's interval plus a safety
+//! margin, counted from the previous call's actual start; and a slow-down after a 429 (the limit
+//! is per instance, so a 429 means our spacing was too tight for this instance): each 429 adds
+//! extra spacing that fades over the following calls.
+//!
+//! Time is tokio's, so tests run the pacer on a paused clock. (governor was used here before; with
+//! burst 1 its schedule is the same "previous start + interval" this module keeps anyway, and its
+//! own clock cannot be paused, so it no longer earned its place.)
 
-use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
 
-/// How much longer than the limit's interval the pacer waits between calls.
-pub const DEFAULT_MARGIN: f64 = 0.03;
+use crate::config::Rate;
+
 /// Extra spacing (a fraction of the interval) each 429 adds, and its ceiling.
 const SLOW_STEP: f64 = 0.1;
 const SLOW_MAX: f64 = 1.0;
 /// How much of the extra spacing each call takes away again.
 const SLOW_FADE: f64 = 0.01;
 
-pub struct Pacer {
-    limiter: Option<DefaultDirectRateLimiter>,
+pub(crate) struct Pacer {
+    /// The spacing between calls (interval plus margin); zero when unlimited.
     interval: Duration,
     slow: Mutex<SlowDown>,
 }
@@ -29,38 +33,29 @@ struct SlowDown {
 }
 
 impl Pacer {
-    /// A pacer for `rps` calls per second (0 means unlimited).
-    pub fn new(rps: f64, margin: f64) -> Self {
-        let interval = if rps > 0.0 {
-            Duration::from_secs_f64((1.0 / rps) * (1.0 + margin.max(0.0)))
-        } else {
-            Duration::ZERO
-        };
-        let limiter = Quota::with_period(interval)
-            .map(|quota| RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN)));
+    /// A pacer for `rate` with `margin` extra spacing (a fraction of the interval).
+    pub(crate) fn new(rate: Rate, margin: f64) -> Self {
+        let interval = rate
+            .interval()
+            .map_or(Duration::ZERO, |i| i.mul_f64(1.0 + margin.max(0.0)));
         Pacer {
-            limiter,
             interval,
             slow: Mutex::new(SlowDown::default()),
         }
     }
 
     /// Waits for this instance's next slot. Called by one dispatcher per instance.
-    pub async fn ready(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+    pub(crate) async fn ready(&self) {
+        if self.interval.is_zero() {
+            return;
         }
-        // Spacing is kept from the previous call's actual start, so a call delayed by a slow-down
-        // never leaves the next one too close behind it.
-        let wait = {
+        let next = {
             let slow = self.lock();
-            slow.last_call.map_or(Duration::ZERO, |last| {
-                (last + self.interval.mul_f64(1.0 + slow.extra))
-                    .saturating_duration_since(Instant::now())
-            })
+            slow.last_call
+                .map(|last| last + self.interval.mul_f64(1.0 + slow.extra))
         };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if let Some(next) = next {
+            tokio::time::sleep_until(next).await;
         }
         let mut slow = self.lock();
         slow.last_call = Some(Instant::now());
@@ -68,7 +63,7 @@ impl Pacer {
     }
 
     /// Called after a 429 from this instance.
-    pub fn slow_down(&self) {
+    pub(crate) fn slow_down(&self) {
         let mut slow = self.lock();
         slow.extra = (slow.extra + SLOW_STEP).min(SLOW_MAX);
     }
@@ -82,24 +77,20 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn spaces_calls_by_the_interval_plus_margin() {
-        let pacer = Pacer::new(50.0, 0.05);
+        let pacer = Pacer::new(Rate::PerSecond(50.0), 0.05);
         let start = Instant::now();
         for _ in 0..6 {
             pacer.ready().await;
         }
         // The first call is free; five intervals of 21 ms follow.
-        assert!(
-            start.elapsed() >= Duration::from_millis(100),
-            "{:?}",
-            start.elapsed()
-        );
+        assert_eq!(start.elapsed(), Duration::from_millis(105));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_429_slows_the_pace_for_a_while() {
-        let pacer = Pacer::new(50.0, 0.0);
+        let pacer = Pacer::new(Rate::PerSecond(50.0), 0.0);
         pacer.ready().await;
         pacer.slow_down();
         pacer.slow_down();
@@ -119,13 +110,13 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unlimited_means_no_wait() {
-        let pacer = Pacer::new(0.0, 0.03);
+        let pacer = Pacer::new(Rate::Unlimited, 0.03);
         let start = Instant::now();
         for _ in 0..100 {
             pacer.ready().await;
         }
-        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -49,14 +49,14 @@ const PRODUCTS: &[&str] = &[
 ];
 
 /// A stable 64-bit hash (FNV-1a), so answers do not change between runs or Rust versions.
-pub fn stable_hash(text: &str) -> u64 {
+pub(crate) fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf29ce484222325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
 }
 
 /// The answer body for `chat_id`.
-pub fn contact(chat_id: &str, messenger: Messenger) -> Value {
+pub(crate) fn contact(chat_id: &str, messenger: Messenger) -> Value {
     let mut rng = fastrand::Rng::with_seed(stable_hash(chat_id));
     let has_account = rng.u8(0..10) != 0;
     let name = if has_account {
@@ -154,7 +154,7 @@ fn product(rng: &mut fastrand::Rng, index: usize) -> Value {
 }
 
 /// The same answer with wrong JSON types in its fields (a fault the client must survive).
-pub fn with_wrong_types(mut body: Value) -> Value {
+pub(crate) fn with_wrong_types(mut body: Value) -> Value {
     body["isBusiness"] = json!("true");
     body["isMute"] = json!("false");
     body["name"] = json!(12345);

@@ -9,14 +9,14 @@ use tokio::sync::mpsc;
 
 use super::{pick_column, Record, SourceError, BATCH};
 
-pub struct CsvSource {
+pub(crate) struct CsvSource {
     path: PathBuf,
     reader: csv::Reader<BufReader<File>>,
     column: usize,
-    pub column_name: String,
+    pub(crate) column_name: String,
 }
 
-pub fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, SourceError> {
+pub(crate) fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, SourceError> {
     let shown = path.display();
     let file = File::open(path)
         .map_err(|e| SourceError::Unusable(format!("cannot open the input file {shown}: {e}")))?;
@@ -56,7 +56,7 @@ pub fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, SourceError>
 }
 
 impl CsvSource {
-    pub fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+    pub(crate) fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
         let mut record = csv::ByteRecord::new();
         let mut batch = Vec::with_capacity(BATCH);
         loop {

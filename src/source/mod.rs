@@ -1,26 +1,33 @@
 //! Input sources: a CSV file or a SQLite table, read as a stream of raw values with their line
 //! (or row) numbers. Nothing here normalises; unreadable rows are reported, not fatal.
 
-pub mod csv_file;
-pub mod sqlite_table;
+mod csv_file;
+mod sqlite_table;
 
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
 /// Values are sent to the planner in batches of this many.
-pub const BATCH: usize = 2_000;
+pub(crate) const BATCH: usize = 2_000;
 
 /// Where the keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// A CSV file with a header row.
     Csv {
+        /// The file.
         path: PathBuf,
+        /// The key column (found by name when not given).
         column: Option<String>,
     },
+    /// A table in a SQLite database.
     Sqlite {
+        /// The database file.
         path: PathBuf,
+        /// The table.
         table: String,
+        /// The key column (found by name when not given).
         column: Option<String>,
     },
 }
@@ -39,7 +46,7 @@ impl Source {
 
 /// One input row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     Value { line: u64, value: String },
     Unreadable { line: u64, message: String },
 }
@@ -47,19 +54,29 @@ pub enum Record {
 /// The source cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// It cannot be opened, or its table or column is missing.
     #[error("{0}")]
     Unusable(String),
+    /// Reading stopped part-way.
     #[error("reading {source_name} stopped at line {line}: {message}")]
     Broken {
+        /// The source, described.
         source_name: String,
+        /// The last line read.
         line: u64,
+        /// Why.
         message: String,
     },
 }
 
+/// The key column named on the command line does not exist (the message lists those that do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NoSuchColumn(String);
+
 /// Picks the key column: `wanted` if given (case-insensitive), else the first column named like
 /// a phone number or chat id, else the first column.
-pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, String> {
+pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, NoSuchColumn> {
     let listed = || {
         headers
             .iter()
@@ -68,7 +85,7 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
             .join(", ")
     };
     if headers.is_empty() {
-        return Err("the input has no columns".into());
+        return Err(NoSuchColumn("the input has no columns".into()));
     }
     if let Some(wanted) = wanted {
         return headers
@@ -76,10 +93,10 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
             .position(|h| h == wanted)
             .or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(wanted)))
             .ok_or_else(|| {
-                format!(
+                NoSuchColumn(format!(
                     "there is no column '{wanted}'; the columns are {}",
                     listed()
-                )
+                ))
             });
     }
     let simple = |h: &String| -> String {
@@ -102,7 +119,7 @@ pub fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<usize, St
 
 /// Opens and checks the source (file, table, column) without reading its rows, so a bad input
 /// is reported before any call is made.
-pub async fn open(source: &Source) -> Result<Opened, SourceError> {
+pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
     match source {
         Source::Csv { path, column } => csv_file::open(path, column.as_deref()).map(Opened::Csv),
         Source::Sqlite {
@@ -116,14 +133,14 @@ pub async fn open(source: &Source) -> Result<Opened, SourceError> {
 }
 
 /// A source that was opened and checked, ready to stream.
-pub enum Opened {
+pub(crate) enum Opened {
     Csv(csv_file::CsvSource),
     Sqlite(sqlite_table::SqliteSource),
 }
 
 impl Opened {
     /// The name of the column read.
-    pub fn column(&self) -> &str {
+    pub(crate) fn column(&self) -> &str {
         match self {
             Opened::Csv(s) => &s.column_name,
             Opened::Sqlite(s) => &s.column_name,
@@ -131,7 +148,7 @@ impl Opened {
     }
 
     /// Streams every record to `tx` in batches.
-    pub async fn stream(self, tx: mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+    pub(crate) async fn stream(self, tx: mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
         match self {
             Opened::Csv(s) => tokio::task::spawn_blocking(move || s.stream(&tx))
                 .await
@@ -159,7 +176,9 @@ mod tests {
         assert_eq!(pick_column(&cols(&["id", "chatId"]), None), Ok(1));
         assert_eq!(pick_column(&cols(&["a", "b"]), None), Ok(0));
         assert_eq!(pick_column(&cols(&["a", "Mobile"]), Some("mobile")), Ok(1));
-        let err = pick_column(&cols(&["a", "b"]), Some("phone")).unwrap_err();
+        let err = pick_column(&cols(&["a", "b"]), Some("phone"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'a', 'b'"), "{err}");
     }
 }

@@ -10,19 +10,19 @@ use tokio::sync::mpsc;
 
 use super::{pick_column, Record, SourceError, BATCH};
 
-pub struct SqliteSource {
+pub(crate) struct SqliteSource {
     conn: SqliteConnection,
     query: String,
     source_name: String,
-    pub column_name: String,
+    pub(crate) column_name: String,
 }
 
 /// `name` as a quoted SQLite identifier.
-pub fn quote_identifier(name: &str) -> String {
+pub(crate) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-pub async fn open(
+pub(crate) async fn open(
     path: &Path,
     table: &str,
     wanted: Option<&str>,
@@ -83,7 +83,7 @@ pub async fn open(
 }
 
 impl SqliteSource {
-    pub async fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+    pub(crate) async fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
         let mut rows = sqlx::query(&self.query).fetch(&mut self.conn);
         let mut batch = Vec::with_capacity(BATCH);
         let mut line = 0;

@@ -1,20 +1,115 @@
-//! The run ledger: one `runs` row per run, opened at the start and closed with its outcome.
+//! The run ledger: one `runs` row per run, opened at the start and closed with its outcome. The
+//! options and summary kept there are the serde types below, written by the job and read back by
+//! `status`.
 
+use std::collections::BTreeMap;
+
+use super::plan::PlanCounts;
 use super::{Store, StoreError};
+use crate::chat_id::Messenger;
+use crate::config::Rate;
 
 /// The counts a run ends with.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
+    /// Rows read from the input.
     pub input_rows: u64,
+    /// Values that cannot be a chat id.
     pub invalid: u64,
+    /// Valid values that repeat another row's chat id.
     pub duplicates: u64,
+    /// Keys skipped because they are fresh.
     pub skipped_fresh: u64,
+    /// Keys due.
     pub planned: u64,
+    /// Keys enriched.
     pub enriched: u64,
+    /// Keys failed (after their retries).
     pub failed: u64,
+    /// getContactInfo calls made.
     pub requests: u64,
+    /// Calls answered 429.
     pub http_429: u64,
+    /// Attempts after the first.
     pub retries: u64,
+}
+
+/// The options of a run that matter later (`runs.options`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunOptions {
+    /// The input, described.
+    pub input: String,
+    /// WhatsApp or MAX.
+    pub messenger: Messenger,
+    /// The ids of the pool's instances.
+    pub instances: Vec<String>,
+    /// Calls per second per instance; null when unlimited.
+    pub rps_per_instance: Rate,
+    /// `--max-age` in seconds.
+    pub max_age_seconds: Option<u64>,
+    /// `--retry-failed-after` in seconds.
+    pub retry_failed_after_seconds: u64,
+    /// `--only-failed`.
+    pub only_failed: bool,
+    /// `--max-calls`.
+    pub max_calls: Option<u64>,
+    /// Seconds from the start of the run to `--deadline`.
+    pub deadline_seconds: Option<u64>,
+}
+
+impl RunOptions {
+    /// Calls per second the run's pool could make; `None` when unlimited.
+    pub fn pool_rate(&self) -> Option<f64> {
+        self.rps_per_instance
+            .per_second()
+            .map(|rps| rps * self.instances.len() as f64)
+    }
+}
+
+/// The final summary of a run (`runs.summary`, and `--summary-json`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RunSummary {
+    /// `completed`, `partial`, `stopped`, `failed` or `dry_run`.
+    pub outcome: String,
+    /// The plan line that opened the run.
+    pub plan_line: String,
+    /// The exit code of the run.
+    pub exit_code: i32,
+    /// Why it stopped early, in one sentence.
+    pub stopped_because: Option<String>,
+    /// What the planner found.
+    pub plan: PlanCounts,
+    /// The counts it ended with.
+    pub counts: RunCounts,
+    /// Failed keys by reason code.
+    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Calls per instance id.
+    pub calls_per_instance: BTreeMap<String, u64>,
+    /// Wall time.
+    pub elapsed_seconds: f64,
+    /// The output file or directory.
+    pub output: String,
+}
+
+/// One row of the ledger, as `status` reads it.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    /// RFC 3339 UTC; `None` while running or after a crash.
+    pub finished_at: Option<String>,
+    /// `None` while running or after a crash.
+    pub outcome: Option<String>,
+    /// The counts recorded when it finished.
+    pub counts: RunCounts,
+    /// Its options, when they can be read.
+    pub options: Option<RunOptions>,
+    /// Its summary, when it finished.
+    pub summary: Option<RunSummary>,
 }
 
 impl Store {
@@ -32,26 +127,31 @@ impl Store {
         Ok(started)
     }
 
-    pub async fn begin_run(&self, started_at: &str, options: &str) -> Result<i64, StoreError> {
+    /// Opens the run's row.
+    pub async fn begin_run(
+        &self,
+        started_at: &str,
+        options: &RunOptions,
+    ) -> Result<i64, StoreError> {
         let mut conn = self.connect().await?;
         let id = sqlx::query("INSERT INTO runs (started_at, options) VALUES (?, ?)")
             .bind(started_at)
-            .bind(options)
+            .bind(to_json(options))
             .execute(&mut conn)
             .await?
             .last_insert_rowid();
         Ok(id)
     }
 
+    /// Closes the run's row with its summary.
     pub async fn finish_run(
         &self,
         id: i64,
         finished_at: &str,
-        outcome: &str,
-        counts: &RunCounts,
-        summary: &str,
+        summary: &RunSummary,
     ) -> Result<(), StoreError> {
         let mut conn = self.connect().await?;
+        let counts = &summary.counts;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, outcome = ?, input_rows = ?, invalid = ?,
                duplicates = ?, skipped_fresh = ?, planned = ?, enriched = ?, failed = ?,
@@ -59,7 +159,7 @@ impl Store {
              WHERE id = ?",
         )
         .bind(finished_at)
-        .bind(outcome)
+        .bind(&summary.outcome)
         .bind(counts.input_rows as i64)
         .bind(counts.invalid as i64)
         .bind(counts.duplicates as i64)
@@ -70,10 +170,15 @@ impl Store {
         .bind(counts.requests as i64)
         .bind(counts.http_429 as i64)
         .bind(counts.retries as i64)
-        .bind(summary)
+        .bind(to_json(summary))
         .bind(id)
         .execute(&mut conn)
         .await?;
         Ok(())
     }
+}
+
+/// Serialising these plain structs cannot fail; an empty object stands in if it ever did.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
 }

@@ -1,10 +1,11 @@
 //! The working store: a SQLite database holding `contacts`, `products`, `failures` and `runs`.
 //!
-//! This module is the seam for a second backend: the job talks to [`Store`], [`plan::Planner`]
-//! and [`writer::Writer`] only, never to SQL directly.
+//! All SQL lives in this module, which is the seam for a second backend: the rest of the job
+//! talks to [`Store`], the planner, the [`writer::Writer`] and the reader, never to SQL directly.
 
 pub mod ledger;
 pub mod plan;
+pub(crate) mod read;
 pub mod writer;
 
 use std::fs::File;
@@ -20,16 +21,42 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 const OUR_TABLES: [&str; 4] = ["contacts", "products", "failures", "runs"];
 const MARKER_TABLE: &str = "greenrich_meta";
 
+/// The store cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database has tables of our names that greenrich did not create.
     #[error("the output database {path} already has a table named {tables} that greenrich did not create; nothing was changed. Write to another file, or rename that table")]
-    ForeignTables { path: String, tables: String },
+    ForeignTables {
+        /// The database.
+        path: String,
+        /// The clashing tables.
+        tables: String,
+    },
+    /// Another run holds the store's lock.
     #[error("another greenrich run is using {path} (lock file {lock}); wait for it to finish")]
-    Locked { path: String, lock: String },
+    Locked {
+        /// The database.
+        path: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// The database cannot be opened.
     #[error("cannot open the output database {path}: {message}")]
-    Open { path: String, message: String },
+    Open {
+        /// The database.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The migrations failed.
     #[error("cannot set up the schema in {path}: {message}")]
-    Migrate { path: String, message: String },
+    Migrate {
+        /// The database.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A statement failed (disk full, database locked, ...).
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -82,8 +109,8 @@ impl Store {
     }
 }
 
-/// Opens an existing store read-only (for `status` and `failures`).
-pub async fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
+/// Opens an existing store read-only.
+async fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
     if !path.exists() {
         return Err(StoreError::Open {
             path: path.display().to_string(),

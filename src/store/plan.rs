@@ -6,44 +6,54 @@
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::writer::{upsert_failures, FailedKey};
+use chrono::{DateTime, Utc};
+
+use super::writer::{upsert_failures, FailedKey, RetryDelays};
 use super::{Store, StoreError};
+use crate::chat_id::Messenger;
 
 /// Rows per multi-row INSERT statement.
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// A valid, normalised key read from the input.
 #[derive(Debug, Clone)]
-pub struct InputKey {
-    pub chat_id: String,
-    pub phone: Option<String>,
+pub(crate) struct InputKey {
+    pub(crate) chat_id: String,
+    pub(crate) phone: Option<String>,
     /// Where it stood in the input: never-fetched keys are fetched in input order.
-    pub line: u64,
+    pub(crate) line: u64,
 }
 
 /// Which keys are due.
 #[derive(Debug, Clone)]
-pub struct Policy {
-    pub now: String,
-    /// A contact fetched at or after this time is fresh and skipped.
-    pub fresh_from: String,
+pub(crate) struct Policy {
+    pub(crate) now: String,
+    /// A contact fetched at or after this time is fresh and skipped; `None`: nothing is fresh.
+    pub(crate) fresh_from: Option<String>,
     /// A permanently failed key last tried at or before this time is due again.
-    pub permanent_retry_before: String,
+    pub(crate) permanent_retry_before: String,
     /// Only keys that have a failure row are due.
-    pub only_failed: bool,
+    pub(crate) only_failed: bool,
 }
 
 /// What the planner found; the plan line of every run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PlanCounts {
+    /// Due keys never fetched.
     pub never_fetched: u64,
+    /// Due keys whose failure's retry time has come.
     pub retry: u64,
+    /// Due keys whose contact is stale.
     pub stale: u64,
+    /// Keys skipped as fresh.
     pub skipped_fresh: u64,
+    /// Failed keys whose retry time has not come.
     pub failed_not_due: u64,
 }
 
 impl PlanCounts {
+    /// Every due key.
     pub fn due(&self) -> u64 {
         self.never_fetched + self.retry + self.stale
     }
@@ -51,10 +61,10 @@ impl PlanCounts {
 
 /// A due key, in the order it should be fetched.
 #[derive(Debug, Clone)]
-pub struct DueKey {
-    pub seq: i64,
-    pub chat_id: String,
-    pub phone: Option<String>,
+pub(crate) struct DueKey {
+    pub(crate) seq: i64,
+    pub(crate) chat_id: String,
+    pub(crate) phone: Option<String>,
 }
 
 /// When a failed key is due again: always with --only-failed (?1); a transient failure when its
@@ -62,12 +72,12 @@ pub struct DueKey {
 const FAILURE_IS_DUE: &str = "?1 OR (f.permanent = 0 AND f.next_due_at <= ?2) \
                               OR (f.permanent = 1 AND f.last_attempt_at <= ?3)";
 
-pub struct Planner {
+pub(crate) struct Planner {
     conn: SqliteConnection,
 }
 
 impl Planner {
-    pub async fn new(store: &Store) -> Result<Planner, StoreError> {
+    pub(crate) async fn new(store: &Store) -> Result<Planner, StoreError> {
         let mut conn = store.connect().await?;
         sqlx::query("CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID")
             .execute(&mut conn)
@@ -77,7 +87,7 @@ impl Planner {
 
     /// Adds valid keys; a key staged twice is kept once, with its first line (batches arrive in
     /// input order).
-    pub async fn stage(&mut self, keys: &[InputKey]) -> Result<(), StoreError> {
+    pub(crate) async fn stage(&mut self, keys: &[InputKey]) -> Result<(), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -95,7 +105,7 @@ impl Planner {
     }
 
     /// How many distinct keys are staged.
-    pub async fn distinct(&mut self) -> Result<u64, StoreError> {
+    pub(crate) async fn distinct(&mut self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.input")
             .fetch_one(&mut self.conn)
             .await?;
@@ -103,16 +113,17 @@ impl Planner {
     }
 
     /// Records values that can never be fetched as permanent failures (no call is made).
-    pub async fn record_invalid(
+    pub(crate) async fn record_invalid(
         &mut self,
         values: &[FailedKey],
-        messenger: &str,
-        now: &str,
+        messenger: Messenger,
+        now: DateTime<Utc>,
+        delays: &RetryDelays,
     ) -> Result<(), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         let values: Vec<&FailedKey> = values.iter().collect();
         for chunk in values.chunks(ROWS_PER_STATEMENT) {
-            upsert_failures(&mut tx, chunk, messenger, now).await?;
+            upsert_failures(&mut tx, chunk, messenger, now, delays).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -121,7 +132,7 @@ impl Planner {
     /// Queues the due keys in priority order: never fetched (in input order), then failed keys
     /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
     /// walking the freshness index, so no sort is needed however big the store is).
-    pub async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
+    pub(crate) async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         sqlx::query("DROP TABLE IF EXISTS temp.queue")
             .execute(&mut *tx)
@@ -163,7 +174,9 @@ impl Planner {
              ORDER BY c.fetched_at",
         )
         .bind(policy.only_failed)
-        .bind(&policy.fresh_from)
+        // Without a freshness bound every contact is stale: a bound after every timestamp keeps
+        // the range on the freshness index.
+        .bind(policy.fresh_from.as_deref().unwrap_or("9999"))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -194,7 +207,7 @@ impl Planner {
     }
 
     /// The next `limit` due keys after position `after`.
-    pub async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<DueKey>, StoreError> {
+    pub(crate) async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<DueKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, chat_id, phone FROM temp.queue WHERE seq > ? ORDER BY seq LIMIT ?",
         )

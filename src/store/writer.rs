@@ -1,10 +1,16 @@
 //! The single writer: commits each batch of key outcomes in one transaction, a contact together
 //! with its products and the removal of its failure row, so a crash never splits them.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
-use crate::normalise::Enriched;
+use crate::chat_id::Messenger;
+use crate::config::defaults;
+use crate::normalise::{format_time, Enriched, ProductRow};
+use crate::reason::Reason;
 
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 100;
@@ -12,39 +18,87 @@ const ROWS_PER_STATEMENT: usize = 100;
 /// A failed key, as stored in `failures`.
 #[derive(Debug, Clone)]
 pub struct FailedKey {
+    /// The chat id, or the raw input value when it is not a valid id.
     pub key: String,
     /// The value as it stood in the input, when it is not the key itself.
     pub input_value: Option<String>,
-    pub reason: &'static str,
+    /// Why it failed.
+    pub reason: Reason,
+    /// Why, for people.
     pub message: String,
+    /// The HTTP status of the last attempt.
     pub http_status: Option<u16>,
+    /// Calls made for it in this run.
     pub attempts: u32,
+    /// Whether it waits for `--retry-failed-after` rather than `--retry-transient-after`.
     pub permanent: bool,
-    pub next_due_at: String,
 }
 
 /// The final outcome of one key in this run.
 #[derive(Debug, Clone)]
 pub enum KeyOutcome {
+    /// Its contact and products.
     Enriched(Box<Enriched>),
+    /// Its failure.
     Failed(FailedKey),
 }
 
+/// When a failed key is due again, by the kind of failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryDelays {
+    /// After a permanent failure (`--retry-failed-after`).
+    pub permanent: Duration,
+    /// After a transient failure (`--retry-transient-after`).
+    pub transient: Duration,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        RetryDelays {
+            permanent: defaults::RETRY_FAILED_AFTER,
+            transient: defaults::RETRY_TRANSIENT_AFTER,
+        }
+    }
+}
+
+impl RetryDelays {
+    fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
+        let delay = if permanent {
+            self.permanent
+        } else {
+            self.transient
+        };
+        format_time(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+    }
+}
+
+/// The single writer of a run's outcomes.
 pub struct Writer {
     conn: SqliteConnection,
-    messenger: &'static str,
+    messenger: Messenger,
+    delays: RetryDelays,
 }
 
 impl Writer {
-    pub async fn new(store: &Store, messenger: &'static str) -> Result<Writer, StoreError> {
+    /// A writer on its own connection to `store`.
+    pub async fn new(
+        store: &Store,
+        messenger: Messenger,
+        delays: RetryDelays,
+    ) -> Result<Writer, StoreError> {
         Ok(Writer {
             conn: store.connect().await?,
             messenger,
+            delays,
         })
     }
 
     /// Commits `batch` in one transaction.
-    pub async fn commit(&mut self, batch: &[KeyOutcome], now: &str) -> Result<(), StoreError> {
+    pub async fn commit(
+        &mut self,
+        batch: &[KeyOutcome],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let enriched: Vec<&Enriched> = batch
             .iter()
             .filter_map(|o| match o {
@@ -64,7 +118,7 @@ impl Writer {
             upsert_contacts(&mut tx, chunk).await?;
             delete_where_in(&mut tx, "DELETE FROM products WHERE chat_id IN ", chunk).await?;
             delete_where_in(&mut tx, "DELETE FROM failures WHERE key IN ", chunk).await?;
-            let products: Vec<(&str, &crate::normalise::ProductRow)> = chunk
+            let products: Vec<(&str, &ProductRow)> = chunk
                 .iter()
                 .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
                 .collect();
@@ -73,7 +127,7 @@ impl Writer {
             }
         }
         for chunk in failed.chunks(ROWS_PER_STATEMENT) {
-            upsert_failures(&mut tx, chunk, self.messenger, now).await?;
+            upsert_failures(&mut tx, chunk, self.messenger, now, &self.delays).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -141,7 +195,7 @@ async fn delete_where_in(
 
 async fn insert_products(
     conn: &mut SqliteConnection,
-    products: &[(&str, &crate::normalise::ProductRow)],
+    products: &[(&str, &ProductRow)],
 ) -> Result<(), StoreError> {
     // The first of two products with the same id wins (the key is (chat_id, product_id)).
     let mut q = QueryBuilder::<Sqlite>::new(
@@ -169,25 +223,27 @@ async fn insert_products(
 pub(super) async fn upsert_failures(
     conn: &mut SqliteConnection,
     chunk: &[&FailedKey],
-    messenger: &str,
-    now: &str,
+    messenger: Messenger,
+    now: DateTime<Utc>,
+    delays: &RetryDelays,
 ) -> Result<(), StoreError> {
+    let now_text = format_time(now);
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO failures (key, messenger, input_value, reason, message, http_status, \
          attempts, permanent, first_failed_at, last_attempt_at, next_due_at) ",
     );
     q.push_values(chunk, |mut row, f| {
         row.push_bind(&f.key)
-            .push_bind(messenger)
+            .push_bind(messenger.as_str())
             .push_bind(f.input_value.as_deref().unwrap_or(&f.key))
-            .push_bind(f.reason)
+            .push_bind(f.reason.as_str())
             .push_bind(&f.message)
             .push_bind(f.http_status.map(i64::from))
             .push_bind(i64::from(f.attempts))
             .push_bind(f.permanent)
-            .push_bind(now)
-            .push_bind(now)
-            .push_bind(&f.next_due_at);
+            .push_bind(now_text.clone())
+            .push_bind(now_text.clone())
+            .push_bind(delays.next_due(f.permanent, now));
     });
     q.push(
         " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \

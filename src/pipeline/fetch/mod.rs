@@ -1,0 +1,381 @@
+//! The fetch stage: one dispatcher per instance pulls keys from a shared queue at its own pace, so
+//! N instances give N times the throughput, and requests overlap so latency does not lower the
+//! rate. Retries go back into the queue after a backoff and are paced like any call; answers that
+//! make an instance unusable take it out of the pool, or stop the run when none is left.
+//!
+//! HTTP sits behind [`ContactApi`], so pacing, retries and the pool are unit-tested against a
+//! simulated API on tokio's paused clock.
+
+pub(crate) mod queue;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+
+use crate::api::pacer::Pacer;
+use crate::api::{Client, Instance, Problem, Verdict};
+use crate::chat_id::Messenger;
+use crate::config::{FetchConfig, Rate};
+use crate::normalise;
+use crate::pipeline::stop::{Stop, StopReason};
+use crate::pipeline::task::TaskDied;
+use crate::reason::Reason;
+use crate::stats::Stats;
+use crate::store::writer::{FailedKey, KeyOutcome};
+use queue::{Job, Queue};
+
+/// The one call the fetch stage makes: the seam between dispatching and HTTP.
+pub(crate) trait ContactApi: Send + Sync + 'static {
+    /// One `getContactInfo` call for `chat_id` on `instance`.
+    fn contact_info(
+        &self,
+        instance: &Instance,
+        chat_id: &str,
+    ) -> impl Future<Output = Verdict> + Send;
+}
+
+impl ContactApi for Client {
+    fn contact_info(
+        &self,
+        instance: &Instance,
+        chat_id: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        Client::contact_info(self, instance, chat_id)
+    }
+}
+
+/// What the fetch stage needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) messenger: Messenger,
+    pub(crate) fetch: FetchConfig,
+    pub(crate) max_calls: Option<u64>,
+}
+
+/// One instance in the pool, with its pacer and state.
+struct Member {
+    instance: Instance,
+    pacer: Pacer,
+    in_flight: Arc<Semaphore>,
+    removed: AtomicBool,
+    /// While the instance answers "starting": when it may be tried again, and since when.
+    starting: Mutex<Option<(Instant, Instant)>>,
+}
+
+/// Everything a dispatcher and its requests share.
+struct Shared<A> {
+    api: A,
+    settings: Settings,
+    queue: Arc<Queue>,
+    outcomes: mpsc::Sender<KeyOutcome>,
+    stats: Arc<Stats>,
+    stop: Stop,
+    live_members: AtomicUsize,
+    calls_left: Option<AtomicU64>,
+}
+
+/// Runs the fetch stage until the queue is drained or the run stops. Outcomes go to `outcomes`;
+/// it returns once every request it started has finished.
+pub(crate) async fn run<A: ContactApi>(
+    api: A,
+    instances: Vec<Instance>,
+    settings: Settings,
+    queue: Arc<Queue>,
+    outcomes: mpsc::Sender<KeyOutcome>,
+    stats: Arc<Stats>,
+    stop: Stop,
+) -> Result<(), TaskDied> {
+    let per_instance = in_flight_limit(settings.fetch.rate);
+    let members: Vec<Arc<Member>> = instances
+        .into_iter()
+        .map(|instance| {
+            Arc::new(Member {
+                instance,
+                pacer: Pacer::new(settings.fetch.rate, settings.fetch.pacing_margin),
+                in_flight: Arc::new(Semaphore::new(per_instance)),
+                removed: AtomicBool::new(false),
+                starting: Mutex::new(None),
+            })
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        api,
+        calls_left: settings.max_calls.map(AtomicU64::new),
+        settings,
+        queue: queue.clone(),
+        outcomes,
+        stats,
+        stop: stop.clone(),
+        live_members: AtomicUsize::new(members.len()),
+    });
+    let mut dispatchers = tokio::task::JoinSet::new();
+    for member in members {
+        dispatchers.spawn(dispatch(shared.clone(), member));
+    }
+    // When the run stops, keys still queued are not reached: they stay due for the next run.
+    let closer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            stop.stopped().await;
+            queue.close();
+        })
+    };
+    let mut result = Ok(());
+    while let Some(joined) = dispatchers.join_next().await {
+        if let Err(e) = joined {
+            result = Err(TaskDied::new("a dispatcher", e));
+            shared.queue.close();
+        }
+    }
+    closer.abort();
+    queue.close();
+    result
+}
+
+/// Requests in flight per instance: enough to keep the pace through slow answers.
+fn in_flight_limit(rate: Rate) -> usize {
+    match rate {
+        Rate::Unlimited => 32,
+        Rate::PerSecond(rps) => ((rps * 4.0).ceil() as usize).clamp(4, 256),
+    }
+}
+
+async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
+    let mut requests = tokio::task::JoinSet::new();
+    loop {
+        if member.removed.load(Ordering::SeqCst) || shared.stop.reason().is_some() {
+            break;
+        }
+        wait_while_starting(&member).await;
+        let Some(job) = shared.queue.next().await else {
+            break;
+        };
+        let Ok(permit) = member.in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        tokio::select! {
+            _ = member.pacer.ready() => {}
+            _ = shared.stop.stopped() => break,
+        }
+        if shared.stop.reason().is_some() {
+            break;
+        }
+        if member.removed.load(Ordering::SeqCst) {
+            shared.queue.requeue(job).await;
+            break;
+        }
+        if !take_budget(&shared) {
+            shared.stop.trigger(StopReason::Budget);
+            break;
+        }
+        let (shared, member) = (shared.clone(), member.clone());
+        requests.spawn(async move {
+            let retry = attempt(&shared, &member, job).await;
+            // The backoff does not hold the instance's in-flight slot.
+            drop(permit);
+            if let Some(retry) = retry {
+                requeue_after(&shared, retry).await;
+            }
+        });
+        // Reap finished requests so the set does not grow.
+        while requests.try_join_next().is_some() {}
+    }
+    while let Some(joined) = requests.join_next().await {
+        if let Err(e) = joined {
+            // A request that died takes its dispatcher with it: the run fails.
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+fn take_budget<A>(shared: &Shared<A>) -> bool {
+    match &shared.calls_left {
+        None => true,
+        Some(left) => left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok(),
+    }
+}
+
+async fn wait_while_starting(member: &Member) {
+    let until = member
+        .starting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(|(until, _)| until);
+    if let Some(until) = until {
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+/// A key to try again after `wait`.
+struct Retry {
+    job: Job,
+    wait: Duration,
+}
+
+/// One call for `job` on `member`, and what it means for the key and the instance.
+async fn attempt<A: ContactApi>(shared: &Shared<A>, member: &Member, mut job: Job) -> Option<Retry> {
+    shared.stats.count_call(&member.instance.id);
+    let verdict = shared.api.contact_info(&member.instance, &job.chat_id).await;
+    job.attempts += 1;
+    match verdict {
+        Verdict::Answer(answer) => {
+            clear_starting(member);
+            let enriched = normalise::normalise(
+                &job.chat_id,
+                job.phone.clone(),
+                shared.settings.messenger,
+                &answer,
+                chrono::Utc::now(),
+            );
+            deliver(shared, job, KeyOutcome::Enriched(Box::new(enriched))).await;
+            None
+        }
+        Verdict::Transient(problem) => {
+            if problem.reason == Reason::RateLimited {
+                Stats::add(&shared.stats.http_429, 1);
+                member.pacer.slow_down();
+            }
+            retry_or_fail(shared, job, problem).await
+        }
+        Verdict::KeyRejected(problem) => {
+            let failed = failed_key(&job, &problem, true);
+            deliver(shared, job, failed).await;
+            None
+        }
+        // The instance's fault, not the key's: the key goes back to the queue for another try.
+        Verdict::InstanceStarting(problem) => {
+            job.attempts -= 1;
+            if !mark_starting(shared, member) {
+                remove_member(shared, member, &problem);
+            }
+            shared.queue.requeue(job).await;
+            None
+        }
+        Verdict::InstanceUnusable(problem) | Verdict::QuotaExhausted(problem) => {
+            job.attempts -= 1;
+            remove_member(shared, member, &problem);
+            shared.queue.requeue(job).await;
+            None
+        }
+    }
+}
+
+/// A failed attempt: a failure row once the attempts run out, else a retry after a backoff.
+async fn retry_or_fail<A>(shared: &Shared<A>, job: Job, problem: Problem) -> Option<Retry> {
+    let fetch = &shared.settings.fetch;
+    if job.attempts >= fetch.max_attempts {
+        let failed = failed_key(&job, &problem, false);
+        deliver(shared, job, failed).await;
+        return None;
+    }
+    Stats::add(&shared.stats.retries, 1);
+    // A 429 means the spacing was too tight, and the pacer now spaces wider: the key may go
+    // back to the queue after about one interval, not after the long backoff of a server error.
+    let base = match (problem.reason, fetch.rate.interval()) {
+        (Reason::RateLimited, Some(interval)) => interval,
+        _ => fetch.backoff_base,
+    };
+    let wait = backoff(fetch, base, job.attempts, problem.retry_after);
+    tracing::debug!(chat_id = %job.chat_id, attempt = job.attempts, ?wait, "retrying: {}", problem.message);
+    Some(Retry { job, wait })
+}
+
+/// Puts a key back into the queue after its backoff (unless the run stops first).
+async fn requeue_after<A>(shared: &Shared<A>, retry: Retry) {
+    tokio::select! {
+        _ = tokio::time::sleep(retry.wait) => shared.queue.requeue(retry.job).await,
+        _ = shared.stop.stopped() => {}
+    }
+}
+
+/// Exponential backoff from `base` with jitter; a `Retry-After` is a floor, capped.
+fn backoff(
+    fetch: &FetchConfig,
+    base: Duration,
+    attempts: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(fetch.backoff_cap);
+    let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+    match retry_after {
+        Some(floor) => jittered.max(floor.min(fetch.retry_after_cap)),
+        None => jittered,
+    }
+}
+
+fn failed_key(job: &Job, problem: &Problem, permanent: bool) -> KeyOutcome {
+    KeyOutcome::Failed(FailedKey {
+        key: job.chat_id.clone(),
+        input_value: None,
+        reason: problem.reason,
+        message: crate::redact::mask(&problem.message).into_owned(),
+        http_status: problem.status,
+        attempts: job.attempts,
+        permanent,
+    })
+}
+
+/// Hands a key's final outcome to the writer; the job is settled once it is sent.
+async fn deliver<A>(shared: &Shared<A>, job: Job, outcome: KeyOutcome) {
+    if shared.outcomes.send(outcome).await.is_err() {
+        shared
+            .stop
+            .trigger(StopReason::Store("the writer stopped".into()));
+    }
+    drop(job);
+}
+
+/// Notes a "starting" answer; false once the instance has been starting for too long.
+fn mark_starting<A>(shared: &Shared<A>, member: &Member) -> bool {
+    let fetch = &shared.settings.fetch;
+    let mut starting = member.starting.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let since = starting.map_or(now, |(_, since)| since);
+    let waited = now - since;
+    if waited >= fetch.starting_wait {
+        return false;
+    }
+    let delay = (fetch.backoff_base * 5)
+        .max(waited)
+        .min(fetch.starting_wait - waited);
+    tracing::warn!(instance = %member.instance.id, "the instance is starting; waiting {delay:?} before the next call");
+    *starting = Some((now + delay, since));
+    true
+}
+
+fn clear_starting(member: &Member) {
+    *member.starting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+fn remove_member<A>(shared: &Shared<A>, member: &Member, problem: &Problem) {
+    if member.removed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let left = shared.live_members.fetch_sub(1, Ordering::SeqCst) - 1;
+    tracing::warn!(
+        instance = %member.instance.id,
+        "instance {} taken out of the pool: {} ({} left)",
+        member.instance.id,
+        problem.message,
+        left
+    );
+    if left == 0 {
+        shared.stop.trigger(match problem.reason {
+            Reason::QuotaExhausted => StopReason::Quota(problem.message.clone()),
+            _ => StopReason::NoInstances(format!(
+                "no usable instance is left; the last one failed with: {}",
+                problem.message
+            )),
+        });
+    }
+}

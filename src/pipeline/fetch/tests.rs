@@ -1,0 +1,362 @@
+//! The fetch stage against a simulated API on tokio's paused clock: pacing, the pool, retries,
+//! budgets and stops, deterministic and fast.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::*;
+use crate::api::classify::classify;
+
+/// A GREEN-API stand-in: a strict per-instance limit at arrival, a fixed latency, and scripted
+/// answers per chat id (then a normal answer). Instances named in `unusable` answer 401.
+#[derive(Clone, Default)]
+struct FakeApi(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    limit: Option<Duration>,
+    latency: Duration,
+    script: Mutex<HashMap<String, VecDeque<(u16, &'static str, Option<Duration>)>>>,
+    unusable: Vec<(&'static str, u16)>,
+    last_accepted: Mutex<HashMap<String, Instant>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeApi {
+    fn new(limit: Option<Duration>, latency: Duration) -> Self {
+        FakeApi(Arc::new(Inner {
+            limit,
+            latency,
+            ..Inner::default()
+        }))
+    }
+
+    fn with_unusable(limit: Option<Duration>, unusable: Vec<(&'static str, u16)>) -> Self {
+        FakeApi(Arc::new(Inner {
+            limit,
+            unusable,
+            ..Inner::default()
+        }))
+    }
+
+    /// `chat_id` gets these answers (status, body, Retry-After) before a normal one.
+    fn script(&self, chat_id: &str, answers: &[(u16, &'static str, Option<Duration>)]) {
+        self.0
+            .script
+            .lock()
+            .unwrap()
+            .insert(chat_id.to_string(), answers.iter().copied().collect());
+    }
+
+    fn calls_by_instance(&self) -> HashMap<String, usize> {
+        let mut by = HashMap::new();
+        for id in self.0.calls.lock().unwrap().iter() {
+            *by.entry(id.clone()).or_default() += 1;
+        }
+        by
+    }
+}
+
+impl ContactApi for FakeApi {
+    fn contact_info(
+        &self,
+        instance: &Instance,
+        chat_id: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        let inner = self.0.clone();
+        let (id, chat_id) = (instance.id.clone(), chat_id.to_string());
+        async move {
+            inner.calls.lock().unwrap().push(id.clone());
+            let now = Instant::now();
+            let limited = inner.limit.is_some_and(|limit| {
+                let mut last = inner.last_accepted.lock().unwrap();
+                let refused = last.get(&id).is_some_and(|t| now - *t < limit);
+                if !refused {
+                    last.insert(id.clone(), now);
+                }
+                refused
+            });
+            tokio::time::sleep(inner.latency).await;
+            if limited {
+                return classify(429, "{}", None);
+            }
+            if let Some((_, status)) = inner.unusable.iter().find(|(u, _)| *u == id) {
+                return classify(*status, "{}", None);
+            }
+            let scripted = inner
+                .script
+                .lock()
+                .unwrap()
+                .get_mut(&chat_id)
+                .and_then(VecDeque::pop_front);
+            match scripted {
+                Some((status, body, retry_after)) => classify(status, body, retry_after),
+                None => classify(200, r#"{"name":"x"}"#, None),
+            }
+        }
+    }
+}
+
+fn instances(ids: &[&str]) -> Vec<Instance> {
+    ids.iter()
+        .map(|id| Instance::parse(&format!("{id}:token-{id}-abcdef")).unwrap())
+        .collect()
+}
+
+fn settings(rate: Rate) -> Settings {
+    Settings {
+        messenger: Messenger::Whatsapp,
+        fetch: FetchConfig {
+            rate,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(1),
+            retry_after_cap: Duration::from_secs(10),
+            starting_wait: Duration::from_secs(60),
+            ..FetchConfig::default()
+        },
+        max_calls: None,
+    }
+}
+
+/// What one run of the stage did.
+struct Ran {
+    outcomes: Vec<KeyOutcome>,
+    stats: Arc<Stats>,
+    stopped: Option<StopReason>,
+    elapsed: Duration,
+}
+
+impl Ran {
+    fn enriched(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, KeyOutcome::Enriched(_)))
+            .count()
+    }
+
+    fn failed(&self) -> Vec<&FailedKey> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Failed(f) => Some(f),
+                KeyOutcome::Enriched(_) => None,
+            })
+            .collect()
+    }
+}
+
+async fn run_stage(api: FakeApi, ids: &[&str], settings: Settings, keys: usize, stop: Stop) -> Ran {
+    let started = Instant::now();
+    let (queue, feeder) = Queue::new(16);
+    tokio::spawn(async move {
+        for i in 0..keys {
+            if !feeder.push(format!("7900{i:07}@c.us"), None).await {
+                return;
+            }
+        }
+    });
+    let (tx, mut rx) = mpsc::channel(8);
+    let collector = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(outcome) = rx.recv().await {
+            all.push(outcome);
+        }
+        all
+    });
+    let stats = Arc::new(Stats::default());
+    let result = run(
+        api,
+        instances(ids),
+        settings,
+        queue,
+        tx,
+        stats.clone(),
+        stop.clone(),
+    )
+    .await;
+    assert!(result.is_ok());
+    Ran {
+        outcomes: collector.await.unwrap(),
+        stats,
+        stopped: stop.reason(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_instance_is_paced_at_its_limit_with_no_429() {
+    let api = FakeApi::new(Some(Duration::from_secs(1)), Duration::from_millis(200));
+    let ran = run_stage(api, &["1"], settings(Rate::PerSecond(1.0)), 20, Stop::default()).await;
+    assert_eq!(ran.enriched(), 20);
+    assert_eq!(Stats::get(&ran.stats.http_429), 0);
+    // 19 intervals of 1.03 s, then the last answer's latency.
+    let expected = 19.0 * 1.03 + 0.2;
+    assert!((seconds(ran.elapsed) - expected).abs() < 0.05, "{:?}", ran.elapsed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_of_four_is_four_times_as_fast_and_shares_the_keys() {
+    let api = FakeApi::new(Some(Duration::from_secs(1)), Duration::from_millis(300));
+    let ran = run_stage(
+        api.clone(),
+        &["1", "2", "3", "4"],
+        settings(Rate::PerSecond(1.0)),
+        40,
+        Stop::default(),
+    )
+    .await;
+    assert_eq!(ran.enriched(), 40);
+    assert_eq!(Stats::get(&ran.stats.http_429), 0);
+    assert!(seconds(ran.elapsed) < 9.0 * 1.03 + 0.35, "{:?}", ran.elapsed);
+    let calls = api.calls_by_instance();
+    assert_eq!(calls.len(), 4);
+    assert!(calls.values().all(|n| *n == 10), "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_and_run_out_into_failure_rows() {
+    let api = FakeApi::new(None, Duration::from_millis(50));
+    api.script("79000000000@c.us", &[(500, "{}", None); 3]);
+    api.script("79000000001@c.us", &[(502, "{}", None), (503, "{}", None)]);
+    let mut settings = settings(Rate::Unlimited);
+    settings.fetch.max_attempts = 3;
+    let ran = run_stage(api, &["1"], settings, 5, Stop::default()).await;
+    assert_eq!(ran.enriched(), 4);
+    let failed = ran.failed();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].reason, failed[0].attempts, failed[0].permanent),
+        (Reason::ServerError, 3, false)
+    );
+    assert_eq!(Stats::get(&ran.stats.retries), 4);
+    assert_eq!(ran.stopped, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_a_floor_for_the_wait() {
+    let api = FakeApi::new(None, Duration::ZERO);
+    api.script(
+        "79000000000@c.us",
+        &[(429, "{}", Some(Duration::from_secs(5)))],
+    );
+    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 1, Stop::default()).await;
+    assert_eq!(ran.enriched(), 1);
+    assert!(ran.elapsed >= Duration::from_secs(5), "{:?}", ran.elapsed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_key_fails_once_and_permanently() {
+    let api = FakeApi::new(None, Duration::ZERO);
+    api.script(
+        "79000000002@c.us",
+        &[(400, "Validation failed. Details: chatId is invalid", None)],
+    );
+    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 3, Stop::default()).await;
+    let failed = ran.failed();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].reason, failed[0].attempts, failed[0].permanent),
+        (Reason::Rejected, 1, true)
+    );
+    assert_eq!(Stats::get(&ran.stats.requests), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unusable_instance_leaves_the_pool_and_the_others_carry_on() {
+    let api = FakeApi::with_unusable(Some(Duration::from_millis(100)), vec![("2", 401)]);
+    let ran = run_stage(
+        api,
+        &["1", "2", "3"],
+        settings(Rate::PerSecond(10.0)),
+        30,
+        Stop::default(),
+    )
+    .await;
+    assert_eq!(ran.enriched(), 30, "the failed instance's key went to the others");
+    assert!(ran.failed().is_empty());
+    assert_eq!(ran.stopped, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_usable_instance_left_stops_the_run_and_fails_no_key() {
+    let api = FakeApi::with_unusable(None, vec![("1", 401), ("2", 403)]);
+    let ran = run_stage(api, &["1", "2"], settings(Rate::Unlimited), 10, Stop::default()).await;
+    assert!(ran.outcomes.is_empty());
+    assert!(matches!(ran.stopped, Some(StopReason::NoInstances(_))));
+
+    let api = FakeApi::with_unusable(None, vec![("1", 466)]);
+    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 10, Stop::default()).await;
+    assert!(matches!(ran.stopped, Some(StopReason::Quota(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_is_spent_exactly() {
+    let api = FakeApi::new(None, Duration::from_millis(10));
+    let mut settings = settings(Rate::Unlimited);
+    settings.max_calls = Some(7);
+    let ran = run_stage(api, &["1", "2"], settings, 30, Stop::default()).await;
+    assert_eq!(Stats::get(&ran.stats.requests), 7);
+    assert_eq!(ran.enriched(), 7);
+    assert_eq!(ran.stopped, Some(StopReason::Budget));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_ends_the_stage_and_leaves_unreached_keys_alone() {
+    let api = FakeApi::new(Some(Duration::from_secs(1)), Duration::from_millis(100));
+    let stop = Stop::default();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        trigger.trigger(StopReason::Interrupted);
+    });
+    let ran = run_stage(api, &["1"], settings(Rate::PerSecond(1.0)), 50, stop).await;
+    // Calls at 0, 1.03, ..., 5.15 s: six answers, nothing failed, no hang.
+    assert_eq!(ran.enriched(), 6);
+    assert!(ran.failed().is_empty());
+    assert!(ran.elapsed < Duration::from_secs(6), "{:?}", ran.elapsed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_starting_instance_is_waited_for_and_its_keys_are_not_at_fault() {
+    let api = FakeApi::new(None, Duration::ZERO);
+    let starting = (400, "instance in starting process try later", None);
+    api.script("79000000000@c.us", &[starting, starting, starting]);
+    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 3, Stop::default()).await;
+    assert_eq!(ran.enriched(), 3);
+    assert!(ran.failed().is_empty());
+    // Three waits of 5 × backoff base (100 ms) at least.
+    assert!(ran.elapsed >= Duration::from_millis(1500), "{:?}", ran.elapsed);
+}
+
+#[test]
+fn backoff_grows_is_capped_and_honours_retry_after() {
+    let s = settings(Rate::Unlimited).fetch;
+    let backoff = |attempts, retry_after| backoff(&s, s.backoff_base, attempts, retry_after);
+    for _ in 0..50 {
+        let first = backoff(1, None);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let third = backoff(3, None);
+        assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+        assert!(backoff(30, None) <= Duration::from_secs(1));
+        assert!(backoff(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(10)
+        );
+    }
+}
+
+#[test]
+fn in_flight_limit_scales_with_rate() {
+    assert_eq!(in_flight_limit(Rate::PerSecond(1.0)), 4);
+    assert_eq!(in_flight_limit(Rate::PerSecond(10.0)), 40);
+    assert_eq!(in_flight_limit(Rate::Unlimited), 32);
+}

@@ -1,0 +1,238 @@
+//! Reading the store for people: the figures of `status` and `failures`, the demo's sample rows,
+//! and whole tables for CSV export. Read-only; the formatting lives with the commands.
+
+use futures::TryStreamExt;
+use sqlx::{Row, SqliteConnection};
+
+use super::ledger::{RunCounts, RunRecord};
+use super::{open_read_only, Store, StoreError};
+
+/// A read-only view of an existing store (for `status`, `failures` and the demo).
+pub(crate) struct StoreReader {
+    conn: SqliteConnection,
+}
+
+/// Contacts at a glance.
+pub(crate) struct Overview {
+    pub(crate) contacts: i64,
+    pub(crate) fresh: i64,
+    pub(crate) products: i64,
+    pub(crate) oldest: Option<String>,
+    pub(crate) newest: Option<String>,
+}
+
+/// Failed keys of one reason and kind.
+pub(crate) struct FailureCount {
+    pub(crate) reason: String,
+    pub(crate) permanent: bool,
+    pub(crate) count: i64,
+}
+
+/// One row of `failures`.
+pub(crate) struct FailureRow {
+    pub(crate) reason: String,
+    pub(crate) key: String,
+    pub(crate) message: String,
+    pub(crate) http_status: Option<i64>,
+    pub(crate) attempts: i64,
+    pub(crate) first_failed_at: String,
+    pub(crate) last_attempt_at: String,
+    pub(crate) next_due_at: String,
+    pub(crate) permanent: bool,
+}
+
+/// A contact as the demo shows it.
+pub(crate) struct SampleContact {
+    pub(crate) chat_id: String,
+    pub(crate) name: String,
+    pub(crate) category: String,
+    pub(crate) last_seen_at: String,
+    pub(crate) products: i64,
+}
+
+impl StoreReader {
+    /// Opens an existing store read-only.
+    pub(crate) async fn open(path: &std::path::Path) -> Result<StoreReader, StoreError> {
+        Ok(StoreReader {
+            conn: open_read_only(path).await?,
+        })
+    }
+
+    /// Contact counts; contacts fetched at or after `fresh_from` are fresh.
+    pub(crate) async fn overview(&mut self, fresh_from: &str) -> Result<Overview, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(fetched_at >= ?), 0), MIN(fetched_at), MAX(fetched_at),
+                    (SELECT COUNT(*) FROM products)
+             FROM contacts",
+        )
+        .bind(fresh_from)
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(Overview {
+            contacts: row.get(0),
+            fresh: row.get(1),
+            oldest: row.get(2),
+            newest: row.get(3),
+            products: row.get(4),
+        })
+    }
+
+    /// Failed keys counted by reason and kind, most common first.
+    pub(crate) async fn failure_counts(&mut self) -> Result<Vec<FailureCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT reason, permanent, COUNT(*) FROM failures GROUP BY reason, permanent ORDER BY COUNT(*) DESC",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FailureCount {
+                reason: r.get(0),
+                permanent: r.get(1),
+                count: r.get(2),
+            })
+            .collect())
+    }
+
+    /// The last `n` runs, newest first.
+    pub(crate) async fn last_runs(&mut self, n: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, started_at, finished_at, outcome, input_rows, invalid, duplicates,
+                    skipped_fresh, planned, enriched, failed, requests, http_429, retries,
+                    options, summary
+             FROM runs ORDER BY id DESC LIMIT ?",
+        )
+        .bind(n)
+        .fetch_all(&mut self.conn)
+        .await?;
+        let count = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
+        let json = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<String>, _>(i);
+        Ok(rows
+            .iter()
+            .map(|r| RunRecord {
+                id: r.get(0),
+                started_at: r.get(1),
+                finished_at: r.get(2),
+                outcome: r.get(3),
+                counts: RunCounts {
+                    input_rows: count(r, 4),
+                    invalid: count(r, 5),
+                    duplicates: count(r, 6),
+                    skipped_fresh: count(r, 7),
+                    planned: count(r, 8),
+                    enriched: count(r, 9),
+                    failed: count(r, 10),
+                    requests: count(r, 11),
+                    http_429: count(r, 12),
+                    retries: count(r, 13),
+                },
+                options: json(r, 14).and_then(|s| serde_json::from_str(&s).ok()),
+                summary: json(r, 15).and_then(|s| serde_json::from_str(&s).ok()),
+            })
+            .collect())
+    }
+
+    /// Every failed key, grouped by reason (most common reason first).
+    pub(crate) async fn failures(&mut self) -> Result<Vec<FailureRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.reason, f.key, f.message, f.http_status, f.attempts, f.first_failed_at,
+                    f.last_attempt_at, f.next_due_at, f.permanent
+             FROM failures f
+             JOIN (SELECT reason, COUNT(*) AS n FROM failures GROUP BY reason) g ON g.reason = f.reason
+             ORDER BY g.n DESC, f.reason, f.key",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FailureRow {
+                reason: r.get(0),
+                key: r.get(1),
+                message: r.get(2),
+                http_status: r.get(3),
+                attempts: r.get(4),
+                first_failed_at: r.get(5),
+                last_attempt_at: r.get(6),
+                next_due_at: r.get(7),
+                permanent: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Up to `n` contacts, business accounts first.
+    pub(crate) async fn sample_contacts(&mut self, n: i64) -> Result<Vec<SampleContact>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''), COALESCE(c.last_seen_at, ''),
+                    (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)
+             FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT ?",
+        )
+        .bind(n)
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SampleContact {
+                chat_id: r.get(0),
+                name: r.get(1),
+                category: r.get(2),
+                last_seen_at: r.get(3),
+                products: r.get(4),
+            })
+            .collect())
+    }
+}
+
+/// The tables exported to CSV, each with the order of its rows.
+pub(crate) const EXPORTED_TABLES: [(&str, &str); 3] = [
+    ("contacts", "chat_id"),
+    ("products", "chat_id, position"),
+    ("failures", "key"),
+];
+
+/// A table dump stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DumpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Sink(std::io::Error),
+}
+
+impl Store {
+    /// Streams `table` (one of [`EXPORTED_TABLES`]) to `sink`: its column names first, then
+    /// every row with each cell as text (NULL as empty). Returns the number of rows.
+    pub(crate) async fn dump_table(
+        &self,
+        table: &str,
+        order: &str,
+        mut sink: impl FnMut(&[String]) -> std::io::Result<()>,
+    ) -> Result<u64, DumpError> {
+        let mut conn = self.connect().await?;
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                .bind(table)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(StoreError::from)?;
+        sink(&columns).map_err(DumpError::Sink)?;
+        let select = columns
+            .iter()
+            .map(|c| format!("CAST({c} AS TEXT)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {select} FROM {table} ORDER BY {order}");
+        let mut rows = sqlx::query(&sql).fetch(&mut conn);
+        let mut count = 0;
+        let mut record = Vec::with_capacity(columns.len());
+        while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+            record.clear();
+            for i in 0..columns.len() {
+                let cell: Option<String> = row.try_get(i).map_err(StoreError::from)?;
+                record.push(cell.unwrap_or_default());
+            }
+            sink(&record).map_err(DumpError::Sink)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
