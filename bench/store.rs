@@ -2,11 +2,20 @@
 //! through the job's own writer (batched transactions, multi-row prepared statements).
 //! Run with `cargo bench --bench store` (release profile); `bench/run.sh writes` runs it too.
 
+#![allow(
+    unused_crate_dependencies,
+    reason = "the benchmark sees every dependency of the package as its own"
+)]
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark that cannot set up stops with the reason"
+)]
+
 use std::time::{Duration, Instant};
 
 use greenrich::chat_id::Messenger;
 use greenrich::normalise::{ContactRow, Enriched, ProductRow};
-use greenrich::store::writer::{KeyOutcome, Writer};
+use greenrich::store::writer::{KeyOutcome, RetryDelays, Writer};
 use greenrich::store::Store;
 
 const CONTACTS: usize = 1_000_000;
@@ -62,7 +71,10 @@ async fn main() {
     let store = Store::open(&path, Duration::from_secs(10))
         .await
         .expect("open the store");
-    let mut writer = Writer::new(&store, "whatsapp").await.expect("a writer");
+    let mut writer = Writer::new(&store, Messenger::Whatsapp, RetryDelays::default())
+        .await
+        .expect("a writer");
+    let now = chrono::Utc::now();
     let mut spent = Duration::ZERO;
     for start in (0..CONTACTS).step_by(BATCH) {
         let batch: Vec<KeyOutcome> = (start..(start + BATCH).min(CONTACTS))
@@ -70,7 +82,7 @@ async fn main() {
             .collect();
         let began = Instant::now();
         writer
-            .commit(&batch, "2026-11-21T00:00:00.000Z")
+            .commit(&batch, now)
             .await
             .expect("commit");
         spent += began.elapsed();

@@ -16,7 +16,8 @@ fn assert_clean_error(run: &Run, needle: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_inputs_stop_before_any_call() {
-    let env = env_with(fast()).await;
+    // The binary: the messages name the paths as the user typed them.
+    let env = process_env_with(fast()).await;
     env.write("empty.csv", b"");
     env.write("header.csv", b"phone,name\n");
     env.write("cols.csv", b"a,b\n1,2\n");

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use greenrich::sandbox;
 
+use greenrich::config::Rate;
+
 use crate::helpers::*;
 
 /// A sandbox where 150 keys take about 1.5 s: 4 instances at 25 calls per second.
 fn paced() -> sandbox::Config {
     sandbox::Config {
-        rps: 25.0,
+        rate: Rate::PerSecond(25.0),
         latency_min: Duration::from_millis(10),
         latency_max: Duration::from_millis(30),
         ..sandbox::Config::default()

@@ -3,6 +3,8 @@
 use greenrich::chat_id::Messenger;
 use greenrich::sandbox::{self, Fault};
 
+use greenrich::config::Rate;
+
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +257,7 @@ async fn contacts_and_products_are_normalised_and_replaced_on_refetch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_are_spread_over_the_pool_without_429s() {
     let env = env_with(sandbox::Config {
-        rps: 20.0,
+        rate: Rate::PerSecond(20.0),
         latency_min: std::time::Duration::from_millis(20),
         latency_max: std::time::Duration::from_millis(60),
         ..sandbox::Config::default()
@@ -377,7 +379,7 @@ async fn csv_output_neutralises_formulas_unless_raw() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_status_lines_when_not_on_a_terminal() {
     let env = env_with(sandbox::Config {
-        rps: 0.0,
+        rate: Rate::Unlimited,
         latency_min: std::time::Duration::from_millis(20),
         latency_max: std::time::Duration::from_millis(60),
         ..sandbox::Config::default()
@@ -414,7 +416,8 @@ async fn plain_status_lines_when_not_on_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_with_no_account() {
-    let env = env_with(fast()).await;
+    // The binary: the README's first command, as a user runs it.
+    let env = process_env_with(fast()).await;
     let run = env.run(&["demo", "--output", "demo.db"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("chat_id"), "{}", run.stdout);

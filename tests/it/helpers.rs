@@ -1,49 +1,112 @@
-//! Test helpers: a sandbox per test, the binary run as a child process, and store queries.
+//! Test helpers: a sandbox on port 0 and a temporary directory per test, and greenrich run either
+//! in-process (the default: `app::run` on its own thread and runtime, with captured output and a
+//! `Stop` handle) or as the real binary where the process is the point (signals, kill -9, exit
+//! codes of the binary, secrets in its output).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clap::Parser;
+use greenrich::cli::Cli;
+use greenrich::config::Rate;
+use greenrich::redact::MaskingWriter;
 use greenrich::sandbox::{self, Sandbox};
+use greenrich::{app, Stop};
 use sqlx::{ConnectOptions, Row};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_greenrich");
+
+/// How a test runs greenrich.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `app::run` in this process.
+    InProcess,
+    /// The real binary as a child process.
+    Binary,
+}
 
 /// A temporary directory and a sandbox, with credentials for all its instances.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub sandbox: Sandbox,
     pub instances: String,
+    mode: Mode,
 }
 
 /// A fast sandbox: 4 instances, no rate limit, no latency.
 pub fn fast() -> sandbox::Config {
     sandbox::Config {
-        rps: 0.0,
+        rate: Rate::Unlimited,
         ..sandbox::Config::default()
     }
 }
 
+/// A test environment whose runs are in-process.
 pub async fn env_with(config: sandbox::Config) -> TestEnv {
-    let instances = config
-        .instances
-        .iter()
-        .map(|i| format!("{}:{}", i.id, i.token))
-        .collect::<Vec<_>>()
-        .join(",");
+    env_in(config, Mode::InProcess).await
+}
+
+/// A test environment whose runs spawn the real binary.
+pub async fn process_env_with(config: sandbox::Config) -> TestEnv {
+    env_in(config, Mode::Binary).await
+}
+
+async fn env_in(config: sandbox::Config, mode: Mode) -> TestEnv {
+    let sandbox = sandbox::start(config, 0).await.unwrap();
     TestEnv {
         dir: tempfile::tempdir().unwrap(),
-        sandbox: sandbox::start(config, 0).await.unwrap(),
-        instances,
+        instances: sandbox.credentials(),
+        sandbox,
+        mode,
     }
 }
 
-/// What one run of the binary did.
+/// What one run did.
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// A buffer shared by the log subscriber and the command's stderr, so their order is kept.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// An in-process run under way.
+pub struct Started {
+    pub stop: Stop,
+    done: tokio::sync::oneshot::Receiver<Run>,
+}
+
+impl Started {
+    /// Waits for the run to end.
+    pub async fn finish(self) -> Run {
+        tokio::time::timeout(Duration::from_secs(120), self.done)
+            .await
+            .expect("greenrich did not finish within 120 s")
+            .expect("the run's thread died")
+    }
 }
 
 impl TestEnv {
@@ -63,26 +126,118 @@ impl TestEnv {
     }
 
     pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        match self.mode {
+            Mode::InProcess => self.start_with_env(args, env).finish().await,
+            Mode::Binary => self.run_binary(args, env).await,
+        }
+    }
+
+    /// The environment a run sees: the sandbox's credentials, then `overrides`.
+    fn environment(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("GREEN_API_URL".to_string(), self.sandbox.url()),
+            ("GREEN_API_INSTANCES".to_string(), self.instances.clone()),
+        ];
+        for (k, v) in overrides {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    /// Starts `greenrich` in-process on its own thread and runtime; relative paths are taken
+    /// from the test's directory, as a child process started there would.
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Started {
+        let mut argv = vec!["greenrich".to_string()];
+        argv.extend(self.absolute_paths(args));
+        let env = self.environment(env);
+        let stop = Stop::default();
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let run_stop = stop.clone();
+        std::thread::spawn(move || {
+            let captured = Captured::default();
+            let mut out = Vec::new();
+            let code = match Cli::try_parse_from(&argv) {
+                Err(e) => {
+                    write!(captured.clone(), "{}", e.render()).unwrap();
+                    i32::from(e.use_stderr())
+                }
+                Ok(cli) => {
+                    let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                    let writer = captured.clone();
+                    let subscriber = app::log_subscriber(
+                        &cli,
+                        lookup("RUST_LOG").as_deref(),
+                        move || MaskingWriter(writer.clone()),
+                        false,
+                    );
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let mut err = MaskingWriter(captured.clone());
+                    tracing::subscriber::with_default(subscriber, || {
+                        runtime.block_on(app::run(cli, &lookup, run_stop, &mut out, &mut err))
+                    })
+                }
+            };
+            let _ = tx.send(Run {
+                code,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: captured.text(),
+            });
+        });
+        Started { stop, done }
+    }
+
+    fn absolute_paths(&self, args: &[&str]) -> Vec<String> {
+        let mut out = Vec::with_capacity(args.len());
+        let mut path_next = false;
+        for arg in args {
+            let arg = if path_next {
+                match arg.strip_prefix("sqlite:") {
+                    Some(path) => format!("sqlite:{}", self.in_dir(path)),
+                    None => self.in_dir(arg),
+                }
+            } else {
+                arg.to_string()
+            };
+            path_next = matches!(
+                arg.as_str(),
+                "--input" | "--output" | "--summary-json" | "--db"
+            );
+            out.push(arg);
+        }
+        out
+    }
+
+    fn in_dir(&self, path: &str) -> String {
+        if Path::new(path).is_absolute() {
+            path.to_string()
+        } else {
+            self.dir.path().join(path).display().to_string()
+        }
+    }
+
+    async fn run_binary(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = tokio::process::Command::new(BIN);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove("GREEN_API_ID_INSTANCE")
             .env_remove("GREEN_API_TOKEN_INSTANCE")
-            .env("GREEN_API_URL", self.sandbox.url())
-            .env("GREEN_API_INSTANCES", &self.instances)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (k, v) in env {
+        for (k, v) in self.environment(env) {
             cmd.env(k, v);
         }
         finish(cmd.spawn().unwrap()).await
     }
 
-    /// Starts `greenrich` without waiting for it; `shell_prefix` (such as `ulimit -f 256;`) runs
-    /// in the shell that execs it.
+    /// Starts the `greenrich` binary without waiting for it; `shell_prefix` (such as
+    /// `ulimit -f 256;`) runs in the shell that execs it.
     pub fn spawn(&self, args: &[&str], shell_prefix: &str) -> tokio::process::Child {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let script = format!("{shell_prefix} exec '{BIN}' {}", quoted.join(" "));
@@ -113,23 +268,28 @@ impl TestEnv {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Run {
-        let mut args = vec![
-            "enrich",
-            "--input",
-            input,
-            "--output",
-            output,
-            "--backoff-base",
-            "10ms",
-            "--timeout",
-            "3s",
-            "--rps-per-instance",
-            "0",
-        ];
-        // Later flags override these.
-        args.extend_from_slice(extra);
-        self.run_with_env(&args, env).await
+        self.run_with_env(&enrich_args(input, output, extra), env)
+            .await
     }
+}
+
+/// `enrich` with fast retries and no pacing, then `extra` (later flags override these).
+pub fn enrich_args<'a>(input: &'a str, output: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "enrich",
+        "--input",
+        input,
+        "--output",
+        output,
+        "--backoff-base",
+        "10ms",
+        "--timeout",
+        "3s",
+        "--rps-per-instance",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// A CSV with a `phone` column holding `n` distinct valid Russian mobile numbers.
@@ -220,7 +380,7 @@ fn text(row: &sqlx::sqlite::SqliteRow, i: usize) -> Option<String> {
         .unwrap()
 }
 
-/// Waits for a spawned run and collects what it printed.
+/// Waits for a spawned binary and collects what it printed.
 pub async fn finish(child: tokio::process::Child) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await

@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use greenrich::sandbox;
 
+use greenrich::config::Rate;
+
 use crate::helpers::*;
 
 fn requests(env: &TestEnv) -> u64 {
@@ -204,7 +206,8 @@ async fn the_dry_run_plan_matches_what_the_real_run_does() {
         .find(|l| l.starts_with("plan:"))
         .expect("plan line")
         .to_string();
-    assert!(plan.contains("10 calls at 0.0/s"), "{plan}");
+    // Unpaced (--rps-per-instance 0): the plan says so instead of the old sentinel "0.0/s".
+    assert!(plan.contains("10 calls at an unlimited rate"), "{plan}");
 
     let run = env.enrich("in.csv", "out.db", &["--max-age", "1d"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -220,7 +223,7 @@ async fn the_dry_run_plan_matches_what_the_real_run_does() {
 async fn a_deadline_stops_the_run_as_partial() {
     let env = env_with(sandbox::Config {
         instances: sandbox::default_instances(1),
-        rps: 10.0,
+        rate: Rate::PerSecond(10.0),
         ..fast()
     })
     .await;

@@ -31,7 +31,7 @@ async fn token_never_appears_in_logs_errors_rows_or_files() {
         fault_attempts: 1,
         ..fast()
     };
-    let env = env_with(config).await;
+    let env = process_env_with(config).await;
     env.write("in.csv", phones_csv(20).as_bytes());
     for (extra, log) in [
         (
@@ -60,7 +60,7 @@ async fn token_never_appears_in_logs_errors_rows_or_files() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_is_masked_in_network_errors_and_auth_failures() {
-    let env = env_with(fast()).await;
+    let env = process_env_with(fast()).await;
     env.write("in.csv", phones_csv(3).as_bytes());
     // A wrong token: the API answers 401; nothing may echo the URL.
     let wrong = format!("1101000001:{TOKEN}");

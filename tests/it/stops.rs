@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use greenrich::sandbox::{self, SandboxInstance};
 
+use greenrich::config::Rate;
+
 use crate::helpers::*;
 
 fn instance(id: &str, state: &str) -> SandboxInstance {
@@ -269,7 +271,7 @@ async fn a_400_about_the_chat_id_fails_the_key_once() {
 async fn a_429_with_retry_after_is_retried_after_the_wait() {
     let env = env_with(sandbox::Config {
         instances: sandbox::default_instances(1),
-        rps: 5.0,
+        rate: Rate::PerSecond(5.0),
         retry_after: Some(1),
         ..sandbox::Config::default()
     })

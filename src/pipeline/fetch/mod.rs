@@ -152,10 +152,18 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         if member.removed.load(Ordering::SeqCst) || shared.stop.reason().is_some() {
             break;
         }
-        wait_while_starting(&member).await;
+        if let Some(until) = starting_until(&member) {
+            tokio::time::sleep_until(until).await;
+        }
         let Some(job) = shared.queue.next().await else {
             break;
         };
+        // The instance may have answered "starting" while this dispatcher waited for a key: the
+        // key goes back (another instance may take it) and this one waits first.
+        if starting_until(&member).is_some() {
+            shared.queue.requeue(job).await;
+            continue;
+        }
         let Ok(permit) = member.in_flight.clone().acquire_owned().await else {
             break;
         };
@@ -203,15 +211,14 @@ fn take_budget<A>(shared: &Shared<A>) -> bool {
     }
 }
 
-async fn wait_while_starting(member: &Member) {
-    let until = member
+/// While the instance answers "starting": when it may be tried again.
+fn starting_until(member: &Member) -> Option<Instant> {
+    member
         .starting
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .map(|(until, _)| until);
-    if let Some(until) = until {
-        tokio::time::sleep_until(until).await;
-    }
+        .map(|(until, _)| until)
+        .filter(|until| *until > Instant::now())
 }
 
 /// A key to try again after `wait`.

@@ -16,11 +16,14 @@ use crate::api::classify::classify;
 #[derive(Clone, Default)]
 struct FakeApi(Arc<Inner>);
 
+/// Scripted answers: status, body, Retry-After.
+type Script = VecDeque<(u16, &'static str, Option<Duration>)>;
+
 #[derive(Default)]
 struct Inner {
     limit: Option<Duration>,
     latency: Duration,
-    script: Mutex<HashMap<String, VecDeque<(u16, &'static str, Option<Duration>)>>>,
+    script: Mutex<HashMap<String, Script>>,
     unusable: Vec<(&'static str, u16)>,
     last_accepted: Mutex<HashMap<String, Instant>>,
     calls: Mutex<Vec<String>>,
@@ -329,11 +332,12 @@ async fn a_starting_instance_is_waited_for_and_its_keys_are_not_at_fault() {
     let api = FakeApi::new(None, Duration::ZERO);
     let starting = (400, "instance in starting process try later", None);
     api.script("79000000000@c.us", &[starting, starting, starting]);
-    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 3, Stop::default()).await;
-    assert_eq!(ran.enriched(), 3);
+    let ran = run_stage(api, &["1"], settings(Rate::Unlimited), 1, Stop::default()).await;
+    assert_eq!(ran.enriched(), 1);
     assert!(ran.failed().is_empty());
-    // Three waits of 5 × backoff base (100 ms) at least.
-    assert!(ran.elapsed >= Duration::from_millis(1500), "{:?}", ran.elapsed);
+    assert_eq!(Stats::get(&ran.stats.requests), 4);
+    // Growing waits: 5 × backoff base (500 ms), then at least the time waited so far.
+    assert_eq!(ran.elapsed, Duration::from_millis(2000));
 }
 
 #[test]
