@@ -81,10 +81,7 @@ async fn main() {
             .map(contact)
             .collect();
         let began = Instant::now();
-        writer
-            .commit(&batch, now)
-            .await
-            .expect("commit");
+        writer.commit(&batch, now).await.expect("commit");
         spent += began.elapsed();
     }
     let rows = CONTACTS * (1 + PRODUCTS_PER_CONTACT);

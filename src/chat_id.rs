@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use phonenumber::country;
 
+use crate::config::InvalidValue;
+
 /// Which messenger the instance talks to; decides the chat id shape and the URL prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,12 +32,14 @@ impl Messenger {
 }
 
 impl FromStr for Messenger {
-    type Err = String;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "whatsapp" | "wa" => Ok(Messenger::Whatsapp),
             "max" => Ok(Messenger::Max),
-            other => Err(format!("unknown messenger '{other}': use whatsapp or max")),
+            other => Err(InvalidValue(format!(
+                "unknown messenger '{other}': use whatsapp or max"
+            ))),
         }
     }
 }
@@ -51,12 +55,14 @@ impl fmt::Display for Messenger {
 pub struct DefaultCountry(country::Id);
 
 impl FromStr for DefaultCountry {
-    type Err = String;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         country::Id::from_str(&s.trim().to_ascii_uppercase())
             .map(DefaultCountry)
             .map_err(|_| {
-                format!("unknown country code '{s}': use a two-letter ISO code such as RU")
+                InvalidValue(format!(
+                    "unknown country code '{s}': use a two-letter ISO code such as RU"
+                ))
             })
     }
 }

@@ -416,8 +416,15 @@ mod tests {
 
     #[test]
     fn flag_defaults_are_the_config_defaults() {
-        let cli = Cli::try_parse_from(["greenrich", "enrich", "--input", "a.csv", "--output", "o.db"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "greenrich",
+            "enrich",
+            "--input",
+            "a.csv",
+            "--output",
+            "o.db",
+        ])
+        .unwrap();
         let Command::Enrich(args) = cli.command else {
             panic!("not enrich")
         };
@@ -427,8 +434,14 @@ mod tests {
         assert_eq!(config.fetch.rate, fetch.rate);
         assert_eq!(config.fetch.backoff_base, fetch.backoff_base);
         assert_eq!(config.api.timeout, defaults::TIMEOUT);
-        assert_eq!(config.plan.retry_failed_after, PlanPolicy::default().retry_failed_after);
-        assert_eq!(config.ui.status_interval, UiConfig::default().status_interval);
+        assert_eq!(
+            config.plan.retry_failed_after,
+            PlanPolicy::default().retry_failed_after
+        );
+        assert_eq!(
+            config.ui.status_interval,
+            UiConfig::default().status_interval
+        );
         assert_eq!(config.api.url, defaults::API_URL);
         assert!(config.limits.deadline.is_none());
     }

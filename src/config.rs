@@ -10,6 +10,11 @@ use crate::api::Instance;
 use crate::chat_id::{DefaultCountry, Messenger};
 use crate::source::Source;
 
+/// A value that cannot be parsed; the message says what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
 /// The defaults of every option.
 pub mod defaults {
     use std::time::Duration;
@@ -288,7 +293,7 @@ impl Rate {
 }
 
 impl FromStr for Rate {
-    type Err = String;
+    type Err = InvalidValue;
     /// A positive number of calls per second, or `0` / `unlimited` for no pacing.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
@@ -298,9 +303,9 @@ impl FromStr for Rate {
         match s.parse::<f64>() {
             Ok(0.0) => Ok(Rate::Unlimited),
             Ok(rps) if rps.is_finite() && rps > 0.0 => Ok(Rate::PerSecond(rps)),
-            _ => Err(format!(
+            _ => Err(InvalidValue(format!(
                 "'{s}' is not a rate: use calls per second such as 1, or 0 (unlimited)"
-            )),
+            ))),
         }
     }
 }
@@ -335,7 +340,7 @@ impl<'de> serde::Deserialize<'de> for Rate {
 pub struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_duration(s).map(HumanDuration)
     }
@@ -359,14 +364,16 @@ impl fmt::Display for HumanDuration {
 }
 
 /// Parses `500ms`, `30s`, `15m`, `6h`, `7d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| {
-        format!("'{text}' is not a duration: use a number and s, m, h or d, like 7d")
+        InvalidValue(format!(
+            "'{text}' is not a duration: use a number and s, m, h or d, like 7d"
+        ))
     })?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
@@ -375,12 +382,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         "d" => value * 86_400.0,
         other => {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "unknown duration unit '{other}' in '{text}': use s, m, h or d"
-            ))
+            )))
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| InvalidValue(format!("'{text}' is out of range")))
 }
 
 /// A deadline as written: a duration from the start of the run, or a local time of day.
@@ -393,13 +401,15 @@ pub enum Deadline {
 }
 
 impl FromStr for Deadline {
-    type Err = String;
+    type Err = InvalidValue;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if let Ok(time) = chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M") {
             return Ok(Deadline::At(time));
         }
         parse_duration(text).map(Deadline::After).map_err(|_| {
-            format!("'{text}' is not a deadline: use a duration like 6h or a time like 06:30")
+            InvalidValue(format!(
+                "'{text}' is not a deadline: use a duration like 6h or a time like 06:30"
+            ))
         })
     }
 }
@@ -456,7 +466,10 @@ mod tests {
             .unwrap()
             .and_hms_opt(7, 0, 0)
             .unwrap();
-        assert_eq!(at.remaining_from(now), Duration::from_secs(23 * 3600 + 1800));
+        assert_eq!(
+            at.remaining_from(now),
+            Duration::from_secs(23 * 3600 + 1800)
+        );
         assert!(at.resolve() <= Instant::now() + Duration::from_secs(86_400));
         assert_eq!(
             "2h".parse::<Deadline>(),
@@ -471,7 +484,10 @@ mod tests {
         assert_eq!("unlimited".parse::<Rate>(), Ok(Rate::Unlimited));
         assert_eq!("2.5".parse::<Rate>(), Ok(Rate::PerSecond(2.5)));
         assert!("-1".parse::<Rate>().is_err());
-        assert_eq!(Rate::PerSecond(4.0).interval(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            Rate::PerSecond(4.0).interval(),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(serde_json::to_string(&Rate::Unlimited).unwrap(), "null");
         let old: Rate = serde_json::from_str("0.0").unwrap();
         assert_eq!(old, Rate::Unlimited);

@@ -41,7 +41,8 @@ pub(crate) async fn export_csv(
     for (table, order) in EXPORTED_TABLES {
         let name = format!("{table}.csv");
         let path = dir.join(&name);
-        let file_error = |e: std::io::Error| ExportError::File(path.display().to_string(), e.to_string());
+        let file_error =
+            |e: std::io::Error| ExportError::File(path.display().to_string(), e.to_string());
         let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(e.into()))?;
         let mut header = true;
         let rows = store

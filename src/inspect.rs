@@ -39,7 +39,11 @@ fn failure_line(counts: &[FailureCount]) -> String {
     let parts: Vec<String> = counts
         .iter()
         .map(|c| {
-            let kind = if c.permanent { "permanent" } else { "will retry" };
+            let kind = if c.permanent {
+                "permanent"
+            } else {
+                "will retry"
+            };
             format!("{} {} ({kind})", c.count, c.reason)
         })
         .collect();

@@ -54,7 +54,10 @@ pub enum JobError {
 pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let started = Instant::now();
     let started_at = format_time(Utc::now());
-    let _deadline = config.limits.deadline.map(|at| watch_deadline(at, stop.clone()));
+    let _deadline = config
+        .limits
+        .deadline
+        .map(|at| watch_deadline(at, stop.clone()));
     output::prepare(&config.output.target)?;
     let client = match config.dry_run {
         true => None,
@@ -70,7 +73,11 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         config.input.source.describe(),
         opened.column()
     );
-    let store = Store::open(&config.output.target.store_path(), config.output.lock_timeout).await?;
+    let store = Store::open(
+        &config.output.target.store_path(),
+        config.output.lock_timeout,
+    )
+    .await?;
     let resume_from = store.resume_from().await?;
     let run_id = match config.dry_run {
         true => None,
@@ -116,8 +123,10 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let outcome = match client {
         None => Outcome::DryRun,
         Some(client) => {
-            fetch_and_store(&config, client, &store, planner, &plan, &delays, &stats, &stop)
-                .await?
+            fetch_and_store(
+                &config, client, &store, planner, &plan, &delays, &stats, &stop,
+            )
+            .await?
         }
     };
     counts.enriched = Stats::get(&stats.enriched);
@@ -172,7 +181,10 @@ impl Drop for AbortOnDrop {
 /// Preflight, then the fetch and write stages side by side until the plan is done or the run
 /// stops. A run stopped before this point (deadline passed while planning, a signal) makes no
 /// call.
-#[allow(clippy::too_many_arguments, reason = "the stages' shared parts, passed once")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the stages' shared parts, passed once"
+)]
 async fn fetch_and_store(
     config: &Config,
     client: Client,
@@ -192,7 +204,7 @@ async fn fetch_and_store(
     let instances = if config.api.preflight {
         match preflight::usable_instances(&client, &config.api.instances).await {
             Ok(usable) => usable,
-            Err(message) => return Ok(Outcome::Stopped(StopReason::NoInstances(message))),
+            Err(none) => return Ok(Outcome::Stopped(StopReason::NoInstances(none.0))),
         }
     } else {
         config.api.instances.clone()

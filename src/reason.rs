@@ -80,7 +80,11 @@ mod tests {
 
     #[test]
     fn codes_match_their_serde_names() {
-        for reason in [Reason::InvalidId, Reason::BodyTooLarge, Reason::QuotaExhausted] {
+        for reason in [
+            Reason::InvalidId,
+            Reason::BodyTooLarge,
+            Reason::QuotaExhausted,
+        ] {
             assert_eq!(
                 serde_json::to_string(&reason).unwrap(),
                 format!("\"{}\"", reason.as_str())

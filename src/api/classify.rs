@@ -166,7 +166,10 @@ pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -39,7 +39,9 @@ impl Instance {
             .ok_or_else(|| InvalidInstance("an instance must be written as id:token".into()))?;
         let id = id.trim();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(InvalidInstance(format!("instance id '{id}' must be digits")));
+            return Err(InvalidInstance(format!(
+                "instance id '{id}' must be digits"
+            )));
         }
         let token = token.trim();
         if token.is_empty() {
@@ -219,7 +221,11 @@ mod tests {
 
     #[test]
     fn a_base_url_that_is_not_a_url_is_a_client_error() {
-        let built = Client::new("http://exa mple", Messenger::Whatsapp, Duration::from_secs(1));
+        let built = Client::new(
+            "http://exa mple",
+            Messenger::Whatsapp,
+            Duration::from_secs(1),
+        );
         assert!(matches!(built, Err(ClientError::Url { .. })));
     }
 

@@ -52,8 +52,14 @@ mod tests {
 
     #[test]
     fn states_parse_with_advice() {
-        assert_eq!(state(r#"{"stateInstance":"authorized"}"#), InstanceState::Authorized);
-        assert_eq!(state(r#"{"stateInstance":"starting"}"#), InstanceState::Starting);
+        assert_eq!(
+            state(r#"{"stateInstance":"authorized"}"#),
+            InstanceState::Authorized
+        );
+        assert_eq!(
+            state(r#"{"stateInstance":"starting"}"#),
+            InstanceState::Starting
+        );
         assert_eq!(
             state(r#"{"stateInstance":"sleepMode"}"#),
             InstanceState::Unusable("sleepMode".into())

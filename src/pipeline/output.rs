@@ -41,7 +41,10 @@ fn check_dir(dir: &Path) -> Result<(), OutputError> {
         ))
     })?;
     if !meta.is_dir() {
-        return Err(OutputError(format!("{} is not a directory", shown.display())));
+        return Err(OutputError(format!(
+            "{} is not a directory",
+            shown.display()
+        )));
     }
     let probe = shown.join(format!(".greenrich-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| {

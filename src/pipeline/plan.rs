@@ -18,7 +18,9 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 /// The store's policy at `now`. Fresh: younger than `--max-age`, or fetched since an unfinished
 /// run began (`resume_from`), so a resumed run fetches nothing twice.
 pub(crate) fn policy(plan: &PlanPolicy, resume_from: Option<String>, now: DateTime<Utc>) -> Policy {
-    let by_age = plan.max_age.map(|age| format_time(now - chrono_duration(age)));
+    let by_age = plan
+        .max_age
+        .map(|age| format_time(now - chrono_duration(age)));
     let fresh_from = match (by_age, resume_from) {
         (Some(a), Some(r)) => Some(a.min(r)),
         (a, r) => a.or(r),
@@ -75,8 +77,15 @@ mod tests {
     fn freshness_comes_from_max_age_or_resume() {
         let none = policy(&PlanPolicy::default(), None, now());
         assert_eq!(none.fresh_from, None, "without --max-age nothing is fresh");
-        let resumed = policy(&PlanPolicy::default(), Some("2027-01-01T00:00:00.000Z".into()), now());
-        assert_eq!(resumed.fresh_from.as_deref(), Some("2027-01-01T00:00:00.000Z"));
+        let resumed = policy(
+            &PlanPolicy::default(),
+            Some("2027-01-01T00:00:00.000Z".into()),
+            now(),
+        );
+        assert_eq!(
+            resumed.fresh_from.as_deref(),
+            Some("2027-01-01T00:00:00.000Z")
+        );
         let aged = PlanPolicy {
             max_age: Some(Duration::from_secs(86_400)),
             ..PlanPolicy::default()

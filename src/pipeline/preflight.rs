@@ -8,11 +8,15 @@ use crate::api::{state, Client, Instance, InstanceState, Verdict};
 /// Why an instance is left out.
 struct Unusable(String);
 
+/// No instance of the pool can be used; the message lists why, instance by instance.
+#[derive(Debug)]
+pub(crate) struct NoUsableInstance(pub(crate) String);
+
 /// The usable instances, or why none is.
 pub(crate) async fn usable_instances(
     client: &Client,
     instances: &[Instance],
-) -> Result<Vec<Instance>, String> {
+) -> Result<Vec<Instance>, NoUsableInstance> {
     let checks =
         futures::future::join_all(instances.iter().map(|i| check_instance(client, i))).await;
     let mut usable = Vec::new();
@@ -28,7 +32,10 @@ pub(crate) async fn usable_instances(
         }
     }
     if usable.is_empty() {
-        return Err(format!("no usable instance: {}", problems.join("; ")));
+        return Err(NoUsableInstance(format!(
+            "no usable instance: {}",
+            problems.join("; ")
+        )));
     }
     Ok(usable)
 }
@@ -53,7 +60,10 @@ async fn check_instance(client: &Client, instance: &Instance) -> Result<(), Unus
             Err(Verdict::Transient(problem)) => last = problem.message,
             Err(other) => {
                 return Err(Unusable(
-                    other.problem().map(|p| p.message.clone()).unwrap_or_default(),
+                    other
+                        .problem()
+                        .map(|p| p.message.clone())
+                        .unwrap_or_default(),
                 ))
             }
         }

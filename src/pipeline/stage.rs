@@ -64,7 +64,12 @@ pub(crate) async fn stage_input(
         planner.stage(&batch.valid).await?;
         if invalid.record && !batch.invalid.is_empty() {
             planner
-                .record_invalid(&batch.invalid, invalid.messenger, Utc::now(), invalid.delays)
+                .record_invalid(
+                    &batch.invalid,
+                    invalid.messenger,
+                    Utc::now(),
+                    invalid.delays,
+                )
                 .await?;
         }
     }
@@ -150,9 +155,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("in.csv");
         std::fs::write(&csv, "phone\n79001234567\n79001234568\nbad\n").unwrap();
-        let store = Store::open(&dir.path().join("out.db"), std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
+        let store = Store::open(
+            &dir.path().join("out.db"),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let mut planner = Planner::new(&store).await.unwrap();
         let opened = source::open(&Source::Csv {
             path: csv,

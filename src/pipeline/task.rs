@@ -22,7 +22,10 @@ impl TaskDied {
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
-                .map_or_else(|| "it panicked".to_string(), |m| format!("it panicked: {m}"))
+                .map_or_else(
+                    || "it panicked".to_string(),
+                    |m| format!("it panicked: {m}"),
+                )
         } else {
             "it was cancelled".to_string()
         };

@@ -8,6 +8,7 @@ use super::data;
 use super::http::Reply;
 use super::Config;
 use crate::chat_id::Messenger;
+use crate::config::InvalidValue;
 
 /// A fault the sandbox injects into some answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub enum Fault {
 }
 
 impl FromStr for Fault {
-    type Err = String;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "timeout" => Fault::Timeout,
@@ -43,9 +44,9 @@ impl FromStr for Fault {
             "server-error" => Fault::ServerError,
             "mixed" => Fault::Mixed,
             other => {
-                return Err(format!(
+                return Err(InvalidValue(format!(
                     "unknown fault '{other}': timeout, reset, truncate, html, wrong-types, huge, server-error or mixed"
-                ))
+                )))
             }
         })
     }
@@ -59,7 +60,12 @@ pub(super) fn fault_for(config: &Config, chat_id: &str, attempt: u32) -> Option<
     (chosen && still_failing).then_some(fault)
 }
 
-pub(super) fn faulty_reply(fault: Fault, chat_id: &str, messenger: Messenger, attempt: u32) -> Reply {
+pub(super) fn faulty_reply(
+    fault: Fault,
+    chat_id: &str,
+    messenger: Messenger,
+    attempt: u32,
+) -> Reply {
     let body = data::contact(chat_id, messenger);
     match fault {
         Fault::Timeout => Reply::Hang,
@@ -90,4 +96,3 @@ pub(super) fn faulty_reply(fault: Fault, chat_id: &str, messenger: Messenger, at
         },
     }
 }
-

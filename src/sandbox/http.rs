@@ -1,8 +1,8 @@
 //! The sandbox's HTTP/1.1 layer, written by hand so that faults a real network produces (answers
 //! that never come, resets mid-answer, truncated bodies) can be produced exactly.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The biggest request accepted (head and body).
@@ -15,7 +15,10 @@ pub(super) struct Request {
     pub(super) body: Vec<u8>,
 }
 
-pub(super) async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Request, usize)> {
+pub(super) async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(Request, usize)> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut parsed = httparse::Request::new(&mut headers);
@@ -133,4 +136,3 @@ async fn write_full(
     out.extend_from_slice(body.as_bytes());
     stream.write_all(&out).await
 }
-

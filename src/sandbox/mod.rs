@@ -224,4 +224,3 @@ fn latency(config: &Config) -> Duration {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-

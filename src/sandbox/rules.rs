@@ -214,7 +214,6 @@ fn rate_allows(state: &State, instance: &str, method: &'static str, arrived: Ins
     true
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,7 +83,10 @@ pub(crate) async fn open(
 }
 
 impl SqliteSource {
-    pub(crate) async fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+    pub(crate) async fn stream(
+        mut self,
+        tx: &mpsc::Sender<Vec<Record>>,
+    ) -> Result<(), SourceError> {
         let mut rows = sqlx::query(&self.query).fetch(&mut self.conn);
         let mut batch = Vec::with_capacity(BATCH);
         let mut line = 0;

@@ -105,7 +105,8 @@ impl StoreReader {
         .bind(n)
         .fetch_all(&mut self.conn)
         .await?;
-        let count = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
+        let count =
+            |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
         let json = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<String>, _>(i);
         Ok(rows
             .iter()
@@ -160,7 +161,10 @@ impl StoreReader {
     }
 
     /// Up to `n` contacts, business accounts first.
-    pub(crate) async fn sample_contacts(&mut self, n: i64) -> Result<Vec<SampleContact>, StoreError> {
+    pub(crate) async fn sample_contacts(
+        &mut self,
+        n: i64,
+    ) -> Result<Vec<SampleContact>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''), COALESCE(c.last_seen_at, ''),
                     (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)

@@ -348,3 +348,30 @@ async fn quiet_json_logs_and_the_summary_file_are_for_monitoring() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_counts_from_the_start_and_may_pass_while_planning() {
+    // Staging and planning 20,000 rows takes longer than 50 ms: the deadline passes before the
+    // first call could be made. Before: it was counted from the end of planning, and calls
+    // went out for another 50 ms.
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(20_000).as_bytes());
+    let run = env
+        .enrich("in.csv", "out.db", &["--deadline", "50ms"])
+        .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--deadline was reached"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(requests(&env), 0, "no call after the deadline");
+    assert_eq!(
+        count(
+            &env.path("out.db"),
+            "SELECT COUNT(*) FROM runs WHERE outcome = 'partial'"
+        )
+        .await,
+        1
+    );
+}

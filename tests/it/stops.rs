@@ -294,3 +294,60 @@ async fn a_429_with_retry_after_is_retried_after_the_wait() {
         "Retry-After: 1 is a floor for the wait"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_url_the_client_cannot_use_is_a_fatal_error_not_a_bad_instance() {
+    // Before: the client failed per request, preflight found "no usable instance" and the run
+    // exited 4, telling the user to fix credentials that were fine.
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(5).as_bytes());
+    let run = env
+        .enrich_with_env(
+            "in.csv",
+            "out.db",
+            &[],
+            &[("GREEN_API_URL", "http://exa mple.com")],
+        )
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a valid URL"), "{}", run.stderr);
+    assert!(!run.stderr.contains("no usable instance"), "{}", run.stderr);
+    assert_eq!(env.sandbox.stats.requests.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_handle_ends_the_run_as_partial_and_the_next_run_completes() {
+    let env = env_with(sandbox::Config {
+        rate: Rate::PerSecond(25.0),
+        ..sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(150).as_bytes());
+    let args = enrich_args("in.csv", "out.db", &["--rps-per-instance", "25"]);
+    let started = env.start_with_env(&args, &[]);
+    let db = env.path("out.db");
+    while env.sandbox.stats.contact_answers.load(Relaxed) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    started.stop.trigger(greenrich::StopReason::Interrupted);
+    let run = started.finish().await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("stopped on request"), "{}", run.stderr);
+    let stored = count(&db, "SELECT COUNT(*) FROM contacts").await;
+    assert!((20..150).contains(&stored), "{stored}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM failures").await, 0);
+
+    let run = env
+        .enrich("in.csv", "out.db", &["--rps-per-instance", "25"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts").await, 150);
+    assert!(
+        env.sandbox
+            .stats
+            .answers_per_chat()
+            .values()
+            .all(|n| *n == 1),
+        "nothing committed was fetched again"
+    );
+}

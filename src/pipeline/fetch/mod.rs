@@ -228,9 +228,16 @@ struct Retry {
 }
 
 /// One call for `job` on `member`, and what it means for the key and the instance.
-async fn attempt<A: ContactApi>(shared: &Shared<A>, member: &Member, mut job: Job) -> Option<Retry> {
+async fn attempt<A: ContactApi>(
+    shared: &Shared<A>,
+    member: &Member,
+    mut job: Job,
+) -> Option<Retry> {
     shared.stats.count_call(&member.instance.id);
-    let verdict = shared.api.contact_info(&member.instance, &job.chat_id).await;
+    let verdict = shared
+        .api
+        .contact_info(&member.instance, &job.chat_id)
+        .await;
     job.attempts += 1;
     match verdict {
         Verdict::Answer(answer) => {

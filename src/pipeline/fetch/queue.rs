@@ -141,7 +141,10 @@ mod tests {
         let b = queue.next().await.unwrap();
         assert_eq!(b.chat_id, "b");
         drop(b);
-        assert!(queue.next().await.is_none(), "closed once every key is settled");
+        assert!(
+            queue.next().await.is_none(),
+            "closed once every key is settled"
+        );
     }
 
     #[tokio::test]

@@ -197,12 +197,23 @@ fn seconds(d: Duration) -> f64 {
 #[tokio::test(start_paused = true)]
 async fn one_instance_is_paced_at_its_limit_with_no_429() {
     let api = FakeApi::new(Some(Duration::from_secs(1)), Duration::from_millis(200));
-    let ran = run_stage(api, &["1"], settings(Rate::PerSecond(1.0)), 20, Stop::default()).await;
+    let ran = run_stage(
+        api,
+        &["1"],
+        settings(Rate::PerSecond(1.0)),
+        20,
+        Stop::default(),
+    )
+    .await;
     assert_eq!(ran.enriched(), 20);
     assert_eq!(Stats::get(&ran.stats.http_429), 0);
     // 19 intervals of 1.03 s, then the last answer's latency.
     let expected = 19.0 * 1.03 + 0.2;
-    assert!((seconds(ran.elapsed) - expected).abs() < 0.05, "{:?}", ran.elapsed);
+    assert!(
+        (seconds(ran.elapsed) - expected).abs() < 0.05,
+        "{:?}",
+        ran.elapsed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,7 +229,11 @@ async fn a_pool_of_four_is_four_times_as_fast_and_shares_the_keys() {
     .await;
     assert_eq!(ran.enriched(), 40);
     assert_eq!(Stats::get(&ran.stats.http_429), 0);
-    assert!(seconds(ran.elapsed) < 9.0 * 1.03 + 0.35, "{:?}", ran.elapsed);
+    assert!(
+        seconds(ran.elapsed) < 9.0 * 1.03 + 0.35,
+        "{:?}",
+        ran.elapsed
+    );
     let calls = api.calls_by_instance();
     assert_eq!(calls.len(), 4);
     assert!(calls.values().all(|n| *n == 10), "{calls:?}");
@@ -283,7 +298,11 @@ async fn an_unusable_instance_leaves_the_pool_and_the_others_carry_on() {
         Stop::default(),
     )
     .await;
-    assert_eq!(ran.enriched(), 30, "the failed instance's key went to the others");
+    assert_eq!(
+        ran.enriched(),
+        30,
+        "the failed instance's key went to the others"
+    );
     assert!(ran.failed().is_empty());
     assert_eq!(ran.stopped, None);
 }
@@ -291,7 +310,14 @@ async fn an_unusable_instance_leaves_the_pool_and_the_others_carry_on() {
 #[tokio::test(start_paused = true)]
 async fn no_usable_instance_left_stops_the_run_and_fails_no_key() {
     let api = FakeApi::with_unusable(None, vec![("1", 401), ("2", 403)]);
-    let ran = run_stage(api, &["1", "2"], settings(Rate::Unlimited), 10, Stop::default()).await;
+    let ran = run_stage(
+        api,
+        &["1", "2"],
+        settings(Rate::Unlimited),
+        10,
+        Stop::default(),
+    )
+    .await;
     assert!(ran.outcomes.is_empty());
     assert!(matches!(ran.stopped, Some(StopReason::NoInstances(_))));
 
