@@ -64,9 +64,9 @@ pub async fn run(
             match &result {
                 Ok(report) => {
                     let summary = match log_format {
-                        LogFormat::Plain => report.summary(),
+                        LogFormat::Plain => report.summary_text(),
                         LogFormat::Json => {
-                            serde_json::json!({ "summary": report.to_summary() }).to_string()
+                            serde_json::json!({ "summary": report.summary }).to_string()
                         }
                     };
                     let _ = writeln!(err, "{}", mask(&summary));

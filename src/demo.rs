@@ -70,7 +70,7 @@ pub(crate) async fn run(
     let _ = std::fs::remove_file(&input);
     let code = report::exit_code(&result);
     let report = result?;
-    let _ = writeln!(err, "{}", report.summary());
+    let _ = writeln!(err, "{}", report.summary_text());
     print_rows(output, out).await?;
     Ok(code)
 }

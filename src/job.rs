@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::report::{Outcome, Report};
 use crate::source::{self, SourceError};
 use crate::stats::Stats;
-use crate::store::ledger::RunOptions;
+use crate::store::ledger::{RunOptions, RunSummary};
 use crate::store::plan::{PlanCounts, Planner};
 use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
@@ -134,19 +134,22 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     counts.requests = Stats::get(&stats.requests);
     counts.http_429 = Stats::get(&stats.http_429);
     counts.retries = Stats::get(&stats.retries);
-    let mut report = Report {
+    let mut report = Report::new(
         outcome,
-        plan_line,
-        plan,
-        counts,
-        failed_by_reason: stats.failed_by_reason(),
-        calls_per_instance: stats.calls_per_instance(),
-        elapsed: started.elapsed(),
-        output: config.output.target.describe(),
-    };
+        RunSummary {
+            plan_line,
+            plan,
+            counts,
+            failed_by_reason: stats.failed_by_reason(),
+            calls_per_instance: stats.calls_per_instance(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            output: config.output.target.describe(),
+            ..RunSummary::default()
+        },
+    );
     if let Some(run_id) = run_id {
         store
-            .finish_run(run_id, &format_time(Utc::now()), &report.to_summary())
+            .finish_run(run_id, &format_time(Utc::now()), &report.summary)
             .await?;
     }
     if let (Output::Csv { dir, raw }, false) = (&config.output.target, config.dry_run) {
@@ -154,9 +157,9 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }
-    report.elapsed = started.elapsed();
+    report.summary.elapsed_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &config.output.summary_json {
-        export::write_summary_json(path, &report.to_summary());
+        export::write_summary_json(path, &report.summary);
     }
     Ok(report)
 }

@@ -4,7 +4,9 @@
 use std::fmt;
 
 /// A failure's reason. Serialised (and stored) as its snake_case code, such as `invalid_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The input value cannot be a chat id; no call was made.

@@ -8,8 +8,7 @@ use crate::job::JobError;
 use crate::pipeline::stop::StopReason;
 use crate::progress::format_duration;
 use crate::reason::Reason;
-use crate::store::ledger::{RunCounts, RunSummary};
-use crate::store::plan::PlanCounts;
+use crate::store::ledger::RunSummary;
 use crate::store::StoreError;
 
 /// Exit codes (documented in the README).
@@ -73,7 +72,7 @@ impl Outcome {
 /// The exit code of a run: the one place where outcomes and errors become exit codes.
 pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
     match result {
-        Ok(report) => outcome_exit_code(&report.outcome, report.counts.failed),
+        Ok(report) => report.summary.exit_code,
         Err(JobError::Store(StoreError::Locked { .. })) => exit::BUSY,
         Err(_) => exit::FATAL,
     }
@@ -89,73 +88,50 @@ fn outcome_exit_code(outcome: &Outcome, failed: u64) -> i32 {
     }
 }
 
-/// Everything the run reports at the end.
+/// Everything the run reports at the end: how it ended, and its summary.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// How it ended.
     pub outcome: Outcome,
-    /// The plan line that opened the run.
-    pub plan_line: String,
-    /// What the planner found.
-    pub plan: PlanCounts,
-    /// The counts it ended with.
-    pub counts: RunCounts,
-    /// Failed keys by reason.
-    pub failed_by_reason: BTreeMap<Reason, u64>,
-    /// Calls per instance id.
-    pub calls_per_instance: BTreeMap<String, u64>,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// The output file or directory.
-    pub output: String,
+    /// The summary kept in the ledger and written by `--summary-json`.
+    pub summary: RunSummary,
 }
 
 impl Report {
+    /// The report of a run that ended with `outcome`; the summary's outcome fields follow it.
+    pub(crate) fn new(outcome: Outcome, mut summary: RunSummary) -> Report {
+        summary.outcome = outcome.label().into();
+        summary.exit_code = outcome_exit_code(&outcome, summary.counts.failed);
+        summary.stopped_because = outcome.explanation();
+        Report { outcome, summary }
+    }
+
     /// The summary printed on stderr at the end (for a dry run: the plan).
-    pub fn summary(&self) -> String {
+    pub fn summary_text(&self) -> String {
+        let s = &self.summary;
         if self.outcome == Outcome::DryRun {
-            return format!("{}\ndry run: no call was made", self.plan_line);
+            return format!("{}\ndry run: no call was made", s.plan_line);
         }
-        let c = &self.counts;
+        let c = &s.counts;
         let mut out = format!(
             "summary: {} enriched, {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests, {} 429s, {} retries, elapsed {}",
             c.enriched,
             c.failed,
-            by_reason(&self.failed_by_reason),
+            by_reason(&s.failed_by_reason),
             c.invalid,
             c.duplicates,
             c.skipped_fresh,
             c.requests,
             c.http_429,
             c.retries,
-            format_duration(self.elapsed),
+            format_duration(Duration::from_secs_f64(s.elapsed_seconds)),
         );
-        if let Some(why) = self.outcome.explanation() {
+        if let Some(why) = &s.stopped_because {
             out.push('\n');
-            out.push_str(&why);
+            out.push_str(why);
         }
-        out.push_str(&format!("\noutput: {}", self.output));
+        out.push_str(&format!("\noutput: {}", s.output));
         out
-    }
-
-    /// The summary kept in the ledger and written by `--summary-json`.
-    pub fn to_summary(&self) -> RunSummary {
-        RunSummary {
-            outcome: self.outcome.label().into(),
-            plan_line: self.plan_line.clone(),
-            exit_code: outcome_exit_code(&self.outcome, self.counts.failed),
-            stopped_because: self.outcome.explanation(),
-            plan: self.plan.clone(),
-            counts: self.counts.clone(),
-            failed_by_reason: self
-                .failed_by_reason
-                .iter()
-                .map(|(r, n)| (r.to_string(), *n))
-                .collect(),
-            calls_per_instance: self.calls_per_instance.clone(),
-            elapsed_seconds: self.elapsed.as_secs_f64(),
-            output: self.output.clone(),
-        }
     }
 }
 
@@ -171,20 +147,22 @@ fn by_reason(reasons: &BTreeMap<Reason, u64>) -> String {
 mod tests {
     use super::*;
 
+    use crate::store::ledger::RunCounts;
+
     fn report(outcome: Outcome, failed: u64) -> Report {
-        Report {
+        Report::new(
             outcome,
-            plan_line: String::new(),
-            plan: PlanCounts::default(),
-            counts: RunCounts {
-                failed,
-                ..RunCounts::default()
+            RunSummary {
+                counts: RunCounts {
+                    failed,
+                    ..RunCounts::default()
+                },
+                failed_by_reason: BTreeMap::from([(Reason::Timeout, failed)]),
+                elapsed_seconds: 3.0,
+                output: "out.db".into(),
+                ..RunSummary::default()
             },
-            failed_by_reason: BTreeMap::from([(Reason::Timeout, failed)]),
-            calls_per_instance: BTreeMap::new(),
-            elapsed: Duration::from_secs(3),
-            output: "out.db".into(),
-        }
+        )
     }
 
     fn code(outcome: Outcome, failed: u64) -> i32 {
@@ -219,9 +197,9 @@ mod tests {
 
     #[test]
     fn summary_names_reasons() {
-        let s = report(Outcome::Completed, 2).summary();
+        let s = report(Outcome::Completed, 2).summary_text();
         assert!(s.contains("2 failed (timeout: 2)"), "{s}");
         assert!(s.contains("elapsed 3s"), "{s}");
-        assert_eq!(report(Outcome::Completed, 2).to_summary().exit_code, 2);
+        assert_eq!(report(Outcome::Completed, 2).summary.outcome, "completed");
     }
 }

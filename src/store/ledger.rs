@@ -8,6 +8,7 @@ use super::plan::PlanCounts;
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
 use crate::config::Rate;
+use crate::reason::Reason;
 
 /// The counts a run ends with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,8 +84,8 @@ pub struct RunSummary {
     pub plan: PlanCounts,
     /// The counts it ended with.
     pub counts: RunCounts,
-    /// Failed keys by reason code.
-    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Failed keys by reason.
+    pub failed_by_reason: BTreeMap<Reason, u64>,
     /// Calls per instance id.
     pub calls_per_instance: BTreeMap<String, u64>,
     /// Wall time.
