@@ -88,6 +88,14 @@ impl Config {
             dry_run: false,
         }
     }
+
+    /// Calls per second over the whole pool; `None` when unpaced.
+    pub fn pool_rate(&self) -> Option<f64> {
+        self.fetch
+            .rate
+            .per_second()
+            .map(|rps| rps * self.api.instances.len() as f64)
+    }
 }
 
 /// The input: where keys come from and how they are read.

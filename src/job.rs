@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::report::{Outcome, Report};
 use crate::source::{self, SourceError};
 use crate::stats::Stats;
-use crate::store::ledger::{RunOptions, RunSummary};
+use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
 use crate::store::plan::{PlanCounts, Planner};
 use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
@@ -68,11 +68,6 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         )?),
     };
     let opened = source::open(&config.input.source).await?;
-    tracing::info!(
-        "reading {} (column '{}')",
-        config.input.source.describe(),
-        opened.column()
-    );
     let store = Store::open(
         &config.output.target.store_path(),
         config.output.lock_timeout,
@@ -84,37 +79,14 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         false => Some(store.begin_run(&started_at, &run_options(&config)).await?),
     };
 
-    let delays = RetryDelays {
-        permanent: config.plan.retry_failed_after,
-        transient: config.plan.retry_transient_after,
-    };
-    let mut planner = Planner::new(&store).await?;
-    let (messenger, country) = (config.input.messenger, config.input.default_country);
-    let sink = InvalidSink {
-        record: !config.dry_run,
-        messenger,
-        delays: &delays,
-    };
-    let source_name = config.input.source.describe();
-    let mut counts = stage::stage_input(
-        opened,
-        move |records| stage::normalise_batch(records, messenger, country),
-        &mut planner,
-        sink,
-        &source_name,
-    )
-    .await?;
+    let delays = RetryDelays::from(&config.plan);
+    let (mut planner, mut counts) = stage_input(&config, opened, &store, &delays).await?;
     let plan = planner
         .plan(&plan::policy(&config.plan, resume_from, Utc::now()))
         .await?;
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
-    let pool_rate = config
-        .fetch
-        .rate
-        .per_second()
-        .map(|rps| rps * config.api.instances.len() as f64);
-    let plan_line = plan::plan_line(&counts, &plan, pool_rate, config.limits.max_calls);
+    let plan_line = plan::plan_line(&counts, &plan, config.pool_rate(), config.limits.max_calls);
     if !config.dry_run {
         tracing::info!("{plan_line}");
     }
@@ -129,11 +101,7 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             .await?
         }
     };
-    counts.enriched = Stats::get(&stats.enriched);
-    counts.failed = Stats::get(&stats.failed);
-    counts.requests = Stats::get(&stats.requests);
-    counts.http_429 = Stats::get(&stats.http_429);
-    counts.retries = Stats::get(&stats.retries);
+    stats.fill(&mut counts);
     let mut report = Report::new(
         outcome,
         RunSummary {
@@ -162,6 +130,33 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         export::write_summary_json(path, &report.summary);
     }
     Ok(report)
+}
+
+/// Reads the whole input into a new planner; returns it with the input's counts.
+async fn stage_input(
+    config: &Config,
+    opened: source::Opened,
+    store: &Store,
+    delays: &RetryDelays,
+) -> Result<(Planner, RunCounts), JobError> {
+    let source_name = config.input.source.describe();
+    tracing::info!("reading {source_name} (column '{}')", opened.column());
+    let mut planner = Planner::new(store).await?;
+    let (messenger, country) = (config.input.messenger, config.input.default_country);
+    let sink = InvalidSink {
+        record: !config.dry_run,
+        messenger,
+        delays,
+    };
+    let counts = stage::stage_input(
+        opened,
+        move |records| stage::normalise_batch(records, messenger, country),
+        &mut planner,
+        sink,
+        &source_name,
+    )
+    .await?;
+    Ok((planner, counts))
 }
 
 /// Triggers the stop at `at`; the timer ends with the returned guard.

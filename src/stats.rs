@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::reason::Reason;
+use crate::store::ledger::RunCounts;
 
 #[derive(Default)]
 pub(crate) struct Stats {
@@ -25,6 +26,15 @@ impl Stats {
 
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+
+    /// Copies the fetch and write counters into `counts`.
+    pub(crate) fn fill(&self, counts: &mut RunCounts) {
+        counts.enriched = Self::get(&self.enriched);
+        counts.failed = Self::get(&self.failed);
+        counts.requests = Self::get(&self.requests);
+        counts.http_429 = Self::get(&self.http_429);
+        counts.retries = Self::get(&self.retries);
     }
 
     pub(crate) fn done(&self) -> u64 {

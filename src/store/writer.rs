@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
-use crate::config::defaults;
+use crate::config::{defaults, PlanPolicy};
 use crate::normalise::{format_time, Enriched, ProductRow};
 use crate::reason::Reason;
 
@@ -57,6 +57,15 @@ impl Default for RetryDelays {
         RetryDelays {
             permanent: defaults::RETRY_FAILED_AFTER,
             transient: defaults::RETRY_TRANSIENT_AFTER,
+        }
+    }
+}
+
+impl From<&PlanPolicy> for RetryDelays {
+    fn from(plan: &PlanPolicy) -> Self {
+        RetryDelays {
+            permanent: plan.retry_failed_after,
+            transient: plan.retry_transient_after,
         }
     }
 }
