@@ -9,11 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::api::Instance;
 use crate::chat_id::{DefaultCountry, Messenger};
 use crate::config::{
-    defaults, ApiConfig, Config, Deadline, FetchConfig, HumanDuration, InputConfig, Limits,
-    LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
+    defaults, ApiConfig, Config, Deadline, FetchConfig, HumanDuration, InputConfig, InvalidValue,
+    Limits, LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
 };
 use crate::sandbox::{self, Fault, SandboxInstance};
-use crate::source::Source;
+use crate::source::{CsvOptions, Source};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -65,6 +65,23 @@ pub struct EnrichArgs {
     /// The column holding phone numbers or chat ids (default: one named like phone/chatId, else the first).
     #[arg(long)]
     pub column: Option<String>,
+    /// The column holding each row's own id, for joining results back (default: the table's
+    /// primary key, else its rowid; for a file, the data row number).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// The name this input's rows are linked under in `input_rows` (default: the file name, or
+    /// the table name).
+    #[arg(long)]
+    pub source_name: Option<String>,
+    /// The CSV delimiter: , ; tab | (default: found from the file).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The CSV encoding: utf-8, utf-16le, utf-16be, windows-1251 (default: found from the file).
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Go on even when nearly every value of the column is not a phone number or chat id.
+    #[arg(long)]
+    pub allow_mostly_invalid: bool,
     /// whatsapp or max.
     #[arg(long, default_value_t = Messenger::Whatsapp)]
     pub messenger: Messenger,
@@ -235,6 +252,26 @@ pub fn instances_from_env(
     }
 }
 
+/// Parses `--delimiter`: one ASCII character, or `tab`.
+fn parse_delimiter(text: &str) -> Result<u8, InvalidValue> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        one if one.len() == 1 && one.is_ascii() => Ok(one.as_bytes()[0]),
+        other => Err(InvalidValue(format!(
+            "'{other}' is not a delimiter: use one character such as ; or the word tab"
+        ))),
+    }
+}
+
+/// Parses `--encoding`.
+fn parse_encoding(text: &str) -> Result<&'static encoding_rs::Encoding, InvalidValue> {
+    crate::source::sniff::encoding_by_name(text).ok_or_else(|| {
+        InvalidValue(format!(
+            "unknown encoding '{text}': use utf-8, utf-16le, utf-16be or windows-1251"
+        ))
+    })
+}
+
 fn flag_error(message: impl Into<String>) -> ConfigError {
     ConfigError::Flag(message.into())
 }
@@ -249,13 +286,21 @@ impl EnrichArgs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let source = match self.input.strip_prefix("sqlite:") {
-            Some(path) => Source::Sqlite {
-                path: PathBuf::from(path),
-                table: self
-                    .table
-                    .ok_or_else(|| flag_error("--table is needed when the input is sqlite:PATH"))?,
-                column: self.column,
-            },
+            Some(path) => {
+                if self.delimiter.is_some() || self.encoding.is_some() {
+                    return Err(flag_error(
+                        "--delimiter and --encoding apply to CSV files, not to sqlite:PATH",
+                    ));
+                }
+                Source::Sqlite {
+                    path: PathBuf::from(path),
+                    table: self.table.ok_or_else(|| {
+                        flag_error("--table is needed when the input is sqlite:PATH")
+                    })?,
+                    column: self.column,
+                    id_column: self.id_column,
+                }
+            }
             None => {
                 if self.table.is_some() {
                     return Err(flag_error("--table only applies to a sqlite:PATH input"));
@@ -263,6 +308,11 @@ impl EnrichArgs {
                 Source::Csv {
                     path: PathBuf::from(&self.input),
                     column: self.column,
+                    id_column: self.id_column,
+                    options: CsvOptions {
+                        delimiter: self.delimiter,
+                        encoding: self.encoding,
+                    },
                 }
             }
         };
@@ -298,6 +348,8 @@ impl EnrichArgs {
                 source,
                 messenger: self.messenger,
                 default_country: self.default_country,
+                source_name: self.source_name,
+                allow_mostly_invalid: self.allow_mostly_invalid,
             },
             output: OutputConfig {
                 target,

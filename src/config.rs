@@ -107,6 +107,30 @@ pub struct InputConfig {
     pub messenger: Messenger,
     /// The country of national phone formats.
     pub default_country: Option<DefaultCountry>,
+    /// The name rows are linked under (`--source-name`); default: the file or table name.
+    pub source_name: Option<String>,
+    /// Go on when nearly every value is invalid (the wrong-column guard is off).
+    pub allow_mostly_invalid: bool,
+}
+
+impl InputConfig {
+    /// Reading `source` with every default.
+    pub fn new(source: Source, messenger: Messenger) -> InputConfig {
+        InputConfig {
+            source,
+            messenger,
+            default_country: None,
+            source_name: None,
+            allow_mostly_invalid: false,
+        }
+    }
+
+    /// The name this input's rows are linked under.
+    pub fn source_name(&self) -> String {
+        self.source_name
+            .clone()
+            .unwrap_or_else(|| self.source.default_name())
+    }
 }
 
 /// Where the results go.

@@ -82,14 +82,15 @@ fn demo_config(input: PathBuf, output: PathBuf, server: &sandbox::Sandbox) -> Co
         .iter()
         .filter_map(|i| Instance::parse(&format!("{}:{}", i.id, i.token)).ok())
         .collect();
-    let input = InputConfig {
-        source: Source::Csv {
-            path: input,
-            column: None,
-        },
-        messenger: Messenger::Whatsapp,
-        default_country: "RU".parse().ok(),
+    let source = Source::Csv {
+        path: input,
+        column: None,
+        id_column: None,
+        options: Default::default(),
     };
+    let mut input = InputConfig::new(source, Messenger::Whatsapp);
+    input.default_country = "RU".parse().ok();
+    input.source_name = Some("customers.csv".into());
     let mut api = ApiConfig::new(server.url(), instances);
     api.timeout = Duration::from_secs(10);
     let mut config = Config::new(input, Output::Sqlite(output), api);

@@ -13,7 +13,7 @@ use crate::export::{self, ExportError};
 use crate::normalise::format_time;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output::{self, OutputError};
-use crate::pipeline::stage::{self, InvalidSink};
+use crate::pipeline::stage::{self, ColumnGuard, Recording};
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::pipeline::task::{self, TaskDied};
 use crate::pipeline::{plan, preflight, write};
@@ -22,6 +22,7 @@ use crate::report::{Outcome, Report};
 use crate::source::{self, SourceError};
 use crate::stats::Stats;
 use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
+use crate::store::links::LinkOwner;
 use crate::store::plan::{PlanCounts, Planner};
 use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
@@ -47,6 +48,10 @@ pub enum JobError {
     /// A task of the pipeline died.
     #[error(transparent)]
     Task(#[from] TaskDied),
+    /// Nearly every value of the column read is invalid: the column, delimiter or encoding is
+    /// probably wrong.
+    #[error("{0}")]
+    MostlyInvalid(String),
 }
 
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
@@ -80,7 +85,7 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     };
 
     let delays = RetryDelays::from(&config.plan);
-    let (mut planner, mut counts) = stage_input(&config, opened, &store, &delays).await?;
+    let (mut planner, mut counts) = stage_input(&config, opened, &store, &delays, run_id).await?;
     let plan = planner
         .plan(&plan::policy(&config.plan, resume_from, Utc::now()))
         .await?;
@@ -132,28 +137,46 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     Ok(report)
 }
 
-/// Reads the whole input into a new planner; returns it with the input's counts.
+/// Reads the whole input into a new planner; returns it with the input's counts. A real run
+/// (`run_id`) records invalid values and every row's link as it reads.
 async fn stage_input(
     config: &Config,
     opened: source::Opened,
     store: &Store,
     delays: &RetryDelays,
+    run_id: Option<i64>,
 ) -> Result<(Planner, RunCounts), JobError> {
-    let source_name = config.input.source.describe();
-    tracing::info!("reading {source_name} (column '{}')", opened.column());
+    let described = config.input.source.describe();
+    tracing::info!(
+        "reading {described} (column '{}'{})",
+        opened.column(),
+        opened.format()
+    );
     let mut planner = Planner::new(store).await?;
     let (messenger, country) = (config.input.messenger, config.input.default_country);
-    let sink = InvalidSink {
-        record: !config.dry_run,
+    let source_name = config.input.source_name();
+    let seen_at = format_time(Utc::now());
+    let recording = run_id.map(|run_id| Recording {
         messenger,
         delays,
-    };
+        links: LinkOwner {
+            source: &source_name,
+            run_id,
+            seen_at: &seen_at,
+        },
+    });
+    let guard = (!config.input.allow_mostly_invalid).then(|| ColumnGuard {
+        column: opened.column().to_string(),
+        columns: opened.columns().to_vec(),
+        format: opened.format(),
+    });
     let counts = stage::stage_input(
         opened,
         move |records| stage::normalise_batch(records, messenger, country),
         &mut planner,
-        sink,
-        &source_name,
+        recording,
+        guard,
+        &described,
     )
     .await?;
     Ok((planner, counts))

@@ -11,35 +11,57 @@ use crate::pipeline::task;
 use crate::reason::Reason;
 use crate::source::{Opened, Record};
 use crate::store::ledger::RunCounts;
+use crate::store::links::{InputLink, LinkOwner};
 use crate::store::plan::{InputKey, Planner};
 use crate::store::writer::{FailedKey, RetryDelays};
 
 /// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
 const MAX_KEY_CHARS: usize = 200;
 
+/// The share of invalid values, among at least [`GUARD_MIN_VALUES`], that stops a run before any
+/// call: the column, delimiter or encoding is then probably wrong.
+const GUARD_SHARE: f64 = 0.9;
+const GUARD_MIN_VALUES: u64 = 20;
+
 /// One batch of input rows, normalised.
 pub(crate) struct NormalisedBatch {
     rows: u64,
     valid: Vec<InputKey>,
     invalid: Vec<FailedKey>,
+    /// Every row's link (positions are given when staged).
+    links: Vec<InputLink>,
     /// Rows that could not be read, for the log.
     warnings: Vec<String>,
 }
 
-/// Where invalid values go: recorded as failures in a real run, only counted in a dry run.
-pub(crate) struct InvalidSink<'a> {
-    pub(crate) record: bool,
+/// What a real run records while staging (a dry run records nothing): invalid values as
+/// failures, and every row's link.
+pub(crate) struct Recording<'a> {
     pub(crate) messenger: Messenger,
     pub(crate) delays: &'a RetryDelays,
+    pub(crate) links: LinkOwner<'a>,
+}
+
+/// What the wrong-column guard says when it stops a run.
+pub(crate) struct ColumnGuard {
+    /// The column read.
+    pub(crate) column: String,
+    /// Every column found.
+    pub(crate) columns: Vec<String>,
+    /// How the input was read (delimiter, encoding), when it is a file.
+    pub(crate) format: String,
 }
 
 /// Reads `opened` to the end through `normalise` into `planner`; returns the input counts. A
 /// reader or normaliser that dies fails the run: half an input is never taken for all of it.
+/// With a `guard`, a first batch of mostly invalid values stops the run before anything is
+/// recorded.
 pub(crate) async fn stage_input(
     opened: Opened,
     normalise: impl Fn(Vec<Record>) -> NormalisedBatch + Send + 'static,
     planner: &mut Planner,
-    invalid: InvalidSink<'_>,
+    recording: Option<Recording<'_>>,
+    guard: Option<ColumnGuard>,
     source_name: &str,
 ) -> Result<RunCounts, JobError> {
     let (records_tx, mut records_rx) = mpsc::channel(4);
@@ -54,23 +76,33 @@ pub(crate) async fn stage_input(
     });
     let mut counts = RunCounts::default();
     let mut valid = 0;
-    while let Some(batch) = batches_rx.recv().await {
+    let mut guard = guard;
+    while let Some(mut batch) = batches_rx.recv().await {
+        if let Some(guard) = guard.take() {
+            check_column(&guard, &batch)?;
+        }
         for warning in &batch.warnings {
             tracing::warn!("{warning}");
+        }
+        for (i, link) in batch.links.iter_mut().enumerate() {
+            link.position = counts.input_rows + i as u64 + 1;
         }
         counts.input_rows += batch.rows;
         counts.invalid += batch.invalid.len() as u64;
         valid += batch.valid.len() as u64;
         planner.stage(&batch.valid).await?;
-        if invalid.record && !batch.invalid.is_empty() {
-            planner
-                .record_invalid(
-                    &batch.invalid,
-                    invalid.messenger,
-                    Utc::now(),
-                    invalid.delays,
-                )
-                .await?;
+        if let Some(recording) = &recording {
+            if !batch.invalid.is_empty() {
+                planner
+                    .record_invalid(
+                        &batch.invalid,
+                        recording.messenger,
+                        Utc::now(),
+                        recording.delays,
+                    )
+                    .await?;
+            }
+            planner.record_links(recording.links, &batch.links).await?;
         }
     }
     task::join("the input normaliser", normaliser).await?;
@@ -78,8 +110,48 @@ pub(crate) async fn stage_input(
     if counts.input_rows == 0 {
         tracing::warn!("{source_name} has a header but no rows: nothing to do");
     }
+    if let Some(recording) = &recording {
+        // The whole source was read: rows it no longer has are gone from it.
+        let gone = planner.forget_unseen(recording.links).await?;
+        if gone > 0 {
+            tracing::info!("{gone} rows of {source_name} seen before are gone from it");
+        }
+    }
     counts.duplicates = valid - planner.distinct().await?;
     Ok(counts)
+}
+
+/// The wrong-column guard, on the first batch of rows.
+fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), JobError> {
+    let invalid = batch.invalid.len() as u64;
+    if batch.rows < GUARD_MIN_VALUES || (invalid as f64) < GUARD_SHARE * batch.rows as f64 {
+        return Ok(());
+    }
+    let samples: Vec<String> = batch
+        .links
+        .iter()
+        .filter(|l| l.chat_id.is_none())
+        .filter_map(|l| l.input_value.as_deref())
+        .filter(|v| !v.trim().is_empty())
+        .take(2)
+        .map(|v| format!("'{v}'"))
+        .collect();
+    let columns: Vec<String> = guard.columns.iter().map(|c| format!("'{c}'")).collect();
+    Err(JobError::MostlyInvalid(format!(
+        "{invalid} of the first {} values in column '{}'{} are not phone numbers or chat ids{}: \
+         the column, the delimiter or the encoding is probably wrong. The columns found are {}. \
+         Choose one with --column (or --delimiter, --encoding), or pass --allow-mostly-invalid \
+         to go on; no call was made",
+        batch.rows,
+        guard.column,
+        guard.format,
+        if samples.is_empty() {
+            String::new()
+        } else {
+            format!(" (such as {})", samples.join(", "))
+        },
+        columns.join(", "),
+    )))
 }
 
 /// Normalises one batch of records for `messenger` (pure).
@@ -101,16 +173,33 @@ pub(crate) fn normalise_batch(
         rows: records.len() as u64,
         valid: Vec::with_capacity(records.len()),
         invalid: Vec::new(),
+        links: Vec::with_capacity(records.len()),
         warnings: Vec::new(),
+    };
+    let link = |row_ref, input_value, chat_id, error| InputLink {
+        position: 0,
+        row_ref,
+        input_value,
+        chat_id,
+        error,
     };
     for record in records {
         match record {
-            Record::Value { line, value } => match chat_id::normalise(&value, messenger, country) {
-                Ok(id) => batch.valid.push(InputKey {
-                    chat_id: id.id,
-                    phone: id.phone,
-                    line,
-                }),
+            Record::Value {
+                line,
+                row_ref,
+                value,
+            } => match chat_id::normalise(&value, messenger, country) {
+                Ok(id) => {
+                    batch
+                        .links
+                        .push(link(row_ref, Some(cut(&value)), Some(id.id.clone()), None));
+                    batch.valid.push(InputKey {
+                        chat_id: id.id,
+                        phone: id.phone,
+                        line,
+                    });
+                }
                 Err(e) => {
                     let trimmed = value.trim();
                     let key = if trimmed.is_empty() {
@@ -118,14 +207,27 @@ pub(crate) fn normalise_batch(
                     } else {
                         cut(trimmed)
                     };
+                    batch.links.push(link(
+                        row_ref,
+                        Some(cut(&value)),
+                        None,
+                        Some(e.message.clone()),
+                    ));
                     let failure = invalid(key, cut(&value), Reason::InvalidId, e.message);
                     batch.invalid.push(failure);
                 }
             },
-            Record::Unreadable { line, message } => {
+            Record::Unreadable {
+                line,
+                row_ref,
+                message,
+            } => {
                 batch
                     .warnings
                     .push(format!("input line {line}: {message}; row skipped"));
+                batch
+                    .links
+                    .push(link(row_ref, None, None, Some(message.clone())));
                 let key = format!("(unreadable row, line {line})");
                 batch
                     .invalid
@@ -165,16 +267,30 @@ mod tests {
         let opened = source::open(&Source::Csv {
             path: csv,
             column: None,
+            id_column: None,
+            options: Default::default(),
         })
         .await
         .unwrap();
         let delays = RetryDelays::default();
-        let sink = InvalidSink {
-            record: true,
+        let recording = Recording {
             messenger: Messenger::Whatsapp,
             delays: &delays,
+            links: LinkOwner {
+                source: "in.csv",
+                run_id: 1,
+                seen_at: "2026-01-01T00:00:00.000Z",
+            },
         };
-        stage_input(opened, normalise, &mut planner, sink, "in.csv").await
+        stage_input(
+            opened,
+            normalise,
+            &mut planner,
+            Some(recording),
+            None,
+            "in.csv",
+        )
+        .await
     }
 
     #[tokio::test]

@@ -1,37 +1,73 @@
-//! Streams one column of a CSV file: UTF-8 with or without BOM, CRLF or LF, quoted fields.
-//! A row with the wrong number of fields or invalid UTF-8 is reported by line and skipped.
+//! Reads CSV files as people have them: UTF-8 with or without BOM, UTF-16 with BOM, Windows-1251;
+//! `,` `;` tab or `|`; CRLF or LF; quoted fields. A row with the wrong number of fields or bytes
+//! that are not text is reported by line and skipped.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use encoding_rs::{Encoding, UTF_8};
 use tokio::sync::mpsc;
 
-use super::{pick_column, Record, SourceError, BATCH};
+use super::{pick_column, CsvOptions, Record, SourceError, BATCH};
+use crate::source::sniff;
 
-pub(crate) struct CsvSource {
+/// A CSV file opened and checked: its header, and how it is written.
+pub(crate) struct CsvFile {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
-    column: usize,
-    pub(crate) column_name: String,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    /// The header row, decoded.
+    pub(crate) headers: Vec<String>,
+    /// The field delimiter found or given.
+    pub(crate) delimiter: u8,
+    /// The encoding found or given.
+    pub(crate) encoding: &'static Encoding,
 }
 
-pub(crate) fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, SourceError> {
+/// Opens `path` and reads its header row, guessing the encoding and delimiter unless `options`
+/// give them.
+pub(crate) fn open_file(path: &Path, options: &CsvOptions) -> Result<CsvFile, SourceError> {
     let shown = path.display();
-    let file = File::open(path)
-        .map_err(|e| SourceError::Unusable(format!("cannot open the input file {shown}: {e}")))?;
+    let unusable = |m: String| SourceError::Unusable(m);
+    let mut file = File::open(path)
+        .map_err(|e| unusable(format!("cannot open the input file {shown}: {e}")))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(SourceError::Unusable(format!(
+        return Err(unusable(format!(
             "the input {shown} is a directory, not a CSV file"
         )));
     }
+    let mut sample = Vec::with_capacity(sniff::SAMPLE_BYTES);
+    (&mut file)
+        .take(sniff::SAMPLE_BYTES as u64)
+        .read_to_end(&mut sample)
+        .and_then(|_| file.rewind())
+        .map_err(|e| unusable(format!("cannot read the input file {shown}: {e}")))?;
+    let encoding = options.encoding.unwrap_or_else(|| sniff::encoding(&sample));
+    let delimiter = options.delimiter.unwrap_or_else(|| {
+        let (text, _) = encoding.decode_with_bom_removal(&sample);
+        sniff::delimiter(&text)
+    });
+    let raw = BufReader::with_capacity(256 * 1024, file);
+    // UTF-8 is read as it is, so a row that is not valid text is reported by its line; any other
+    // encoding is turned into UTF-8 on the way in.
+    let decoded: Box<dyn Read + Send> = if encoding == UTF_8 {
+        Box::new(raw)
+    } else {
+        Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding))
+                .bom_override(true)
+                .build(raw),
+        )
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(BufReader::with_capacity(256 * 1024, file));
+        .delimiter(delimiter)
+        .from_reader(decoded);
     let headers: Vec<String> = reader
         .byte_headers()
-        .map_err(|e| SourceError::Unusable(format!("cannot read the header row of {shown}: {e}")))?
+        .map_err(|e| unusable(format!("cannot read the header row of {shown}: {e}")))?
         .iter()
         .map(|h| {
             String::from_utf8_lossy(h)
@@ -41,56 +77,163 @@ pub(crate) fn open(path: &Path, wanted: Option<&str>) -> Result<CsvSource, Sourc
         })
         .collect();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(SourceError::Unusable(format!(
+        return Err(unusable(format!(
             "the input file {shown} is empty: it needs a header row and one row per contact"
         )));
     }
-    let column = pick_column(&headers, wanted)
-        .map_err(|e| SourceError::Unusable(format!("{shown}: {e}")))?;
-    Ok(CsvSource {
+    Ok(CsvFile {
         path: path.to_path_buf(),
         reader,
-        column_name: headers[column].clone(),
+        headers,
+        delimiter,
+        encoding,
+    })
+}
+
+/// One data row of a CSV file.
+pub(crate) struct CsvRow {
+    /// 1-based data row number.
+    pub(crate) number: u64,
+    /// The line it starts on.
+    pub(crate) line: u64,
+    /// Its fields, decoded.
+    pub(crate) fields: Vec<String>,
+}
+
+/// A row that cannot be read; `fatal` when the file cannot be read on (an I/O error).
+pub(crate) struct RowError {
+    pub(crate) number: u64,
+    pub(crate) line: u64,
+    pub(crate) message: String,
+    pub(crate) fatal: bool,
+}
+
+impl CsvFile {
+    /// Every data row, in order.
+    pub(crate) fn rows(self) -> impl Iterator<Item = Result<CsvRow, RowError>> {
+        let expected = self.headers.len();
+        let mut reader = self.reader;
+        let mut record = csv::ByteRecord::new();
+        let mut number = 0;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let read = reader.read_byte_record(&mut record);
+            number += 1;
+            match read {
+                Ok(false) => None,
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    let fields: Result<Vec<String>, _> = record
+                        .iter()
+                        .map(|f| std::str::from_utf8(f).map(str::to_string))
+                        .collect();
+                    Some(match fields {
+                        Ok(fields) => Ok(CsvRow {
+                            number,
+                            line,
+                            fields,
+                        }),
+                        Err(_) => Err(RowError {
+                            number,
+                            line,
+                            message: "the value is not valid UTF-8 (save the file as UTF-8)".into(),
+                            fatal: false,
+                        }),
+                    })
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    let (message, fatal) = match e.kind() {
+                        csv::ErrorKind::UnequalLengths { len, .. } => (
+                            format!("the row has {len} fields, the header has {expected}"),
+                            false,
+                        ),
+                        _ => (e.to_string(), true),
+                    };
+                    done = fatal;
+                    Some(Err(RowError {
+                        number,
+                        line,
+                        message,
+                        fatal,
+                    }))
+                }
+            }
+        })
+    }
+}
+
+/// One column of a CSV file, streamed as records.
+pub(crate) struct CsvSource {
+    file: CsvFile,
+    column: usize,
+    id_column: Option<usize>,
+    pub(crate) column_name: String,
+}
+
+pub(crate) fn open(
+    path: &Path,
+    wanted: Option<&str>,
+    id_column: Option<&str>,
+    options: &CsvOptions,
+) -> Result<CsvSource, SourceError> {
+    let file = open_file(path, options)?;
+    let shown = path.display();
+    let pick = |wanted| {
+        pick_column(&file.headers, wanted)
+            .map_err(|e| SourceError::Unusable(format!("{shown}: {e}")))
+    };
+    let column = pick(wanted)?;
+    let id_column = id_column.map(|id| pick(Some(id))).transpose()?;
+    Ok(CsvSource {
+        column_name: file.headers[column].clone(),
         column,
+        id_column,
+        file,
     })
 }
 
 impl CsvSource {
-    pub(crate) fn stream(mut self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
-        let mut record = csv::ByteRecord::new();
+    pub(crate) fn columns(&self) -> &[String] {
+        &self.file.headers
+    }
+
+    pub(crate) fn format(&self) -> String {
+        format!(
+            ", delimiter '{}', encoding {}",
+            describe_delimiter(self.file.delimiter),
+            self.file.encoding.name().to_lowercase()
+        )
+    }
+
+    pub(crate) fn stream(self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+        let (column, id_column) = (self.column, self.id_column);
+        let source_name = self.file.path.display().to_string();
         let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            let item = match self.reader.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    match std::str::from_utf8(record.get(self.column).unwrap_or_default()) {
-                        Ok(value) => Record::Value {
-                            line,
-                            value: value.to_string(),
-                        },
-                        Err(_) => Record::Unreadable {
-                            line,
-                            message: "the value is not valid UTF-8 (save the file as UTF-8)".into(),
-                        },
-                    }
+        for row in self.file.rows() {
+            let item = match row {
+                Ok(mut row) => Record::Value {
+                    line: row.line,
+                    row_ref: id_column.map_or_else(
+                        || row.number.to_string(),
+                        |i| row.fields[i].trim().to_string(),
+                    ),
+                    value: std::mem::take(&mut row.fields[column]),
+                },
+                Err(e) if e.fatal => {
+                    return Err(SourceError::Broken {
+                        source_name,
+                        line: e.line,
+                        message: e.message,
+                    })
                 }
-                Err(e) => match e.kind() {
-                    csv::ErrorKind::UnequalLengths {
-                        pos,
-                        expected_len,
-                        len,
-                    } => Record::Unreadable {
-                        line: pos.as_ref().map_or(0, |p| p.line()),
-                        message: format!("the row has {len} fields, the header has {expected_len}"),
-                    },
-                    _ => {
-                        return Err(SourceError::Broken {
-                            source_name: self.path.display().to_string(),
-                            line: e.position().map_or(0, |p| p.line()),
-                            message: e.to_string(),
-                        })
-                    }
+                Err(e) => Record::Unreadable {
+                    line: e.line,
+                    row_ref: e.number.to_string(),
+                    message: e.message,
                 },
             };
             batch.push(item);
@@ -105,5 +248,13 @@ impl CsvSource {
             let _ = tx.blocking_send(batch);
         }
         Ok(())
+    }
+}
+
+/// A delimiter as people name it.
+pub(crate) fn describe_delimiter(delimiter: u8) -> String {
+    match delimiter {
+        b'\t' => "tab".into(),
+        other => char::from(other).to_string(),
     }
 }

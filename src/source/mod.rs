@@ -1,10 +1,13 @@
 //! Input sources: a CSV file or a SQLite table, read as a stream of raw values with their line
 //! (or row) numbers. Nothing here normalises; unreadable rows are reported, not fatal.
 
-mod csv_file;
+pub(crate) mod csv_file;
+pub(crate) mod sniff;
 mod sqlite_table;
 
 use std::path::PathBuf;
+
+use encoding_rs::Encoding;
 
 use tokio::sync::mpsc;
 
@@ -20,6 +23,10 @@ pub enum Source {
         path: PathBuf,
         /// The key column (found by name when not given).
         column: Option<String>,
+        /// The column holding each row's own id (default: the data row number).
+        id_column: Option<String>,
+        /// How the file is written (found from its first bytes when not given).
+        options: CsvOptions,
     },
     /// A table in a SQLite database.
     Sqlite {
@@ -29,7 +36,18 @@ pub enum Source {
         table: String,
         /// The key column (found by name when not given).
         column: Option<String>,
+        /// The column holding each row's own id (default: the primary key, else the rowid).
+        id_column: Option<String>,
     },
+}
+
+/// How a CSV file is written; `None` means found from the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// The field delimiter.
+    pub delimiter: Option<u8>,
+    /// The text encoding.
+    pub encoding: Option<&'static Encoding>,
 }
 
 impl Source {
@@ -42,13 +60,33 @@ impl Source {
             }
         }
     }
+
+    /// The name rows of this source are linked under when `--source-name` is not given: the
+    /// file name of a CSV, the table name of a database table.
+    pub fn default_name(&self) -> String {
+        match self {
+            Source::Csv { path, .. } => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            Source::Sqlite { table, .. } => table.clone(),
+        }
+    }
 }
 
-/// One input row.
+/// One input row: `row_ref` is the row's own id, `line` where it stands (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Record {
-    Value { line: u64, value: String },
-    Unreadable { line: u64, message: String },
+    Value {
+        line: u64,
+        row_ref: String,
+        value: String,
+    },
+    Unreadable {
+        line: u64,
+        row_ref: String,
+        message: String,
+    },
 }
 
 /// The source cannot be read at all.
@@ -69,6 +107,34 @@ pub enum SourceError {
     },
 }
 
+/// Words in a header that name a phone number (lower case, letters and digits only), in the
+/// languages of GREEN-API's users: English, Russian, Kazakh, Portuguese, Spanish.
+const PHONE_WORDS: [&str; 11] = [
+    "phone",
+    "mobile",
+    "телефон",
+    "мобильн",
+    "сотов",
+    "ұялы",
+    "celular",
+    "telefone",
+    "teléfono",
+    "telefono",
+    "móvil",
+];
+
+/// Short header names that are a phone number only when they are the whole name.
+const SHORT_PHONE_NAMES: [&str; 8] = [
+    "tel",
+    "тел",
+    "msisdn",
+    "номер",
+    "нөмір",
+    "movil",
+    "cel",
+    "fone",
+];
+
 /// The key column named on the command line does not exist (the message lists those that do).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -88,10 +154,15 @@ pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<us
         return Err(NoSuchColumn("the input has no columns".into()));
     }
     if let Some(wanted) = wanted {
+        let folded = wanted.trim().to_lowercase();
         return headers
             .iter()
             .position(|h| h == wanted)
-            .or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(wanted)))
+            .or_else(|| {
+                headers
+                    .iter()
+                    .position(|h| h.trim().to_lowercase() == folded)
+            })
             .ok_or_else(|| {
                 NoSuchColumn(format!(
                     "there is no column '{wanted}'; the columns are {}",
@@ -105,15 +176,19 @@ pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<us
             .flat_map(char::to_lowercase)
             .collect()
     };
-    let found = headers
-        .iter()
-        .position(|h| matches!(simple(h).as_str(), "chatid" | "chat" | "whatsapp"))
-        .or_else(|| headers.iter().position(|h| simple(h).contains("phone")))
-        .or_else(|| {
-            headers
-                .iter()
-                .position(|h| matches!(simple(h).as_str(), "mobile" | "msisdn" | "tel" | "телефон"))
-        });
+    let named = |names: &[&str]| {
+        headers
+            .iter()
+            .position(|h| names.contains(&simple(h).as_str()))
+    };
+    let containing = |parts: &[&str]| {
+        headers
+            .iter()
+            .position(|h| parts.iter().any(|p| simple(h).contains(p)))
+    };
+    let found = named(&["chatid", "chat", "whatsapp", "ватсап", "вотсап"])
+        .or_else(|| containing(&PHONE_WORDS))
+        .or_else(|| named(&SHORT_PHONE_NAMES));
     Ok(found.unwrap_or(0))
 }
 
@@ -121,12 +196,20 @@ pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<us
 /// is reported before any call is made.
 pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
     match source {
-        Source::Csv { path, column } => csv_file::open(path, column.as_deref()).map(Opened::Csv),
+        Source::Csv {
+            path,
+            column,
+            id_column,
+            options,
+        } => {
+            csv_file::open(path, column.as_deref(), id_column.as_deref(), options).map(Opened::Csv)
+        }
         Source::Sqlite {
             path,
             table,
             column,
-        } => sqlite_table::open(path, table, column.as_deref())
+            id_column,
+        } => sqlite_table::open(path, table, column.as_deref(), id_column.as_deref())
             .await
             .map(Opened::Sqlite),
     }
@@ -144,6 +227,22 @@ impl Opened {
         match self {
             Opened::Csv(s) => &s.column_name,
             Opened::Sqlite(s) => &s.column_name,
+        }
+    }
+
+    /// Every column of the input.
+    pub(crate) fn columns(&self) -> &[String] {
+        match self {
+            Opened::Csv(s) => s.columns(),
+            Opened::Sqlite(s) => &s.columns,
+        }
+    }
+
+    /// How a file was read (`, delimiter ';', encoding windows-1251`); empty for a table.
+    pub(crate) fn format(&self) -> String {
+        match self {
+            Opened::Csv(s) => s.format(),
+            Opened::Sqlite(_) => String::new(),
         }
     }
 
@@ -176,6 +275,29 @@ mod tests {
         assert_eq!(pick_column(&cols(&["id", "chatId"]), None), Ok(1));
         assert_eq!(pick_column(&cols(&["a", "b"]), None), Ok(0));
         assert_eq!(pick_column(&cols(&["a", "Mobile"]), Some("mobile")), Ok(1));
+        assert_eq!(
+            pick_column(&cols(&["Имя", "ТЕЛЕФОН"]), Some("телефон")),
+            Ok(1)
+        );
+        for header in [
+            "Телефон",
+            "Номер телефона",
+            "Мобильный",
+            "тел.",
+            "Ұялы телефон",
+            "Celular",
+            "Telefone",
+            "Teléfono",
+            "Móvil",
+            "WhatsApp",
+            "Chat ID",
+        ] {
+            assert_eq!(
+                pick_column(&cols(&["id", "Имя / Nome", header]), None),
+                Ok(2),
+                "{header}"
+            );
+        }
         let err = pick_column(&cols(&["a", "b"]), Some("phone"))
             .unwrap_err()
             .to_string();

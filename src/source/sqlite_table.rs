@@ -15,6 +15,7 @@ pub(crate) struct SqliteSource {
     query: String,
     source_name: String,
     pub(crate) column_name: String,
+    pub(crate) columns: Vec<String>,
 }
 
 /// `name` as a quoted SQLite identifier.
@@ -26,6 +27,7 @@ pub(crate) async fn open(
     path: &Path,
     table: &str,
     wanted: Option<&str>,
+    id_column: Option<&str>,
 ) -> Result<SqliteSource, SourceError> {
     let shown = path.display().to_string();
     let unusable = |m: String| SourceError::Unusable(m);
@@ -57,20 +59,35 @@ pub(crate) async fn open(
             }
         )));
     };
-    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
-        .bind(&table)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| {
-            unusable(format!(
-                "cannot read the columns of '{table}' in {shown}: {e}"
-            ))
-        })?;
-    let column = pick_column(&columns, wanted)
-        .map_err(|e| unusable(format!("table '{table}' in {shown}: {e}")))?;
-    let column_name = columns[column].clone();
+    let columns: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid")
+            .bind(&table)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| {
+                unusable(format!(
+                    "cannot read the columns of '{table}' in {shown}: {e}"
+                ))
+            })?;
+    let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+    let pick = |wanted| {
+        pick_column(&names, wanted)
+            .map_err(|e| unusable(format!("table '{table}' in {shown}: {e}")))
+    };
+    let column_name = names[pick(wanted)?].clone();
+    // The row's own id: --id-column, else a single-column primary key, else the rowid.
+    let primary_key: Vec<&String> = columns
+        .iter()
+        .filter(|(_, pk)| *pk > 0)
+        .map(|(name, _)| name)
+        .collect();
+    let id = match (id_column, primary_key.as_slice()) {
+        (Some(id), _) => quote_identifier(&names[pick(Some(id))?]),
+        (None, [single]) => quote_identifier(single),
+        (None, _) => "rowid".to_string(),
+    };
     let query = format!(
-        "SELECT CAST({} AS TEXT) FROM {} ORDER BY rowid",
+        "SELECT CAST({id} AS TEXT), CAST({} AS TEXT) FROM {} ORDER BY rowid",
         quote_identifier(&column_name),
         quote_identifier(&table)
     );
@@ -79,6 +96,7 @@ pub(crate) async fn open(
         query,
         source_name: format!("{shown} table {table}"),
         column_name,
+        columns: names,
     })
 }
 
@@ -104,13 +122,20 @@ impl SqliteSource {
             };
             line += 1;
             // NULL reads as an empty value; text that is not UTF-8 is reported by row.
-            batch.push(match row.try_get::<Option<String>, _>(0) {
+            let row_ref = row
+                .try_get::<Option<String>, _>(0)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| line.to_string());
+            batch.push(match row.try_get::<Option<String>, _>(1) {
                 Ok(value) => Record::Value {
                     line,
+                    row_ref,
                     value: value.unwrap_or_default(),
                 },
                 Err(_) => Record::Unreadable {
                     line,
+                    row_ref,
                     message: "the value is not valid UTF-8 text".into(),
                 },
             });

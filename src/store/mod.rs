@@ -4,6 +4,7 @@
 //! talks to [`Store`], the planner, the [`writer::Writer`] and the reader, never to SQL directly.
 
 pub mod ledger;
+pub(crate) mod links;
 pub mod plan;
 pub(crate) mod read;
 pub mod writer;
@@ -18,7 +19,14 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
-const OUR_TABLES: [&str; 4] = ["contacts", "products", "failures", "runs"];
+const OUR_TABLES: [&str; 6] = [
+    "contacts",
+    "products",
+    "failures",
+    "runs",
+    "input_rows",
+    "enriched",
+];
 const MARKER_TABLE: &str = "greenrich_meta";
 
 /// The store cannot be opened or written.

@@ -73,7 +73,7 @@ const FAILURE_IS_DUE: &str = "?1 OR (f.permanent = 0 AND f.next_due_at <= ?2) \
                               OR (f.permanent = 1 AND f.last_attempt_at <= ?3)";
 
 pub(crate) struct Planner {
-    conn: SqliteConnection,
+    pub(super) conn: SqliteConnection,
 }
 
 impl Planner {

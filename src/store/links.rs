@@ -1,0 +1,78 @@
+//! Row links: every input row read, with its own id and its chat id, in `input_rows`. Written by
+//! the planner's connection while the input is staged; the `enriched` view joins them to results.
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::plan::Planner;
+use super::StoreError;
+
+/// Rows per multi-row statement.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// One input row's link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InputLink {
+    /// 1-based place in the input.
+    pub(crate) position: u64,
+    pub(crate) row_ref: String,
+    /// `None` when the row could not be read.
+    pub(crate) input_value: Option<String>,
+    /// `None` when the value is not a valid id.
+    pub(crate) chat_id: Option<String>,
+    /// Why the value is not a valid id.
+    pub(crate) error: Option<String>,
+}
+
+/// Which source and run the links belong to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkOwner<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) run_id: i64,
+    pub(crate) seen_at: &'a str,
+}
+
+impl Planner {
+    /// Records (or updates) the links of one batch of rows.
+    pub(crate) async fn record_links(
+        &mut self,
+        owner: LinkOwner<'_>,
+        links: &[InputLink],
+    ) -> Result<(), StoreError> {
+        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
+        for chunk in links.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO input_rows (source, row_ref, position, input_value, chat_id, error, \
+                 run_id, seen_at) ",
+            );
+            q.push_values(chunk, |mut row, link| {
+                row.push_bind(owner.source)
+                    .push_bind(&link.row_ref)
+                    .push_bind(link.position as i64)
+                    .push_bind(&link.input_value)
+                    .push_bind(&link.chat_id)
+                    .push_bind(&link.error)
+                    .push_bind(owner.run_id)
+                    .push_bind(owner.seen_at);
+            });
+            q.push(
+                " ON CONFLICT (source, row_ref) DO UPDATE SET position = excluded.position, \
+                 input_value = excluded.input_value, chat_id = excluded.chat_id, \
+                 error = excluded.error, run_id = excluded.run_id, seen_at = excluded.seen_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// After a complete read of `owner.source`: its rows this run did not see are gone from it.
+    pub(crate) async fn forget_unseen(&mut self, owner: LinkOwner<'_>) -> Result<u64, StoreError> {
+        let gone = sqlx::query("DELETE FROM input_rows WHERE source = ? AND run_id <> ?")
+            .bind(owner.source)
+            .bind(owner.run_id)
+            .execute(&mut self.conn)
+            .await?
+            .rows_affected();
+        Ok(gone)
+    }
+}
