@@ -22,5 +22,6 @@ mod enrich;
 mod faults;
 mod helpers;
 mod refresh;
+mod rows;
 mod secrets;
 mod stops;
