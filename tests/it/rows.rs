@@ -258,3 +258,37 @@ async fn a_column_of_mostly_invalid_values_stops_before_any_call() {
         30
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_as_whatsapp_writes_them_cost_a_call_and_a_refused_lid_is_a_rejected_key() {
+    let env = env_with(fast()).await;
+    env.write(
+        "in.csv",
+        b"phone\n5215512345678@c.us\n+52 1 55 1234 5678\n120650379300963@lid\n+54 11 15 5874 9895\n",
+    );
+    let run = env.enrich("in.csv", "out.db", &[]).await;
+    // The sandbox refuses @lid ids with 400, as the real API may.
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let db = env.path("out.db");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT chat_id, status FROM enriched ORDER BY CAST(row_ref AS INTEGER)"
+        )
+        .await,
+        vec![
+            vec![Some("5215512345678@c.us".into()), Some("enriched".into())],
+            vec![Some("5215512345678@c.us".into()), Some("enriched".into())],
+            vec![Some("120650379300963@lid".into()), Some("failed".into())],
+            vec![Some("5491158749895@c.us".into()), Some("enriched".into())],
+        ]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM failures WHERE reason = 'rejected'"
+        )
+        .await,
+        1
+    );
+}

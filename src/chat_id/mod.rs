@@ -3,6 +3,8 @@
 //! Pure functions only: a value that cannot be a valid personal chat id is rejected here with a
 //! reason a person understands, so it never costs an API call.
 
+mod country_rules;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -114,22 +116,42 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
             "a group chat id (@g.us): getContactInfo only answers for personal chats",
         ));
     }
-    let number = match lower.strip_suffix("@c.us") {
-        Some(digits) => {
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Invalid::new(
-                    "a chat id must be digits followed by @c.us, like 79001234567@c.us",
-                ));
-            }
-            format!("+{digits}")
-        }
-        None if value.contains('@') => {
+    if let Some(lid) = lower.strip_suffix("@lid") {
+        // A linked id: sent as WhatsApp wrote it; the API decides (a 400 is a rejected key).
+        if lid.is_empty() || lid.len() > 20 || !lid.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
-                "not a phone number or personal chat id (only @c.us ids are accepted)",
-            ))
+                "a linked id must be digits followed by @lid, like 120650379300963@lid",
+            ));
         }
-        None => value.to_string(),
-    };
+        return Ok(ChatId {
+            id: format!("{lid}@lid"),
+            phone: None,
+        });
+    }
+    if let Some(digits) = lower.strip_suffix("@c.us") {
+        // A chat id came from WhatsApp or GREEN-API itself: taken as it is.
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::new(
+                "a chat id must be digits followed by @c.us, like 79001234567@c.us",
+            ));
+        }
+        if !(8..=15).contains(&digits.len()) {
+            return Err(Invalid::new(format!(
+                "a chat id has 8 to 15 digits before @c.us, this one {}",
+                digits.len()
+            )));
+        }
+        return Ok(ChatId {
+            id: format!("{digits}@c.us"),
+            phone: Some(digits.to_string()),
+        });
+    }
+    if value.contains('@') {
+        return Err(Invalid::new(
+            "not a phone number or personal chat id (only @c.us and @lid ids are accepted)",
+        ));
+    }
+    let number = value.to_string();
     if number.chars().any(|c| c.is_alphabetic()) {
         return Err(Invalid::new("contains letters: not a phone number"));
     }
@@ -144,7 +166,7 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
             "too long for a phone number ({digit_count} digits; the maximum is 15)"
         )));
     }
-    let phone = parse_phone(&number, default_country)?;
+    let phone = country_rules::whatsapp(&parse_phone(&number, default_country)?);
     Ok(ChatId {
         id: format!("{phone}@c.us"),
         phone: Some(phone),
@@ -171,7 +193,7 @@ fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<
             .map(|meta| meta.country_code().to_string());
         if let Some(valid) = own_code
             .filter(|code| digits.starts_with(code.as_str()))
-            .and_then(|_| valid_international(&digits))
+            .and_then(|_| valid_international(&country_rules::canonical(&digits)))
         {
             return Ok(valid);
         }
@@ -187,9 +209,11 @@ fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<
     })
 }
 
-/// Digits of an international number without its `+`, validated.
+/// Digits of an international number without its `+`, validated in the form libphonenumber
+/// knows (see [`country_rules`]).
 fn international(digits: &str) -> Option<String> {
-    valid_international(digits).or_else(|| parse_and_validate(None, &format!("+{digits}")))
+    let digits = country_rules::canonical(digits);
+    valid_international(&digits).or_else(|| parse_and_validate(None, &format!("+{digits}")))
 }
 
 /// The library's full parser and `is_valid`, for the numbers the fast path does not settle;
@@ -339,6 +363,42 @@ mod tests {
         assert_eq!(wa("+44 20 7946 0958").as_deref(), Ok("442079460958@c.us"));
         assert_eq!(wa("+1 (415) 555-2671").as_deref(), Ok("14155552671@c.us"));
         assert_eq!(wa("+49 1512 3456789").as_deref(), Ok("4915123456789@c.us"));
+    }
+
+    #[test]
+    fn ids_as_whatsapp_writes_them_are_taken_as_they_are() {
+        // libphonenumber calls 521… invalid since Mexico dropped the 1, but it is WhatsApp's id.
+        assert_eq!(
+            wa("5215512345678@c.us").as_deref(),
+            Ok("5215512345678@c.us")
+        );
+        assert_eq!(wa("12345678@c.us").as_deref(), Ok("12345678@c.us"));
+        assert!(wa("1234567@c.us").unwrap_err().contains("8 to 15 digits"));
+        assert_eq!(
+            wa("120650379300963@lid").as_deref(),
+            Ok("120650379300963@lid")
+        );
+        assert!(wa("abc@lid").unwrap_err().contains("@lid"));
+        let lid = normalise("120650379300963@LID", Messenger::Whatsapp, None).unwrap();
+        assert_eq!((lid.id.as_str(), lid.phone), ("120650379300963@lid", None));
+    }
+
+    #[test]
+    fn country_rules_follow_the_faq_examples() {
+        assert_eq!(wa("+52 56 3969 1841").as_deref(), Ok("5215639691841@c.us"));
+        assert_eq!(
+            wa("+52 1 55 1234 5678").as_deref(),
+            Ok("5215512345678@c.us")
+        );
+        assert_eq!(
+            wa("+54 11 15 5874 9895").as_deref(),
+            Ok("5491158749895@c.us")
+        );
+        assert_eq!(wa("+55 21 91234 5678").as_deref(), Ok("5521912345678@c.us"));
+        assert_eq!(wa("+55 92 98172 3241").as_deref(), Ok("559281723241@c.us"));
+        assert_eq!(wa("994987654321").as_deref(), Ok("994987654321@c.us"));
+        assert_eq!(wa("+7 701 234 56 78").as_deref(), Ok("77012345678@c.us"));
+        assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
     }
 
     #[test]
