@@ -6,8 +6,11 @@ use std::io::Write;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, DbArgs};
-use crate::config::LogFormat;
+use crate::cli::{Cli, Command, DbArgs, ExportArgs};
+use crate::config::{default_prefix, LogFormat, Output};
+use crate::export::{self, EnrichedCsv};
+use crate::job::JobError;
+use crate::pipeline::output;
 use crate::pipeline::stop::Stop;
 use crate::redact::mask;
 use crate::report::{self, exit};
@@ -113,7 +116,39 @@ pub async fn run(
         Command::Failures(DbArgs { db, .. }) => {
             print_or_fail(out, err, inspect::failures(&db).await)
         }
+        Command::Export(args) => match export_files(&args).await {
+            Ok(written) => {
+                for (file, rows) in written {
+                    let shown = args.output.join(file);
+                    let _ = writeln!(err, "wrote {rows} rows to {}", shown.display());
+                }
+                exit::OK
+            }
+            Err(e) => fatal(err, &e.to_string()),
+        },
     }
+}
+
+/// `greenrich export`: the table CSVs, and `enriched.csv` when an input is given.
+async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, JobError> {
+    let dir = Output::Csv {
+        dir: args.output.clone(),
+        raw: args.csv_raw,
+    };
+    output::prepare(&dir)?;
+    let source = args.source();
+    let enriched = source.as_ref().map(|source| EnrichedCsv {
+        source,
+        source_name: args
+            .source_name
+            .clone()
+            .unwrap_or_else(|| source.default_name()),
+        prefix: args
+            .prefix
+            .clone()
+            .unwrap_or_else(|| default_prefix(args.messenger)),
+    });
+    Ok(export::export_csv(&args.db, &args.output, args.csv_raw, enriched).await?)
 }
 
 fn print_or_fail(

@@ -51,6 +51,8 @@ pub enum Command {
     Status(DbArgs),
     /// List failed keys grouped by reason.
     Failures(DbArgs),
+    /// Write CSV files from a store at any time: its tables, and enriched.csv for one input file.
+    Export(ExportArgs),
 }
 
 /// Flags of `enrich`.
@@ -97,6 +99,9 @@ pub struct EnrichArgs {
     /// Write CSV cells as they are, without neutralising spreadsheet formulas.
     #[arg(long)]
     pub csv_raw: bool,
+    /// The prefix of the columns enriched.csv adds (default: whatsapp_ or max_).
+    #[arg(long)]
+    pub prefix: Option<String>,
     /// getContactInfo calls per second per instance (the API allows 1); 0 is unlimited.
     #[arg(long, default_value_t = Rate::PerSecond(defaults::RPS_PER_INSTANCE))]
     pub rps_per_instance: Rate,
@@ -212,6 +217,53 @@ pub struct DbArgs {
     /// Contacts fetched longer ago than this count as stale.
     #[arg(long, default_value_t = HumanDuration(defaults::STATUS_MAX_AGE))]
     pub max_age: HumanDuration,
+}
+
+/// Flags of `export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The store to read.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The directory to write (created when missing).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The CSV file whose rows enriched.csv copies, each followed by its results.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The name the input's rows are linked under (default: its file name).
+    #[arg(long)]
+    pub source_name: Option<String>,
+    /// The input's delimiter (default: found from the file).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The input's encoding (default: found from the file).
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// whatsapp or max: names the added columns (whatsapp_..., max_...).
+    #[arg(long, default_value_t = Messenger::Whatsapp)]
+    pub messenger: Messenger,
+    /// The prefix of the added columns (default: whatsapp_ or max_).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Write cells as they are, without neutralising spreadsheet formulas.
+    #[arg(long)]
+    pub csv_raw: bool,
+}
+
+impl ExportArgs {
+    /// The input as a source, when one is given.
+    pub fn source(&self) -> Option<Source> {
+        self.input.as_ref().map(|path| Source::Csv {
+            path: path.clone(),
+            column: None,
+            id_column: None,
+            options: CsvOptions {
+                delimiter: self.delimiter,
+                encoding: self.encoding,
+            },
+        })
+    }
 }
 
 /// Flags or credentials that cannot make a configuration.
@@ -355,6 +407,7 @@ impl EnrichArgs {
                 target,
                 lock_timeout: self.lock_timeout.0,
                 summary_json: self.summary_json,
+                prefix: self.prefix,
             },
             api: ApiConfig {
                 url,

@@ -79,6 +79,7 @@ impl Config {
                 target: output,
                 lock_timeout: defaults::LOCK_TIMEOUT,
                 summary_json: None,
+                prefix: None,
             },
             api,
             plan: PlanPolicy::default(),
@@ -174,6 +175,22 @@ pub struct OutputConfig {
     pub lock_timeout: Duration,
     /// Where to write the final summary as JSON.
     pub summary_json: Option<PathBuf>,
+    /// The prefix of the columns `enriched.csv` adds (default: `whatsapp_` or `max_`).
+    pub prefix: Option<String>,
+}
+
+impl OutputConfig {
+    /// The prefix of the columns `enriched.csv` adds.
+    pub fn prefix(&self, messenger: Messenger) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| default_prefix(messenger))
+    }
+}
+
+/// The prefix of the columns `enriched.csv` adds for `messenger`: `whatsapp_` or `max_`.
+pub fn default_prefix(messenger: Messenger) -> String {
+    format!("{}_", messenger.as_str())
 }
 
 /// The API part.

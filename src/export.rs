@@ -5,10 +5,16 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use std::io::Write;
+
+use futures::StreamExt;
+
 use crate::redact::mask;
+use crate::source::csv_file;
+use crate::source::{CsvOptions, Source, SourceError};
 use crate::store::ledger::RunSummary;
-use crate::store::read::{DumpError, EXPORTED_TABLES};
-use crate::store::{Store, StoreError};
+use crate::store::read::{DumpError, StoreReader, ENRICHED_COLUMNS, EXPORTED_TABLES};
+use crate::store::StoreError;
 
 /// The CSV files cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +25,9 @@ pub enum ExportError {
     /// The store cannot be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The input cannot be read again.
+    #[error(transparent)]
+    Input(#[from] SourceError),
 }
 
 /// Prefixes a cell that starts like a formula with `'`, unless it is a plain number.
@@ -31,19 +40,30 @@ pub(crate) fn neutralise(cell: &str) -> Cow<'_, str> {
     }
 }
 
-/// Writes `contacts.csv`, `products.csv` and `failures.csv` into `dir`; returns rows per file.
+/// `enriched.csv`: the input's own rows, each followed by what greenrich knows of it.
+pub(crate) struct EnrichedCsv<'a> {
+    /// The input (a CSV file).
+    pub(crate) source: &'a Source,
+    /// The name its rows are linked under.
+    pub(crate) source_name: String,
+    /// The added columns' prefix, such as `whatsapp_`.
+    pub(crate) prefix: String,
+}
+
+/// Writes `contacts.csv`, `products.csv` and `failures.csv` from the store at `db` into `dir`,
+/// and `enriched.csv` when `enriched` names a CSV input; returns rows per file.
 pub(crate) async fn export_csv(
-    store: &Store,
+    db: &Path,
     dir: &Path,
     raw: bool,
+    enriched: Option<EnrichedCsv<'_>>,
 ) -> Result<Vec<(String, u64)>, ExportError> {
+    let mut store = StoreReader::open(db).await?;
     let mut written = Vec::new();
     for (table, order) in EXPORTED_TABLES {
         let name = format!("{table}.csv");
         let path = dir.join(&name);
-        let file_error =
-            |e: std::io::Error| ExportError::File(path.display().to_string(), e.to_string());
-        let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(e.into()))?;
+        let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(&path, e.into()))?;
         let mut header = true;
         let rows = store
             .dump_table(table, order, |record| {
@@ -56,12 +76,72 @@ pub(crate) async fn export_csv(
             .await
             .map_err(|e| match e {
                 DumpError::Store(e) => ExportError::Store(e),
-                DumpError::Sink(e) => file_error(e),
+                DumpError::Sink(e) => file_error(&path, e),
             })?;
-        out.flush().map_err(file_error)?;
+        out.flush().map_err(|e| file_error(&path, e))?;
         written.push((name, rows));
     }
+    if let Some(enriched) = enriched {
+        if let Source::Csv { path, options, .. } = enriched.source {
+            let rows = enriched_csv(&mut store, path, options, &enriched, dir, raw).await?;
+            written.push(("enriched.csv".into(), rows));
+        }
+    }
     Ok(written)
+}
+
+fn file_error(path: &Path, e: std::io::Error) -> ExportError {
+    ExportError::File(path.display().to_string(), e.to_string())
+}
+
+/// Copies every row of the CSV input at `input`, in order and as it is, each followed by the
+/// `enriched` view's cells for it (empty for a row the store has no link for). UTF-8 with a BOM,
+/// so Excel shows Cyrillic right, and the input's own delimiter.
+async fn enriched_csv(
+    store: &mut StoreReader,
+    input: &Path,
+    options: &CsvOptions,
+    enriched: &EnrichedCsv<'_>,
+    dir: &Path,
+    raw: bool,
+) -> Result<u64, ExportError> {
+    let file = csv_file::open_file(input, options, true)?;
+    let path = dir.join("enriched.csv");
+    let mut out = std::fs::File::create(&path).map_err(|e| file_error(&path, e))?;
+    out.write_all(b"\xEF\xBB\xBF")
+        .map_err(|e| file_error(&path, e))?;
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(file.delimiter)
+        .flexible(true)
+        .from_writer(std::io::BufWriter::new(out));
+    let written = |e: csv::Error| file_error(&path, e.into());
+    let mut header = file.headers.clone();
+    header.extend(
+        ENRICHED_COLUMNS
+            .iter()
+            .map(|c| format!("{}{c}", enriched.prefix)),
+    );
+    out.write_record(&header).map_err(written)?;
+    let mut links = std::pin::pin!(store.enriched_rows(&enriched.source_name));
+    let mut next = links.next().await.transpose()?;
+    let mut rows = 0;
+    for (number, fields) in (1..).zip(file.raw_rows()) {
+        let mut record = fields?;
+        while next.as_ref().is_some_and(|link| link.position < number) {
+            next = links.next().await.transpose()?;
+        }
+        match next.as_ref().filter(|link| link.position == number) {
+            Some(link) => record.extend(link.cells.iter().map(|cell| match raw {
+                true => cell.clone(),
+                false => neutralise(cell).into_owned(),
+            })),
+            None => record.extend(ENRICHED_COLUMNS.iter().map(|_| String::new())),
+        }
+        out.write_record(&record).map_err(written)?;
+        rows += 1;
+    }
+    out.flush().map_err(|e| file_error(&path, e))?;
+    Ok(rows)
 }
 
 /// Writes the run's summary as JSON to `path`; a failure is a warning (the run is done).

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Client, ClientError};
 use crate::config::{Config, Output};
-use crate::export::{self, ExportError};
+use crate::export::{self, EnrichedCsv, ExportError};
 use crate::normalise::format_time;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output::{self, OutputError};
@@ -126,7 +126,13 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             .await?;
     }
     if let (Output::Csv { dir, raw }, false) = (&config.output.target, config.dry_run) {
-        for (file, rows) in export::export_csv(&store, dir, *raw).await? {
+        let enriched = EnrichedCsv {
+            source: &config.input.source,
+            source_name: config.input.source_name(),
+            prefix: config.output.prefix(config.input.messenger),
+        };
+        let store_path = config.output.target.store_path();
+        for (file, rows) in export::export_csv(&store_path, dir, *raw, Some(enriched)).await? {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }

@@ -25,8 +25,12 @@ pub(crate) struct CsvFile {
 }
 
 /// Opens `path` and reads its header row, guessing the encoding and delimiter unless `options`
-/// give them.
-pub(crate) fn open_file(path: &Path, options: &CsvOptions) -> Result<CsvFile, SourceError> {
+/// give them. A `flexible` file takes rows of any length (to copy them as they are).
+pub(crate) fn open_file(
+    path: &Path,
+    options: &CsvOptions,
+    flexible: bool,
+) -> Result<CsvFile, SourceError> {
     let shown = path.display();
     let unusable = |m: String| SourceError::Unusable(m);
     let mut file = File::open(path)
@@ -62,7 +66,7 @@ pub(crate) fn open_file(path: &Path, options: &CsvOptions) -> Result<CsvFile, So
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .flexible(false)
+        .flexible(flexible)
         .delimiter(delimiter)
         .from_reader(decoded);
     let headers: Vec<String> = reader
@@ -109,6 +113,35 @@ pub(crate) struct RowError {
 }
 
 impl CsvFile {
+    /// Every data row as it is, its bytes decoded leniently (for copying rows out); stops at
+    /// the first error that keeps the file from being read on.
+    pub(crate) fn raw_rows(self) -> impl Iterator<Item = Result<Vec<String>, SourceError>> {
+        let source_name = self.path.display().to_string();
+        let mut reader = self.reader;
+        let mut record = csv::ByteRecord::new();
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => None,
+                Ok(true) => Some(Ok(record
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect())),
+                Err(e) => {
+                    failed = true;
+                    Some(Err(SourceError::Broken {
+                        source_name: source_name.clone(),
+                        line: e.position().map_or(0, |p| p.line()),
+                        message: e.to_string(),
+                    }))
+                }
+            }
+        })
+    }
+
     /// Every data row, in order.
     pub(crate) fn rows(self) -> impl Iterator<Item = Result<CsvRow, RowError>> {
         let expected = self.headers.len();
@@ -180,7 +213,7 @@ pub(crate) fn open(
     id_column: Option<&str>,
     options: &CsvOptions,
 ) -> Result<CsvSource, SourceError> {
-    let file = open_file(path, options)?;
+    let file = open_file(path, options, false)?;
     let shown = path.display();
     let pick = |wanted| {
         pick_column(&file.headers, wanted)

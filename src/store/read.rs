@@ -1,11 +1,11 @@
 //! Reading the store for people: the figures of `status` and `failures`, the demo's sample rows,
 //! and whole tables for CSV export. Read-only; the formatting lives with the commands.
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::{Row, SqliteConnection};
 
 use super::ledger::{RunCounts, RunRecord};
-use super::{open_read_only, Store, StoreError};
+use super::{open_read_only, StoreError};
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {
@@ -193,6 +193,30 @@ pub(crate) const EXPORTED_TABLES: [(&str, &str); 3] = [
     ("failures", "key"),
 ];
 
+/// The columns of the `enriched` view that follow a row's own columns in `enriched.csv`.
+pub(crate) const ENRICHED_COLUMNS: [&str; 13] = [
+    "chat_id",
+    "status",
+    "error",
+    "name",
+    "contact_name",
+    "email",
+    "category",
+    "description",
+    "avatar_url",
+    "is_business",
+    "last_seen_at",
+    "products",
+    "fetched_at",
+];
+
+/// One row of the `enriched` view, with its place in the input.
+pub(crate) struct EnrichedRow {
+    pub(crate) position: u64,
+    /// [`ENRICHED_COLUMNS`], as text (NULL as empty).
+    pub(crate) cells: Vec<String>,
+}
+
 /// A table dump stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DumpError {
@@ -202,41 +226,83 @@ pub(crate) enum DumpError {
     Sink(std::io::Error),
 }
 
-impl Store {
+impl StoreReader {
     /// Streams `table` (one of [`EXPORTED_TABLES`]) to `sink`: its column names first, then
     /// every row with each cell as text (NULL as empty). Returns the number of rows.
     pub(crate) async fn dump_table(
-        &self,
+        &mut self,
         table: &str,
         order: &str,
         mut sink: impl FnMut(&[String]) -> std::io::Result<()>,
     ) -> Result<u64, DumpError> {
-        let mut conn = self.connect().await?;
         let columns: Vec<String> =
             sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
                 .bind(table)
-                .fetch_all(&mut conn)
+                .fetch_all(&mut self.conn)
                 .await
                 .map_err(StoreError::from)?;
         sink(&columns).map_err(DumpError::Sink)?;
-        let select = columns
-            .iter()
-            .map(|c| format!("CAST({c} AS TEXT)"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {select} FROM {table} ORDER BY {order}");
-        let mut rows = sqlx::query(&sql).fetch(&mut conn);
+        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", as_text(&columns));
+        let mut rows = sqlx::query(&sql).fetch(&mut self.conn);
         let mut count = 0;
         let mut record = Vec::with_capacity(columns.len());
         while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
-            record.clear();
-            for i in 0..columns.len() {
-                let cell: Option<String> = row.try_get(i).map_err(StoreError::from)?;
-                record.push(cell.unwrap_or_default());
-            }
+            read_cells(&row, columns.len(), &mut record)?;
             sink(&record).map_err(DumpError::Sink)?;
             count += 1;
         }
         Ok(count)
     }
+
+    /// The `enriched` rows of `source`, in input order.
+    pub(crate) fn enriched_rows<'a>(
+        &'a mut self,
+        source: &'a str,
+    ) -> impl futures::Stream<Item = Result<EnrichedRow, StoreError>> + 'a {
+        sqlx::query(ENRICHED_IN_ORDER)
+            .bind(source)
+            .fetch(&mut self.conn)
+            .map(|row| {
+                let row = row?;
+                let mut cells = Vec::with_capacity(ENRICHED_COLUMNS.len());
+                for i in 1..=ENRICHED_COLUMNS.len() {
+                    cells.push(row.try_get::<Option<String>, _>(i)?.unwrap_or_default());
+                }
+                Ok(EnrichedRow {
+                    position: row.try_get::<i64, _>(0)? as u64,
+                    cells,
+                })
+            })
+    }
+}
+
+/// [`ENRICHED_COLUMNS`] of one source, with each row's place in the input, in input order.
+const ENRICHED_IN_ORDER: &str = "SELECT r.position, e.chat_id, e.status, e.error, e.name,
+        e.contact_name, e.email, e.category, e.description, e.avatar_url,
+        CAST(e.is_business AS TEXT), e.last_seen_at, CAST(e.products AS TEXT), e.fetched_at
+    FROM input_rows r
+    JOIN enriched e ON e.source = r.source AND e.row_ref = r.row_ref
+    WHERE r.source = ? ORDER BY r.position";
+
+/// `columns` selected as text.
+fn as_text(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("CAST({c} AS TEXT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every cell of `row` as text (NULL as empty) into `record`.
+fn read_cells(
+    row: &sqlx::sqlite::SqliteRow,
+    columns: usize,
+    record: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    record.clear();
+    for i in 0..columns {
+        let cell: Option<String> = row.try_get(i)?;
+        record.push(cell.unwrap_or_default());
+    }
+    Ok(())
 }

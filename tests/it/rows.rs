@@ -292,3 +292,95 @@ async fn ids_as_whatsapp_writes_them_cost_a_call_and_a_refused_lid_is_a_rejected
         1
     );
 }
+
+/// Reads a CSV written with a BOM and `delimiter` into its rows.
+fn read_csv(bytes: &[u8], delimiter: u8) -> Vec<Vec<String>> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let text = text.strip_prefix('\u{feff}').expect("a UTF-8 BOM");
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enriched_csv_gives_back_every_row_in_order_with_its_own_columns() {
+    // One instance, so the budget goes to the first rows in input order.
+    let env = env_with(sandbox_one_instance()).await;
+    let mut input = russian_excel_csv(30);
+    // A row that is not a phone number, and one with a formula for a name.
+    let (extra, _, _) =
+        encoding_rs::WINDOWS_1251.encode("Без номера;нет;Тверь\r\n=1+1;79001009999;Казань\r\n");
+    input.extend_from_slice(&extra);
+    env.write("клиенты.csv", &input);
+    let run = env
+        .enrich(
+            "клиенты.csv",
+            "out",
+            &["--format", "csv", "--max-calls", "20"],
+        )
+        .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let rows = read_csv(&std::fs::read(env.path("out/enriched.csv")).unwrap(), b';');
+    assert_eq!(rows.len(), 33);
+    assert_eq!(
+        rows[0][..6],
+        [
+            "Имя",
+            "Телефон",
+            "Город",
+            "whatsapp_chat_id",
+            "whatsapp_status",
+            "whatsapp_error"
+        ]
+    );
+    assert_eq!(rows[0].len(), 3 + 13);
+    assert_eq!(
+        rows[1][..5],
+        [
+            "Клиент 0",
+            "+7 (900) 100-10-10",
+            "Москва",
+            "79001001010@c.us",
+            "enriched"
+        ]
+    );
+    assert_eq!(rows[20][4], "enriched");
+    assert_eq!(rows[21][4], "pending", "beyond the budget");
+    assert_eq!(rows[31][..5], ["Без номера", "нет", "Тверь", "", "invalid"]);
+    assert_eq!(
+        rows[32][0], "=1+1",
+        "the row's own cells are copied as they are"
+    );
+    for (i, row) in rows[1..31].iter().enumerate() {
+        assert_eq!(row[0], format!("Клиент {i}"), "input order");
+    }
+
+    // Later, the rest is fetched into the store, and `export` takes the whole list out.
+    let run = env.enrich("клиенты.csv", "out", &["--format", "csv"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = env
+        .run(&[
+            "export",
+            "--db",
+            "out/greenrich.db",
+            "--input",
+            "клиенты.csv",
+            "--output",
+            "later",
+            "--prefix",
+            "wa_",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows = read_csv(
+        &std::fs::read(env.path("later/enriched.csv")).unwrap(),
+        b';',
+    );
+    assert_eq!(rows[0][3], "wa_chat_id");
+    assert!(rows[1..31].iter().all(|r| r[4] == "enriched"));
+    assert!(env.path("later/contacts.csv").exists());
+}
