@@ -1,7 +1,7 @@
 //! Command-line flags (clap), turned once into validated configurations. Defaults come from
 //! [`crate::config::defaults`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -13,7 +13,7 @@ use crate::config::{
     Limits, LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
 };
 use crate::sandbox::{self, Fault, SandboxInstance};
-use crate::source::{CsvOptions, Source};
+use crate::source::{workbook, CsvOptions, Source};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -58,12 +58,16 @@ pub enum Command {
 /// Flags of `enrich`.
 #[derive(Args, Debug)]
 pub struct EnrichArgs {
-    /// A CSV file, or `sqlite:PATH` for a table in a SQLite database.
+    /// A CSV file, a workbook (.xlsx, .xlsm, .xls, .ods), or `sqlite:PATH` for a table in a
+    /// SQLite database.
     #[arg(long)]
     pub input: String,
     /// The table to read when the input is `sqlite:PATH`.
     #[arg(long)]
     pub table: Option<String>,
+    /// The sheet to read when the input is a workbook (default: the first).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The column holding phone numbers or chat ids (default: one named like phone/chatId, else the first).
     #[arg(long)]
     pub column: Option<String>,
@@ -228,9 +232,12 @@ pub struct ExportArgs {
     /// The directory to write (created when missing).
     #[arg(long)]
     pub output: PathBuf,
-    /// The CSV file whose rows enriched.csv copies, each followed by its results.
+    /// The CSV file or workbook whose rows enriched.csv copies, each followed by its results.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// The workbook's sheet (default: the first).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The name the input's rows are linked under (default: its file name).
     #[arg(long)]
     pub source_name: Option<String>,
@@ -254,15 +261,25 @@ pub struct ExportArgs {
 impl ExportArgs {
     /// The input as a source, when one is given.
     pub fn source(&self) -> Option<Source> {
-        self.input.as_ref().map(|path| Source::Csv {
-            path: path.clone(),
-            column: None,
-            id_column: None,
-            options: CsvOptions {
-                delimiter: self.delimiter,
-                encoding: self.encoding,
-            },
-        })
+        self.input
+            .as_ref()
+            .map(|path| match workbook::is_workbook(path) {
+                true => Source::Workbook {
+                    path: path.clone(),
+                    sheet: self.sheet.clone(),
+                    column: None,
+                    id_column: None,
+                },
+                false => Source::Csv {
+                    path: path.clone(),
+                    column: None,
+                    id_column: None,
+                    options: CsvOptions {
+                        delimiter: self.delimiter,
+                        encoding: self.encoding,
+                    },
+                },
+            })
     }
 }
 
@@ -338,6 +355,9 @@ impl EnrichArgs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let source = match self.input.strip_prefix("sqlite:") {
+            Some(_) if self.sheet.is_some() => {
+                return Err(flag_error("--sheet applies to workbooks only"))
+            }
             Some(path) => {
                 if self.delimiter.is_some() || self.encoding.is_some() {
                     return Err(flag_error(
@@ -349,6 +369,19 @@ impl EnrichArgs {
                     table: self.table.ok_or_else(|| {
                         flag_error("--table is needed when the input is sqlite:PATH")
                     })?,
+                    column: self.column,
+                    id_column: self.id_column,
+                }
+            }
+            None if workbook::is_workbook(Path::new(&self.input)) => {
+                if self.table.is_some() || self.delimiter.is_some() || self.encoding.is_some() {
+                    return Err(flag_error(
+                        "--table, --delimiter and --encoding do not apply to a workbook",
+                    ));
+                }
+                Source::Workbook {
+                    path: PathBuf::from(&self.input),
+                    sheet: self.sheet,
                     column: self.column,
                     id_column: self.id_column,
                 }

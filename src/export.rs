@@ -10,8 +10,7 @@ use std::io::Write;
 use futures::StreamExt;
 
 use crate::redact::mask;
-use crate::source::csv_file;
-use crate::source::{CsvOptions, Source, SourceError};
+use crate::source::{csv_file, workbook, Source, SourceError};
 use crate::store::ledger::RunSummary;
 use crate::store::read::{DumpError, StoreReader, ENRICHED_COLUMNS, EXPORTED_TABLES};
 use crate::store::StoreError;
@@ -82,10 +81,23 @@ pub(crate) async fn export_csv(
         written.push((name, rows));
     }
     if let Some(enriched) = enriched {
-        if let Source::Csv { path, options, .. } = enriched.source {
-            let rows = enriched_csv(&mut store, path, options, &enriched, dir, raw).await?;
-            written.push(("enriched.csv".into(), rows));
-        }
+        let rows = match enriched.source {
+            Source::Csv { path, options, .. } => {
+                let file = csv_file::open_file(path, options, true)?;
+                let (headers, delimiter) = (file.headers.clone(), file.delimiter);
+                let rows = (1..).zip(file.raw_rows());
+                write_enriched(&mut store, &enriched, dir, raw, headers, delimiter, rows).await?
+            }
+            Source::Workbook { path, sheet, .. } => {
+                let book = workbook::open_workbook(path, sheet.as_deref())?;
+                let rows = book.rows().map(|(number, _, fields)| (number, Ok(fields)));
+                let headers = book.headers.clone();
+                write_enriched(&mut store, &enriched, dir, raw, headers, b',', rows).await?
+            }
+            // A table's rows are joined to the `enriched` view in the database itself.
+            Source::Sqlite { .. } => return Ok(written),
+        };
+        written.push(("enriched.csv".into(), rows));
     }
     Ok(written)
 }
@@ -94,38 +106,38 @@ fn file_error(path: &Path, e: std::io::Error) -> ExportError {
     ExportError::File(path.display().to_string(), e.to_string())
 }
 
-/// Copies every row of the CSV input at `input`, in order and as it is, each followed by the
-/// `enriched` view's cells for it (empty for a row the store has no link for). UTF-8 with a BOM,
-/// so Excel shows Cyrillic right, and the input's own delimiter.
-async fn enriched_csv(
+/// Copies every input row (`rows`: data row number, fields), in order and as it is, each
+/// followed by the `enriched` view's cells for it (empty for a row the store has no link for).
+/// UTF-8 with a BOM, so Excel shows Cyrillic right, and the input's own delimiter.
+async fn write_enriched(
     store: &mut StoreReader,
-    input: &Path,
-    options: &CsvOptions,
     enriched: &EnrichedCsv<'_>,
     dir: &Path,
     raw: bool,
+    headers: Vec<String>,
+    delimiter: u8,
+    rows: impl Iterator<Item = (u64, Result<Vec<String>, SourceError>)>,
 ) -> Result<u64, ExportError> {
-    let file = csv_file::open_file(input, options, true)?;
     let path = dir.join("enriched.csv");
     let mut out = std::fs::File::create(&path).map_err(|e| file_error(&path, e))?;
     out.write_all(b"\xEF\xBB\xBF")
         .map_err(|e| file_error(&path, e))?;
     let mut out = csv::WriterBuilder::new()
-        .delimiter(file.delimiter)
+        .delimiter(delimiter)
         .flexible(true)
         .from_writer(std::io::BufWriter::new(out));
-    let written = |e: csv::Error| file_error(&path, e.into());
-    let mut header = file.headers.clone();
+    let write_error = |e: csv::Error| file_error(&path, e.into());
+    let mut header = headers;
     header.extend(
         ENRICHED_COLUMNS
             .iter()
             .map(|c| format!("{}{c}", enriched.prefix)),
     );
-    out.write_record(&header).map_err(written)?;
+    out.write_record(&header).map_err(write_error)?;
     let mut links = std::pin::pin!(store.enriched_rows(&enriched.source_name));
     let mut next = links.next().await.transpose()?;
-    let mut rows = 0;
-    for (number, fields) in (1..).zip(file.raw_rows()) {
+    let mut written = 0;
+    for (number, fields) in rows {
         let mut record = fields?;
         while next.as_ref().is_some_and(|link| link.position < number) {
             next = links.next().await.transpose()?;
@@ -137,11 +149,11 @@ async fn enriched_csv(
             })),
             None => record.extend(ENRICHED_COLUMNS.iter().map(|_| String::new())),
         }
-        out.write_record(&record).map_err(written)?;
-        rows += 1;
+        out.write_record(&record).map_err(write_error)?;
+        written += 1;
     }
     out.flush().map_err(|e| file_error(&path, e))?;
-    Ok(rows)
+    Ok(written)
 }
 
 /// Writes the run's summary as JSON to `path`; a failure is a warning (the run is done).

@@ -4,6 +4,7 @@
 pub(crate) mod csv_file;
 pub(crate) mod sniff;
 mod sqlite_table;
+pub(crate) mod workbook;
 
 use std::path::PathBuf;
 
@@ -27,6 +28,17 @@ pub enum Source {
         id_column: Option<String>,
         /// How the file is written (found from its first bytes when not given).
         options: CsvOptions,
+    },
+    /// A sheet of a workbook (.xlsx, .xlsm, .xls, .ods).
+    Workbook {
+        /// The file.
+        path: PathBuf,
+        /// The sheet (default: the first).
+        sheet: Option<String>,
+        /// The key column (found by name when not given).
+        column: Option<String>,
+        /// The column holding each row's own id (default: the data row number).
+        id_column: Option<String>,
     },
     /// A table in a SQLite database.
     Sqlite {
@@ -55,6 +67,10 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Csv { path, .. } => path.display().to_string(),
+            Source::Workbook { path, sheet, .. } => match sheet {
+                Some(sheet) => format!("{} sheet {sheet}", path.display()),
+                None => path.display().to_string(),
+            },
             Source::Sqlite { path, table, .. } => {
                 format!("sqlite:{} table {table}", path.display())
             }
@@ -62,13 +78,15 @@ impl Source {
     }
 
     /// The name rows of this source are linked under when `--source-name` is not given: the
-    /// file name of a CSV, the table name of a database table.
+    /// file name of a CSV or workbook, the table name of a database table.
     pub fn default_name(&self) -> String {
         match self {
-            Source::Csv { path, .. } => path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
+            Source::Csv { path, .. } | Source::Workbook { path, .. } => {
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            }
             Source::Sqlite { table, .. } => table.clone(),
         }
     }
@@ -204,6 +222,18 @@ pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
         } => {
             csv_file::open(path, column.as_deref(), id_column.as_deref(), options).map(Opened::Csv)
         }
+        Source::Workbook {
+            path,
+            sheet,
+            column,
+            id_column,
+        } => workbook::open(
+            path,
+            sheet.as_deref(),
+            column.as_deref(),
+            id_column.as_deref(),
+        )
+        .map(Opened::Workbook),
         Source::Sqlite {
             path,
             table,
@@ -218,6 +248,7 @@ pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
 /// A source that was opened and checked, ready to stream.
 pub(crate) enum Opened {
     Csv(csv_file::CsvSource),
+    Workbook(workbook::WorkbookSource),
     Sqlite(sqlite_table::SqliteSource),
 }
 
@@ -226,6 +257,7 @@ impl Opened {
     pub(crate) fn column(&self) -> &str {
         match self {
             Opened::Csv(s) => &s.column_name,
+            Opened::Workbook(s) => &s.column_name,
             Opened::Sqlite(s) => &s.column_name,
         }
     }
@@ -234,6 +266,7 @@ impl Opened {
     pub(crate) fn columns(&self) -> &[String] {
         match self {
             Opened::Csv(s) => s.columns(),
+            Opened::Workbook(s) => s.columns(),
             Opened::Sqlite(s) => &s.columns,
         }
     }
@@ -242,7 +275,7 @@ impl Opened {
     pub(crate) fn format(&self) -> String {
         match self {
             Opened::Csv(s) => s.format(),
-            Opened::Sqlite(_) => String::new(),
+            Opened::Workbook(_) | Opened::Sqlite(_) => String::new(),
         }
     }
 
@@ -252,6 +285,9 @@ impl Opened {
             Opened::Csv(s) => tokio::task::spawn_blocking(move || s.stream(&tx))
                 .await
                 .map_err(|e| SourceError::Unusable(format!("the CSV reader stopped: {e}")))?,
+            Opened::Workbook(s) => tokio::task::spawn_blocking(move || s.stream(&tx))
+                .await
+                .map_err(|e| SourceError::Unusable(format!("the workbook reader stopped: {e}"))),
             Opened::Sqlite(s) => s.stream(&tx).await,
         }
     }

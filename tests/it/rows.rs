@@ -384,3 +384,50 @@ async fn enriched_csv_gives_back_every_row_in_order_with_its_own_columns() {
     assert!(rows[1..31].iter().all(|r| r[4] == "enriched"));
     assert!(env.path("later/contacts.csv").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workbook_with_numeric_phone_cells_is_read_and_given_back() {
+    let env = env_with(fast()).await;
+    env.write(
+        "customers.xlsx",
+        include_bytes!("../../samples/customers.xlsx"),
+    );
+    let run = env
+        .enrich(
+            "customers.xlsx",
+            "out",
+            &["--format", "csv", "--default-country", "RU"],
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let db = env.path("out/greenrich.db");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT input_value, chat_id, status FROM enriched ORDER BY CAST(row_ref AS INTEGER)"
+        )
+        .await,
+        [
+            ("79001234567", Some("79001234567@c.us"), "enriched"),
+            ("79001234568", Some("79001234568@c.us"), "enriched"),
+            ("+7 (900) 123-45-69", Some("79001234569@c.us"), "enriched"),
+            ("79001234570", Some("79001234570@c.us"), "enriched"),
+            ("не указан", None, "invalid"),
+        ]
+        .map(|(value, chat, status)| vec![
+            Some(value.to_string()),
+            chat.map(str::to_string),
+            Some(status.to_string())
+        ])
+    );
+    let rows = read_csv(&std::fs::read(env.path("out/enriched.csv")).unwrap(), b',');
+    assert_eq!(
+        rows.len(),
+        6,
+        "the header and five rows; empty rows are skipped"
+    );
+    assert_eq!(
+        rows[1][..4],
+        ["Анна", "79001234567", "Москва", "79001234567@c.us"]
+    );
+}
