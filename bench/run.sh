@@ -2,7 +2,7 @@
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
 #   bench/run.sh                 # every scenario (about 6 minutes)
-#   bench/run.sh pacing plan     # some of them: pool pacing overhead memory plan writes
+#   bench/run.sh pacing plan     # some of them: pool pacing overhead memory plan links writes
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
 # less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries)
@@ -112,6 +112,31 @@ scenario_plan() {
   row "planning: dry run, 1,000,000 rows vs 1,000,000 contacts" "**$wall s**" "${wall} s" "≤ 5 s ($(grep -o "[0-9]* due (" "$OUT/plan.txt" | head -1 | tr -d "(" | sed "s/ *$//"))"
 }
 
+# Row links and enriched.csv at 1,000,000 rows: staging with every row's link written to
+# input_rows (--max-calls 0: no call), then `export` of enriched.csv from the memory scenario's
+# store (1,000,000 contacts and links), each with its peak RSS.
+scenario_links() {
+  [ -s "$OUT/unlimited-1000000.db" ] || enrich_unlimited 1000000
+  start_sandbox 4 --rps 0
+  rm -f "$OUT"/links.db*
+  /usr/bin/time -v -o "$OUT/time-links.txt" "$BIN" enrich --input "$OUT/in-1000000.csv" \
+    --output "$OUT/links.db" --rps-per-instance 0 --max-calls 0 --quiet --summary-json "$OUT/links.json" || true
+  local wall rss
+  wall=$(json "$OUT/links.json" "round(d['elapsed_seconds'], 2)")
+  rss=$(peak_rss "$OUT/time-links.txt")
+  row "links: 1,000,000 rows read, staged and linked in input_rows (no call)" "**$(python3 -c "print(round(1000000 / $wall))") rows/s**, peak RSS $rss MB" "${wall} s" "≤ 64 MB"
+  stop_sandbox
+  rm -rf "$OUT/export"
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -v -o "$OUT/time-export.txt" "$BIN" export --db "$OUT/unlimited-1000000.db" \
+    --input "$OUT/in-1000000.csv" --output "$OUT/export" 2>/dev/null
+  end=$(date +%s.%N)
+  wall=$(python3 -c "print(round($end - $start, 2))")
+  rss=$(peak_rss "$OUT/time-export.txt")
+  row "export: enriched.csv of 1,000,000 rows (and the table CSVs)" "**$(python3 -c "print(round(1000000 / $wall))") rows/s**, peak RSS $rss MB" "${wall} s" "≤ 64 MB"
+}
+
 scenario_writes() {
   local line
   line=$(cargo bench --quiet --bench store 2>/dev/null | grep '^writes:')
@@ -122,7 +147,7 @@ scenario_writes() {
 }
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pool pacing overhead memory plan writes)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pool pacing overhead memory plan links writes)
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
 stop_sandbox
 

@@ -42,7 +42,8 @@ SELECT
     CASE WHEN c.chat_id IS NOT NULL
         THEN (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)
     END AS products,
-    c.fetched_at
+    c.fetched_at,
+    r.position                          -- the row's place in the input, for ordering
 FROM input_rows r
 LEFT JOIN contacts c ON c.chat_id = r.chat_id
 LEFT JOIN failures f ON f.key = r.chat_id;

@@ -277,12 +277,10 @@ impl StoreReader {
 }
 
 /// [`ENRICHED_COLUMNS`] of one source, with each row's place in the input, in input order.
-const ENRICHED_IN_ORDER: &str = "SELECT r.position, e.chat_id, e.status, e.error, e.name,
-        e.contact_name, e.email, e.category, e.description, e.avatar_url,
-        CAST(e.is_business AS TEXT), e.last_seen_at, CAST(e.products AS TEXT), e.fetched_at
-    FROM input_rows r
-    JOIN enriched e ON e.source = r.source AND e.row_ref = r.row_ref
-    WHERE r.source = ? ORDER BY r.position";
+const ENRICHED_IN_ORDER: &str = "SELECT position, chat_id, status, error, name, contact_name,
+        email, category, description, avatar_url, CAST(is_business AS TEXT), last_seen_at,
+        CAST(products AS TEXT), fetched_at
+    FROM enriched WHERE source = ? ORDER BY position";
 
 /// `columns` selected as text.
 fn as_text(columns: &[String]) -> String {
