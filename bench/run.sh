@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
-#   bench/run.sh                 # every scenario (about 6 minutes)
+#   bench/run.sh                 # every scenario (about 9 minutes)
 #   bench/run.sh pacing plan     # some of them: pool pacing overhead memory plan links writes
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
