@@ -9,7 +9,6 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, DbArgs, ExportArgs};
 use crate::config::{default_prefix, LogFormat, Output};
 use crate::export::{self, EnrichedCsv};
-use crate::job::JobError;
 use crate::pipeline::output;
 use crate::pipeline::stop::Stop;
 use crate::redact::mask;
@@ -130,25 +129,32 @@ pub async fn run(
 }
 
 /// `greenrich export`: the table CSVs, and `enriched.csv` when an input is given.
-async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, JobError> {
-    let dir = Output::Csv {
+async fn export_files(
+    args: &ExportArgs,
+) -> Result<Vec<(String, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+    let raw = args.csv_out.csv_raw;
+    output::prepare(&Output::Csv {
         dir: args.output.clone(),
-        raw: args.csv_raw,
+        raw,
+    })?;
+    let source = match &args.input {
+        Some(path) => Some(args.file.source(path, None, None)?),
+        None => None,
     };
-    output::prepare(&dir)?;
-    let source = args.source();
     let enriched = source.as_ref().map(|source| EnrichedCsv {
         source,
         source_name: args
+            .file
             .source_name
             .clone()
             .unwrap_or_else(|| source.default_name()),
         prefix: args
+            .csv_out
             .prefix
             .clone()
             .unwrap_or_else(|| default_prefix(args.messenger)),
     });
-    Ok(export::export_csv(&args.db, &args.output, args.csv_raw, enriched).await?)
+    Ok(export::export_csv(&args.db, &args.output, raw, enriched).await?)
 }
 
 fn print_or_fail(

@@ -65,9 +65,6 @@ pub struct EnrichArgs {
     /// The table to read when the input is `sqlite:PATH`.
     #[arg(long)]
     pub table: Option<String>,
-    /// The sheet to read when the input is a workbook (default: the first).
-    #[arg(long)]
-    pub sheet: Option<String>,
     /// The column holding phone numbers or chat ids (default: one named like phone/chatId, else the first).
     #[arg(long)]
     pub column: Option<String>,
@@ -75,16 +72,9 @@ pub struct EnrichArgs {
     /// primary key, else its rowid; for a file, the data row number).
     #[arg(long)]
     pub id_column: Option<String>,
-    /// The name this input's rows are linked under in `input_rows` (default: the file name, or
-    /// the table name).
-    #[arg(long)]
-    pub source_name: Option<String>,
-    /// The CSV delimiter: , ; tab | (default: found from the file).
-    #[arg(long, value_parser = parse_delimiter)]
-    pub delimiter: Option<u8>,
-    /// The CSV encoding: utf-8, utf-16le, utf-16be, windows-1251 (default: found from the file).
-    #[arg(long, value_parser = parse_encoding)]
-    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// How the input file is read, and the name its rows are linked under.
+    #[command(flatten)]
+    pub file: FileFlags,
     /// Go on even when nearly every value of the column is not a phone number or chat id.
     #[arg(long)]
     pub allow_mostly_invalid: bool,
@@ -100,12 +90,9 @@ pub struct EnrichArgs {
     /// sqlite or csv.
     #[arg(long, value_enum, default_value_t = Format::Sqlite)]
     pub format: Format,
-    /// Write CSV cells as they are, without neutralising spreadsheet formulas.
-    #[arg(long)]
-    pub csv_raw: bool,
-    /// The prefix of the columns enriched.csv adds (default: whatsapp_ or max_).
-    #[arg(long)]
-    pub prefix: Option<String>,
+    /// How CSV files are written.
+    #[command(flatten)]
+    pub csv_out: CsvOutFlags,
     /// getContactInfo calls per second per instance (the API allows 1); 0 is unlimited.
     #[arg(long, default_value_t = Rate::PerSecond(defaults::RPS_PER_INSTANCE))]
     pub rps_per_instance: Rate,
@@ -235,52 +222,80 @@ pub struct ExportArgs {
     /// The CSV file or workbook whose rows enriched.csv copies, each followed by its results.
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// The workbook's sheet (default: the first).
-    #[arg(long)]
-    pub sheet: Option<String>,
-    /// The name the input's rows are linked under (default: its file name).
-    #[arg(long)]
-    pub source_name: Option<String>,
-    /// The input's delimiter (default: found from the file).
-    #[arg(long, value_parser = parse_delimiter)]
-    pub delimiter: Option<u8>,
-    /// The input's encoding (default: found from the file).
-    #[arg(long, value_parser = parse_encoding)]
-    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// How the input file is read, and the name its rows are linked under.
+    #[command(flatten)]
+    pub file: FileFlags,
     /// whatsapp or max: names the added columns (whatsapp_..., max_...).
     #[arg(long, default_value_t = Messenger::Whatsapp)]
     pub messenger: Messenger,
-    /// The prefix of the added columns (default: whatsapp_ or max_).
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// Write cells as they are, without neutralising spreadsheet formulas.
-    #[arg(long)]
-    pub csv_raw: bool,
+    /// How CSV files are written.
+    #[command(flatten)]
+    pub csv_out: CsvOutFlags,
 }
 
-impl ExportArgs {
-    /// The input as a source, when one is given.
-    pub fn source(&self) -> Option<Source> {
-        self.input
-            .as_ref()
-            .map(|path| match workbook::is_workbook(path) {
-                true => Source::Workbook {
-                    path: path.clone(),
-                    sheet: self.sheet.clone(),
-                    column: None,
-                    id_column: None,
-                },
-                false => Source::Csv {
-                    path: path.clone(),
-                    column: None,
-                    id_column: None,
-                    options: CsvOptions {
-                        delimiter: self.delimiter,
-                        encoding: self.encoding,
-                    },
-                },
-            })
+/// How an input file is read (`enrich` and `export`).
+#[derive(Args, Debug, Default)]
+pub struct FileFlags {
+    /// The sheet to read when the input is a workbook (default: the first).
+    #[arg(long)]
+    pub sheet: Option<String>,
+    /// The CSV delimiter: , ; tab | (default: found from the file).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The CSV encoding: utf-8, utf-16le, utf-16be, windows-1251 (default: found from the file).
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The name this input's rows are linked under in `input_rows` (default: the file name, or
+    /// the table name).
+    #[arg(long)]
+    pub source_name: Option<String>,
+}
+
+impl FileFlags {
+    /// The file at `path` as a source: a workbook by its extension, else a CSV.
+    pub fn source(
+        &self,
+        path: &Path,
+        column: Option<String>,
+        id_column: Option<String>,
+    ) -> Result<Source, ConfigError> {
+        if workbook::is_workbook(path) {
+            if self.delimiter.is_some() || self.encoding.is_some() {
+                return Err(flag_error(
+                    "--delimiter and --encoding do not apply to a workbook",
+                ));
+            }
+            return Ok(Source::Workbook {
+                path: path.to_path_buf(),
+                sheet: self.sheet.clone(),
+                column,
+                id_column,
+            });
+        }
+        if self.sheet.is_some() {
+            return Err(flag_error("--sheet applies to workbooks only"));
+        }
+        Ok(Source::Csv {
+            path: path.to_path_buf(),
+            column,
+            id_column,
+            options: CsvOptions {
+                delimiter: self.delimiter,
+                encoding: self.encoding,
+            },
+        })
     }
+}
+
+/// How CSV files are written (`enrich` and `export`).
+#[derive(Args, Debug, Default)]
+pub struct CsvOutFlags {
+    /// Write CSV cells as they are, without neutralising spreadsheet formulas.
+    #[arg(long)]
+    pub csv_raw: bool,
+    /// The prefix of the columns enriched.csv adds (default: whatsapp_ or max_).
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 /// Flags or credentials that cannot make a configuration.
@@ -354,14 +369,12 @@ impl EnrichArgs {
         log_format: LogFormat,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let file = &self.file;
         let source = match self.input.strip_prefix("sqlite:") {
-            Some(_) if self.sheet.is_some() => {
-                return Err(flag_error("--sheet applies to workbooks only"))
-            }
             Some(path) => {
-                if self.delimiter.is_some() || self.encoding.is_some() {
+                if file.sheet.is_some() || file.delimiter.is_some() || file.encoding.is_some() {
                     return Err(flag_error(
-                        "--delimiter and --encoding apply to CSV files, not to sqlite:PATH",
+                        "--sheet, --delimiter and --encoding apply to files, not to sqlite:PATH",
                     ));
                 }
                 Source::Sqlite {
@@ -373,39 +386,18 @@ impl EnrichArgs {
                     id_column: self.id_column,
                 }
             }
-            None if workbook::is_workbook(Path::new(&self.input)) => {
-                if self.table.is_some() || self.delimiter.is_some() || self.encoding.is_some() {
-                    return Err(flag_error(
-                        "--table, --delimiter and --encoding do not apply to a workbook",
-                    ));
-                }
-                Source::Workbook {
-                    path: PathBuf::from(&self.input),
-                    sheet: self.sheet,
-                    column: self.column,
-                    id_column: self.id_column,
-                }
-            }
             None => {
                 if self.table.is_some() {
                     return Err(flag_error("--table only applies to a sqlite:PATH input"));
                 }
-                Source::Csv {
-                    path: PathBuf::from(&self.input),
-                    column: self.column,
-                    id_column: self.id_column,
-                    options: CsvOptions {
-                        delimiter: self.delimiter,
-                        encoding: self.encoding,
-                    },
-                }
+                file.source(Path::new(&self.input), self.column, self.id_column)?
             }
         };
         let target = match self.format {
             Format::Sqlite => Output::Sqlite(self.output),
             Format::Csv => Output::Csv {
                 dir: self.output,
-                raw: self.csv_raw,
+                raw: self.csv_out.csv_raw,
             },
         };
         if !(0.0..=1.0).contains(&self.pacing_margin) {
@@ -433,14 +425,14 @@ impl EnrichArgs {
                 source,
                 messenger: self.messenger,
                 default_country: self.default_country,
-                source_name: self.source_name,
+                source_name: self.file.source_name,
                 allow_mostly_invalid: self.allow_mostly_invalid,
             },
             output: OutputConfig {
                 target,
                 lock_timeout: self.lock_timeout.0,
                 summary_json: self.summary_json,
-                prefix: self.prefix,
+                prefix: self.csv_out.prefix,
             },
             api: ApiConfig {
                 url,

@@ -136,23 +136,33 @@ async fn write_enriched(
     out.write_record(&header).map_err(write_error)?;
     let mut links = std::pin::pin!(store.enriched_rows(&enriched.source_name));
     let mut next = links.next().await.transpose()?;
-    let mut written = 0;
+    let (mut written, mut linked) = (0, 0);
     for (number, fields) in rows {
         let mut record = fields?;
         while next.as_ref().is_some_and(|link| link.position < number) {
             next = links.next().await.transpose()?;
         }
         match next.as_ref().filter(|link| link.position == number) {
-            Some(link) => record.extend(link.cells.iter().map(|cell| match raw {
-                true => cell.clone(),
-                false => neutralise(cell).into_owned(),
-            })),
+            Some(link) => {
+                linked += 1;
+                record.extend(link.cells.iter().map(|cell| match raw {
+                    true => cell.clone(),
+                    false => neutralise(cell).into_owned(),
+                }));
+            }
             None => record.extend(ENRICHED_COLUMNS.iter().map(|_| String::new())),
         }
         out.write_record(&record).map_err(write_error)?;
         written += 1;
     }
     out.flush().map_err(|e| file_error(&path, e))?;
+    if written > 0 && linked == 0 {
+        tracing::warn!(
+            "the store has no rows of source '{}': enriched.csv has empty WhatsApp columns; \
+             check --source-name (the input's file name by default)",
+            enriched.source_name
+        );
+    }
     Ok(written)
 }
 
