@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use encoding_rs::{Encoding, UTF_8};
 use tokio::sync::mpsc;
 
-use super::{pick_column, CsvOptions, Record, SourceError, BATCH};
+use super::{file_row_ref, pick_columns, send_in_batches, CsvOptions, Record, SourceError};
 use crate::source::sniff;
 
 /// A CSV file opened and checked: its header, and how it is written.
@@ -214,13 +214,7 @@ pub(crate) fn open(
     options: &CsvOptions,
 ) -> Result<CsvSource, SourceError> {
     let file = open_file(path, options, false)?;
-    let shown = path.display();
-    let pick = |wanted| {
-        pick_column(&file.headers, wanted)
-            .map_err(|e| SourceError::Unusable(format!("{shown}: {e}")))
-    };
-    let column = pick(wanted)?;
-    let id_column = id_column.map(|id| pick(Some(id))).transpose()?;
+    let (column, id_column) = pick_columns(&file.headers, path, wanted, id_column)?;
     Ok(CsvSource {
         column_name: file.headers[column].clone(),
         column,
@@ -245,42 +239,24 @@ impl CsvSource {
     pub(crate) fn stream(self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
         let (column, id_column) = (self.column, self.id_column);
         let source_name = self.file.path.display().to_string();
-        let mut batch = Vec::with_capacity(BATCH);
-        for row in self.file.rows() {
-            let item = match row {
-                Ok(mut row) => Record::Value {
-                    line: row.line,
-                    row_ref: id_column.map_or_else(
-                        || row.number.to_string(),
-                        |i| row.fields[i].trim().to_string(),
-                    ),
-                    value: std::mem::take(&mut row.fields[column]),
-                },
-                Err(e) if e.fatal => {
-                    return Err(SourceError::Broken {
-                        source_name,
-                        line: e.line,
-                        message: e.message,
-                    })
-                }
-                Err(e) => Record::Unreadable {
-                    line: e.line,
-                    row_ref: e.number.to_string(),
-                    message: e.message,
-                },
-            };
-            batch.push(item);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if tx.blocking_send(full).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
-        }
-        Ok(())
+        let records = self.file.rows().map(move |row| match row {
+            Ok(mut row) => Ok(Record::Value {
+                line: row.line,
+                row_ref: file_row_ref(row.number, &row.fields, id_column),
+                value: std::mem::take(&mut row.fields[column]),
+            }),
+            Err(e) if e.fatal => Err(SourceError::Broken {
+                source_name: source_name.clone(),
+                line: e.line,
+                message: e.message,
+            }),
+            Err(e) => Ok(Record::Unreadable {
+                line: e.line,
+                row_ref: e.number.to_string(),
+                message: e.message,
+            }),
+        });
+        send_in_batches(records, tx)
     }
 }
 

@@ -210,6 +210,52 @@ pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<us
     Ok(found.unwrap_or(0))
 }
 
+/// The key column and the id column of a file's `headers`, as [`pick_column`] finds them.
+fn pick_columns(
+    headers: &[String],
+    shown: &std::path::Path,
+    wanted: Option<&str>,
+    id_column: Option<&str>,
+) -> Result<(usize, Option<usize>), SourceError> {
+    let pick = |wanted| {
+        pick_column(headers, wanted)
+            .map_err(|e| SourceError::Unusable(format!("{}: {e}", shown.display())))
+    };
+    Ok((
+        pick(wanted)?,
+        id_column.map(|id| pick(Some(id))).transpose()?,
+    ))
+}
+
+/// A file row's own id: its `id_column` cell, else its data row number.
+fn file_row_ref(number: u64, fields: &[String], id_column: Option<usize>) -> String {
+    id_column
+        .and_then(|i| fields.get(i))
+        .map_or_else(|| number.to_string(), |id| id.trim().to_string())
+}
+
+/// Sends `records` to `tx` in batches of [`BATCH`] (from a blocking thread), until the first
+/// error or until the receiver is gone.
+fn send_in_batches(
+    records: impl Iterator<Item = Result<Record, SourceError>>,
+    tx: &mpsc::Sender<Vec<Record>>,
+) -> Result<(), SourceError> {
+    let mut batch = Vec::with_capacity(BATCH);
+    for record in records {
+        batch.push(record?);
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
+}
+
 /// Opens and checks the source (file, table, column) without reading its rows, so a bad input
 /// is reported before any call is made.
 pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
@@ -287,7 +333,7 @@ impl Opened {
                 .map_err(|e| SourceError::Unusable(format!("the CSV reader stopped: {e}")))?,
             Opened::Workbook(s) => tokio::task::spawn_blocking(move || s.stream(&tx))
                 .await
-                .map_err(|e| SourceError::Unusable(format!("the workbook reader stopped: {e}"))),
+                .map_err(|e| SourceError::Unusable(format!("the workbook reader stopped: {e}")))?,
             Opened::Sqlite(s) => s.stream(&tx).await,
         }
     }

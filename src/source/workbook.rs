@@ -7,7 +7,7 @@ use std::path::Path;
 use calamine::{Data, Range, Reader};
 use tokio::sync::mpsc;
 
-use super::{pick_column, Record, SourceError, BATCH};
+use super::{file_row_ref, pick_columns, send_in_batches, Record, SourceError};
 
 /// File extensions read as workbooks.
 const EXTENSIONS: [&str; 4] = ["xlsx", "xlsm", "xls", "ods"];
@@ -125,13 +125,7 @@ pub(crate) fn open(
     id_column: Option<&str>,
 ) -> Result<WorkbookSource, SourceError> {
     let book = open_workbook(path, sheet)?;
-    let shown = path.display();
-    let pick = |wanted| {
-        pick_column(&book.headers, wanted)
-            .map_err(|e| SourceError::Unusable(format!("{shown}: {e}")))
-    };
-    let column = pick(wanted)?;
-    let id_column = id_column.map(|id| pick(Some(id))).transpose()?;
+    let (column, id_column) = pick_columns(&book.headers, path, wanted, id_column)?;
     Ok(WorkbookSource {
         column_name: book.headers[column].clone(),
         column,
@@ -145,37 +139,18 @@ impl WorkbookSource {
         &self.book.headers
     }
 
-    pub(crate) fn stream(self, tx: &mpsc::Sender<Vec<Record>>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        for (number, line, mut fields) in self.book.rows() {
-            let row_ref = self.id_column.map_or_else(
-                || number.to_string(),
-                |i| {
-                    fields
-                        .get(i)
-                        .map(|f| f.trim().to_string())
-                        .unwrap_or_default()
-                },
-            );
-            let value = fields
-                .get_mut(self.column)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            batch.push(Record::Value {
+    pub(crate) fn stream(self, tx: &mpsc::Sender<Vec<Record>>) -> Result<(), SourceError> {
+        let records = self.book.rows().map(|(number, line, mut fields)| {
+            Ok(Record::Value {
                 line,
-                row_ref,
-                value,
-            });
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if tx.blocking_send(full).is_err() {
-                    return;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
-        }
+                row_ref: file_row_ref(number, &fields, self.id_column),
+                value: fields
+                    .get_mut(self.column)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+            })
+        });
+        send_in_batches(records, tx)
     }
 }
 
