@@ -37,6 +37,8 @@ pub enum Reason {
     Forbidden,
     /// 404.
     NotFound,
+    /// A 3xx: the API URL redirects elsewhere.
+    Redirected,
     /// A 400 about the instance (not authorized, expired, deleted, blocked).
     InstanceUnusable,
     /// A 400 saying the instance is starting.
@@ -63,6 +65,7 @@ impl Reason {
             Reason::Unauthorized => "unauthorized",
             Reason::Forbidden => "forbidden",
             Reason::NotFound => "not_found",
+            Reason::Redirected => "redirected",
             Reason::InstanceUnusable => "instance_unusable",
             Reason::InstanceStarting => "instance_starting",
             Reason::QuotaExhausted => "quota_exhausted",

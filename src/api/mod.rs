@@ -85,11 +85,18 @@ impl Client {
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let base_url = base_url.trim_end_matches('/');
-        reqwest::Url::parse(base_url).map_err(|e| ClientError::Url {
+        let parsed = reqwest::Url::parse(base_url).map_err(|e| ClientError::Url {
             url: base_url.to_string(),
             message: e.to_string(),
         })?;
+        if let Some(warning) = cleartext_warning(&parsed) {
+            tracing::warn!("{warning}");
+        }
+        // The token is in every URL's path: a redirect would carry it to another host, and a
+        // Referer would repeat it there. Neither is followed nor sent.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -146,6 +153,9 @@ impl Client {
             Err(e) => return network_problem(&e),
         };
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return redirected(status, response.headers());
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -170,6 +180,49 @@ impl Client {
         }
         classify::classify(status, &String::from_utf8_lossy(&bytes), retry_after)
     }
+}
+
+/// Plain `http://` to a host that is not this machine: the token would cross the network in clear.
+fn cleartext_warning(url: &reqwest::Url) -> Option<String> {
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "GREEN_API_URL is plain http:// to {}: the instance token would cross the network in clear; use https://",
+            mask(host)
+        )
+    })
+}
+
+/// A 3xx: the API URL is wrong. The instance is left out (every call would be redirected), and
+/// the target is named without following it.
+fn redirected(status: u16, headers: &reqwest::header::HeaderMap) -> Verdict {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|location| {
+            reqwest::Url::parse(location)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "another path".to_string())
+        })
+        .unwrap_or_else(|| "an address it does not name".to_string());
+    Verdict::InstanceUnusable(Problem::new(
+        Reason::Redirected,
+        Some(status),
+        format!(
+            "HTTP {status}: the API URL redirects to {}; set GREEN_API_URL to the apiUrl shown in your console (greenrich follows no redirect: the token is in the URL)",
+            mask(&target)
+        ),
+    ))
 }
 
 fn network_problem(error: &reqwest::Error) -> Verdict {
@@ -217,6 +270,19 @@ mod tests {
         assert!(Instance::parse("no-colon").is_err());
         assert!(Instance::parse("abc:tok").is_err());
         assert!(Instance::parse("123:").is_err());
+    }
+
+    #[test]
+    fn plain_http_is_only_quiet_on_this_machine() {
+        let warn = |u: &str| cleartext_warning(&reqwest::Url::parse(u).unwrap());
+        assert!(warn("http://api.green-api.com")
+            .unwrap()
+            .contains("in clear"));
+        assert!(warn("http://10.1.2.3:8080").is_some());
+        assert_eq!(warn("https://api.green-api.com"), None);
+        assert_eq!(warn("http://127.0.0.1:8080"), None);
+        assert_eq!(warn("http://localhost:8080"), None);
+        assert_eq!(warn("http://[::1]:8080"), None);
     }
 
     #[test]

@@ -101,3 +101,76 @@ async fn token_is_masked_in_network_errors_and_auth_failures() {
     assert!(run.stderr.contains("connect"), "{}", run.stderr);
     assert_no_token(&run, &env);
 }
+
+/// A server that answers every request with `307` to `location`; returns its URL.
+async fn redirecting_server(location: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    let reply = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_is_never_followed_and_the_token_never_leaves_for_another_host() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    // The other host counts every connection it gets.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while other.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let api = redirecting_server(format!("http://{other_addr}/moved")).await;
+    for extra in [&[][..], &["--no-preflight"][..]] {
+        let run = env
+            .enrich_with_env(
+                "in.csv",
+                "out.db",
+                extra,
+                &[
+                    ("GREEN_API_URL", &api),
+                    ("GREEN_API_INSTANCES", &format!("1101000001:{TOKEN}")),
+                ],
+            )
+            .await;
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("redirects to {}", other_addr.ip()))
+                && run.stderr.contains("set GREEN_API_URL to the apiUrl"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains(TOKEN), "{}", run.stderr);
+    }
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the other host"
+    );
+    assert_eq!(
+        count(&env.path("out.db"), "SELECT COUNT(*) FROM failures").await,
+        0,
+        "no key is failed for a wrong URL"
+    );
+}
