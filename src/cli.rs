@@ -177,6 +177,9 @@ pub struct SandboxArgs {
     /// Latency jitter as a fraction (0.1 is ±10%).
     #[arg(long, default_value_t = 0.0)]
     pub jitter: f64,
+    /// Each request waits a random 0..N ms before the rate limiter sees it (network jitter).
+    #[arg(long, default_value_t = 0)]
+    pub arrival_jitter_ms: u64,
     /// A fault to inject: timeout, reset, truncate, html, wrong-types, huge, server-error, mixed.
     #[arg(long)]
     pub fault: Option<Fault>,
@@ -501,6 +504,7 @@ impl SandboxArgs {
             latency_min: Duration::from_millis(min),
             latency_max: Duration::from_millis(max),
             jitter: self.jitter,
+            arrival_jitter: Duration::from_millis(self.arrival_jitter_ms),
             fault: self.fault,
             fault_rate: self.fault_rate,
             fault_attempts: self.fault_attempts,

@@ -57,6 +57,9 @@ pub struct Config {
     pub latency_max: Duration,
     /// ± this fraction of the drawn latency.
     pub jitter: f64,
+    /// Each request waits a random 0..this long before the rate limiter sees it, as a network
+    /// path moves arrival times.
+    pub arrival_jitter: Duration,
     /// A fault to inject.
     pub fault: Option<Fault>,
     /// The share of chat ids (chosen by hash) that get the fault.
@@ -79,6 +82,7 @@ impl Default for Config {
             latency_min: Duration::ZERO,
             latency_max: Duration::ZERO,
             jitter: 0.0,
+            arrival_jitter: Duration::ZERO,
             fault: None,
             fault_rate: 0.0,
             fault_attempts: 0,
@@ -198,6 +202,9 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             return;
         };
         buf.drain(..used);
+        if !state.config.arrival_jitter.is_zero() {
+            tokio::time::sleep(state.config.arrival_jitter.mul_f64(fastrand::f64())).await;
+        }
         let arrived = Instant::now();
         let reply = rules::answer(&state, &request, arrived);
         let delay = latency(&state.config);
