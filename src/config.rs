@@ -23,8 +23,9 @@ pub mod defaults {
     pub const API_URL: &str = "https://api.green-api.com";
     /// getContactInfo calls per second per instance: the documented limit.
     pub const RPS_PER_INSTANCE: f64 = 1.0;
-    /// Extra spacing between calls, as a fraction of the interval.
-    pub const PACING_MARGIN: f64 = 0.03;
+    /// The starting margin of the pacing: extra spacing between calls, as a fraction of the
+    /// interval, that the pacer then adapts to the network's jitter.
+    pub const PACING_MARGIN: f64 = 0.06;
     /// Attempts per key before it is recorded as failed.
     pub const MAX_ATTEMPTS: u32 = 5;
     /// The first retry's backoff.

@@ -70,6 +70,21 @@ fn run_lines(runs: &[RunRecord]) -> String {
             c.http_429,
         ));
     }
+    if let Some(spacing) = last
+        .summary
+        .as_ref()
+        .map(|s| &s.spacing_ms_per_instance)
+        .filter(|s| s.values().any(|ms| *ms > 0.0))
+    {
+        let parts: Vec<String> = spacing
+            .iter()
+            .map(|(id, ms)| format!("{id} {ms:.1} ms"))
+            .collect();
+        out.push_str(&format!(
+            "pacing: the last run ended with calls spaced {} (the limit's interval plus the margin learnt from 429s)\n",
+            parts.join(", ")
+        ));
+    }
     let processed = last.counts.enriched + last.counts.failed;
     let remaining = last.counts.planned.saturating_sub(processed);
     if remaining == 0 {

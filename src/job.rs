@@ -115,6 +115,7 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             counts,
             failed_by_reason: stats.failed_by_reason(),
             calls_per_instance: stats.calls_per_instance(),
+            spacing_ms_per_instance: stats.spacing_ms(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
             output: config.output.target.describe(),
             ..RunSummary::default()

@@ -17,6 +17,7 @@ pub(crate) struct Stats {
     pub(crate) retries: AtomicU64,
     failed_by_reason: Mutex<BTreeMap<Reason, u64>>,
     calls_per_instance: Mutex<BTreeMap<String, u64>>,
+    spacing_ms: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Stats {
@@ -55,6 +56,16 @@ impl Stats {
 
     pub(crate) fn failed_by_reason(&self) -> BTreeMap<Reason, u64> {
         lock(&self.failed_by_reason).clone()
+    }
+
+    /// Notes the pacer's spacing of `instance` (when its dispatcher ends).
+    pub(crate) fn note_spacing(&self, instance: &str, spacing: std::time::Duration) {
+        lock(&self.spacing_ms).insert(instance.to_string(), spacing.as_secs_f64() * 1000.0);
+    }
+
+    /// The last spacing noted per instance, in milliseconds.
+    pub(crate) fn spacing_ms(&self) -> BTreeMap<String, f64> {
+        lock(&self.spacing_ms).clone()
     }
 
     pub(crate) fn calls_per_instance(&self) -> BTreeMap<String, u64> {

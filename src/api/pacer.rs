@@ -1,75 +1,144 @@
-//! Per-instance pacing: calls of one instance are spaced by the limit's interval plus a safety
-//! margin, counted from the previous call's actual start; and a slow-down after a 429 (the limit
-//! is per instance, so a 429 means our spacing was too tight for this instance): each 429 adds
-//! extra spacing that fades over the following calls.
+//! Per-instance pacing with a margin that learns. Calls of one instance are spaced by the limit's
+//! interval T plus a margin, counted from the previous call's actual start. The margin is what
+//! the network's arrival jitter needs: a call that reaches the API's strict limiter less than T
+//! after the last accepted one gets 429, so with jitter J the margin must be close to J.
 //!
-//! Time is tokio's, so tests run the pacer on a paused clock. (governor was used here before; with
-//! burst 1 its schedule is the same "previous start + interval" this module keeps anyway, and its
-//! own clock cannot be paused, so it no longer earned its place.)
+//! The margin is learnt from the answers, for the pool as a whole (every instance behind one API
+//! URL crosses the same network path, so each 429 teaches every instance):
+//! - it starts at `--pacing-margin` and, until the first 429, probes down quickly;
+//! - a 429 raises it by a step (35% of itself, at least 1% of T), once per episode: 429s of
+//!   calls sent before the last raise (or at its instant) were paced with the old margin and do
+//!   not raise it again;
+//! - every accepted call then lowers it by a thousandth of the last step, so in steady state
+//!   about one call in a thousand finds the edge (the 429 share stays near 0.1%).
+//!
+//! Time is tokio's, so tests run the pacer on a paused clock. (governor was used here before; its
+//! fixed schedule cannot learn, and its clock cannot be paused.)
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::Rate;
 
-/// Extra spacing (a fraction of the interval) each 429 adds, and its ceiling.
-const SLOW_STEP: f64 = 0.1;
-const SLOW_MAX: f64 = 1.0;
-/// How much of the extra spacing each call takes away again.
-const SLOW_FADE: f64 = 0.01;
+/// How fast the margin probes down before the first 429 (a fraction of T per accepted call).
+const FAST_PROBE: f64 = 0.0005;
+/// A 429 raises the margin by this share of itself…
+const RAISE: f64 = 0.35;
+/// …and by at least this fraction of T.
+const MIN_RAISE: f64 = 0.01;
+/// After a raise, each accepted call lowers the margin by this share of the raise: the share of
+/// calls that find the edge in steady state.
+const PROBE_SHARE: f64 = 0.001;
+/// The margin never exceeds one interval.
+const MAX_MARGIN: f64 = 1.0;
 
-pub(crate) struct Pacer {
-    /// The spacing between calls (interval plus margin); zero when unlimited.
-    interval: Duration,
-    slow: Mutex<SlowDown>,
+/// The margin a pool has learnt, shared by its instances' pacers.
+pub(crate) struct Margin {
+    state: Mutex<MarginState>,
 }
 
-#[derive(Default)]
-struct SlowDown {
-    extra: f64,
-    last_call: Option<Instant>,
+struct MarginState {
+    /// Extra spacing, as a fraction of T.
+    margin: f64,
+    /// The last raise; `None` until the first 429.
+    last_raise: Option<f64>,
+    /// Calls sent before this instant were paced with an older, smaller margin.
+    raised_at: Option<Instant>,
+}
+
+impl Margin {
+    /// A margin starting at `initial` (a fraction of the interval).
+    pub(crate) fn new(initial: f64) -> Arc<Margin> {
+        Arc::new(Margin {
+            state: Mutex::new(MarginState {
+                margin: initial.clamp(0.0, MAX_MARGIN),
+                last_raise: None,
+                raised_at: None,
+            }),
+        })
+    }
+
+    /// The current margin, as a fraction of the interval.
+    pub(crate) fn current(&self) -> f64 {
+        self.lock().margin
+    }
+
+    /// A call sent at `sent_at` was answered 429.
+    pub(crate) fn rate_limited(&self, sent_at: Instant) {
+        let mut s = self.lock();
+        if s.raised_at.is_some_and(|raised| sent_at <= raised) {
+            return;
+        }
+        let raise = (s.margin * RAISE).max(MIN_RAISE);
+        s.margin = (s.margin + raise).min(MAX_MARGIN);
+        s.last_raise = Some(raise);
+        s.raised_at = Some(Instant::now());
+    }
+
+    /// A call got through the limiter (any answer but 429).
+    pub(crate) fn accepted(&self) {
+        let mut s = self.lock();
+        let probe = s.last_raise.map_or(FAST_PROBE, |raise| raise * PROBE_SHARE);
+        s.margin = (s.margin - probe).max(0.0);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MarginState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One instance's pacer.
+pub(crate) struct Pacer {
+    /// The limit's interval T; zero when unlimited.
+    interval: Duration,
+    margin: Arc<Margin>,
+    last_call: Mutex<Option<Instant>>,
 }
 
 impl Pacer {
-    /// A pacer for `rate` with `margin` extra spacing (a fraction of the interval).
-    pub(crate) fn new(rate: Rate, margin: f64) -> Self {
-        let interval = rate
-            .interval()
-            .map_or(Duration::ZERO, |i| i.mul_f64(1.0 + margin.max(0.0)));
+    /// A pacer for `rate`, spacing calls by T plus the pool's learnt `margin`.
+    pub(crate) fn new(rate: Rate, margin: Arc<Margin>) -> Self {
         Pacer {
-            interval,
-            slow: Mutex::new(SlowDown::default()),
+            interval: rate.interval().unwrap_or(Duration::ZERO),
+            margin,
+            last_call: Mutex::new(None),
         }
     }
 
-    /// Waits for this instance's next slot. Called by one dispatcher per instance.
-    pub(crate) async fn ready(&self) {
+    /// The spacing between this instance's calls now.
+    pub(crate) fn spacing(&self) -> Duration {
+        self.interval.mul_f64(1.0 + self.margin.current())
+    }
+
+    /// Waits for this instance's next slot and returns when the call starts. Called by one
+    /// dispatcher per instance.
+    pub(crate) async fn ready(&self) -> Instant {
         if self.interval.is_zero() {
-            return;
+            return Instant::now();
         }
-        let next = {
-            let slow = self.lock();
-            slow.last_call
-                .map(|last| last + self.interval.mul_f64(1.0 + slow.extra))
-        };
-        if let Some(next) = next {
-            tokio::time::sleep_until(next).await;
+        let last = *self.lock();
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + self.spacing()).await;
         }
-        let mut slow = self.lock();
-        slow.last_call = Some(Instant::now());
-        slow.extra = (slow.extra - SLOW_FADE).max(0.0);
+        let now = Instant::now();
+        *self.lock() = Some(now);
+        now
     }
 
-    /// Called after a 429 from this instance.
-    pub(crate) fn slow_down(&self) {
-        let mut slow = self.lock();
-        slow.extra = (slow.extra + SLOW_STEP).min(SLOW_MAX);
+    /// A call of this instance sent at `sent_at` was answered 429.
+    pub(crate) fn rate_limited(&self, sent_at: Instant) {
+        self.margin.rate_limited(sent_at);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlowDown> {
-        self.slow.lock().unwrap_or_else(|p| p.into_inner())
+    /// A call of this instance got through the limiter.
+    pub(crate) fn accepted(&self) {
+        self.margin.accepted();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.last_call.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -77,9 +146,14 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    fn pacer(rps: f64, margin: f64) -> (Pacer, Arc<Margin>) {
+        let margin = Margin::new(margin);
+        (Pacer::new(Rate::PerSecond(rps), margin.clone()), margin)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn spaces_calls_by_the_interval_plus_margin() {
-        let pacer = Pacer::new(Rate::PerSecond(50.0), 0.05);
+        let (pacer, _) = pacer(50.0, 0.05);
         let start = Instant::now();
         for _ in 0..6 {
             pacer.ready().await;
@@ -89,30 +163,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_slows_the_pace_for_a_while() {
-        let pacer = Pacer::new(Rate::PerSecond(50.0), 0.0);
-        pacer.ready().await;
-        pacer.slow_down();
-        pacer.slow_down();
-        let start = Instant::now();
-        for _ in 0..3 {
-            pacer.ready().await;
+    async fn a_429_raises_the_margin_once_per_episode() {
+        let (pacer, margin) = pacer(10.0, 0.03);
+        let before = pacer.ready().await;
+        margin.rate_limited(before);
+        let raised = margin.current();
+        // 0.03 + max(35% of 0.03, 1%).
+        assert!((raised - 0.0405).abs() < 1e-9, "{raised}");
+        // A second 429 of a call sent before the raise is the same episode.
+        margin.rate_limited(before);
+        assert_eq!(margin.current(), raised);
+        let after = pacer.ready().await;
+        margin.rate_limited(after);
+        assert!(margin.current() > raised);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accepted_calls_probe_back_down_slowly_after_a_429() {
+        let margin = Margin::new(0.1);
+        for _ in 0..100 {
+            margin.accepted();
         }
-        // Three intervals of about 24 ms (unslowed: 20 ms).
         assert!(
-            start.elapsed() >= Duration::from_millis(68),
-            "{:?}",
-            start.elapsed()
+            (margin.current() - 0.05).abs() < 1e-9,
+            "fast before any 429"
         );
-        assert!(
-            pacer.lock().extra < 2.0 * SLOW_STEP,
-            "the extra spacing fades"
-        );
+        margin.rate_limited(Instant::now());
+        let raised = margin.current();
+        for _ in 0..100 {
+            margin.accepted();
+        }
+        // The raise was 35% of 0.05; each call takes a thousandth of it back.
+        let probed = raised - margin.current();
+        assert!((probed - 100.0 * 0.0175 * 0.001).abs() < 1e-9, "{probed}");
+        for _ in 0..1_000_000 {
+            margin.accepted();
+        }
+        assert_eq!(margin.current(), 0.0, "never below the limit itself");
     }
 
     #[tokio::test(start_paused = true)]
     async fn unlimited_means_no_wait() {
-        let pacer = Pacer::new(Rate::Unlimited, 0.03);
+        let pacer = Pacer::new(Rate::Unlimited, Margin::new(0.03));
         let start = Instant::now();
         for _ in 0..100 {
             pacer.ready().await;

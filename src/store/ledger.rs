@@ -88,6 +88,9 @@ pub struct RunSummary {
     pub failed_by_reason: BTreeMap<Reason, u64>,
     /// Calls per instance id.
     pub calls_per_instance: BTreeMap<String, u64>,
+    /// The pacer's spacing per instance id at the end of the run, in milliseconds (the limit's
+    /// interval plus the learnt margin).
+    pub spacing_ms_per_instance: BTreeMap<String, f64>,
     /// Wall time.
     pub elapsed_seconds: f64,
     /// The output file or directory.

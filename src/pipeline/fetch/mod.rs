@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
-use crate::api::pacer::Pacer;
+use crate::api::pacer::{Margin, Pacer};
 use crate::api::{Client, Instance, Problem, Verdict};
 use crate::chat_id::Messenger;
 use crate::config::{FetchConfig, Rate};
@@ -92,12 +92,14 @@ pub(crate) async fn run<A: ContactApi>(
     stop: Stop,
 ) -> Result<(), TaskDied> {
     let per_instance = in_flight_limit(settings.fetch.rate);
+    // One learnt margin for the pool: its instances share the network path to the API.
+    let margin = Margin::new(settings.fetch.pacing_margin);
     let members: Vec<Arc<Member>> = instances
         .into_iter()
         .map(|instance| {
             Arc::new(Member {
                 instance,
-                pacer: Pacer::new(settings.fetch.rate, settings.fetch.pacing_margin),
+                pacer: Pacer::new(settings.fetch.rate, margin.clone()),
                 in_flight: Arc::new(Semaphore::new(per_instance)),
                 removed: AtomicBool::new(false),
                 starting: Mutex::new(None),
@@ -167,10 +169,10 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         let Ok(permit) = member.in_flight.clone().acquire_owned().await else {
             break;
         };
-        tokio::select! {
-            _ = member.pacer.ready() => {}
+        let sent_at = tokio::select! {
+            sent_at = member.pacer.ready() => sent_at,
             _ = shared.stop.stopped() => break,
-        }
+        };
         if shared.stop.reason().is_some() {
             break;
         }
@@ -184,7 +186,7 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         }
         let (shared, member) = (shared.clone(), member.clone());
         requests.spawn(async move {
-            let retry = attempt(&shared, &member, job).await;
+            let retry = attempt(&shared, &member, job, sent_at).await;
             // The backoff does not hold the instance's in-flight slot.
             drop(permit);
             if let Some(retry) = retry {
@@ -200,6 +202,9 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    shared
+        .stats
+        .note_spacing(&member.instance.id, member.pacer.spacing());
 }
 
 fn take_budget<A>(shared: &Shared<A>) -> bool {
@@ -227,11 +232,13 @@ struct Retry {
     wait: Duration,
 }
 
-/// One call for `job` on `member`, and what it means for the key and the instance.
+/// One call for `job` on `member`, sent at `sent_at`, and what it means for the key, the instance
+/// and the pool's pacing.
 async fn attempt<A: ContactApi>(
     shared: &Shared<A>,
     member: &Member,
     mut job: Job,
+    sent_at: Instant,
 ) -> Option<Retry> {
     shared.stats.count_call(&member.instance.id);
     let verdict = shared
@@ -239,6 +246,12 @@ async fn attempt<A: ContactApi>(
         .contact_info(&member.instance, &job.chat_id)
         .await;
     job.attempts += 1;
+    match verdict.problem() {
+        Some(p) if p.reason == Reason::RateLimited => member.pacer.rate_limited(sent_at),
+        // No answer: whether the limiter saw the call is unknown.
+        Some(p) if p.status.is_none() => {}
+        _ => member.pacer.accepted(),
+    }
     match verdict {
         Verdict::Answer(answer) => {
             clear_starting(member);
@@ -255,7 +268,6 @@ async fn attempt<A: ContactApi>(
         Verdict::Transient(problem) => {
             if problem.reason == Reason::RateLimited {
                 Stats::add(&shared.stats.http_429, 1);
-                member.pacer.slow_down();
             }
             retry_or_fail(shared, job, problem).await
         }
