@@ -117,7 +117,7 @@ pub(crate) async fn stage_input(
             tracing::info!("{gone} rows of {source_name} seen before are gone from it");
         }
     }
-    counts.duplicates = valid - planner.distinct().await?;
+    counts.duplicates = valid - planner.finish_staging().await?;
     Ok(counts)
 }
 
