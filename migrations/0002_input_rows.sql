@@ -11,7 +11,6 @@ CREATE TABLE input_rows (
     seen_at     TEXT NOT NULL,     -- when that run read it
     PRIMARY KEY (source, row_ref)
 );
-CREATE INDEX input_rows_by_chat_id ON input_rows (chat_id);
 CREATE INDEX input_rows_by_position ON input_rows (source, position);
 
 -- One row per input row, with what greenrich knows of its contact.
