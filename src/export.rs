@@ -1,11 +1,10 @@
-//! Writes results to files: the store's tables to CSV with the same columns, neutralising cells
-//! that a spreadsheet would run as formulas (names come from strangers), and the run's summary
-//! as JSON for monitoring.
+//! Writes results to files: the store's tables to CSV with the same columns, `enriched.csv` (the
+//! input's own rows with the results added), neutralising cells that a spreadsheet would run as
+//! formulas (names come from strangers), and the run's summary as JSON for monitoring.
 
 use std::borrow::Cow;
-use std::path::Path;
-
 use std::io::Write;
+use std::path::Path;
 
 use futures::StreamExt;
 
@@ -41,7 +40,7 @@ pub(crate) fn neutralise(cell: &str) -> Cow<'_, str> {
 
 /// `enriched.csv`: the input's own rows, each followed by what greenrich knows of it.
 pub(crate) struct EnrichedCsv<'a> {
-    /// The input (a CSV file).
+    /// The input (a CSV file or a workbook; a table's rows are joined in its database).
     pub(crate) source: &'a Source,
     /// The name its rows are linked under.
     pub(crate) source_name: String,
@@ -50,7 +49,7 @@ pub(crate) struct EnrichedCsv<'a> {
 }
 
 /// Writes `contacts.csv`, `products.csv` and `failures.csv` from the store at `db` into `dir`,
-/// and `enriched.csv` when `enriched` names a CSV input; returns rows per file.
+/// and `enriched.csv` when `enriched` names a file input; returns rows per file.
 pub(crate) async fn export_csv(
     db: &Path,
     dir: &Path,
