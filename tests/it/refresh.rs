@@ -375,3 +375,38 @@ async fn a_deadline_counts_from_the_start_and_may_pass_while_planning() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_learnt_spacing_is_in_the_summary_and_in_status() {
+    let env = env_with(sandbox::Config {
+        rate: Rate::PerSecond(50.0),
+        ..sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(40).as_bytes());
+    let run = env
+        .enrich(
+            "in.csv",
+            "out.db",
+            &["--rps-per-instance", "50", "--summary-json", "summary.json"],
+        )
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("summary.json")).unwrap()).unwrap();
+    let spacing = summary["spacing_ms_per_instance"].as_object().unwrap();
+    assert_eq!(spacing.len(), 4);
+    for ms in spacing.values() {
+        // 20 ms at 50 calls per second, plus a margin of at most the interval.
+        let ms = ms.as_f64().unwrap();
+        assert!((20.0..=40.0).contains(&ms), "{ms}");
+    }
+    let status = env.run(&["status", "--db", "out.db"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("pacing: the last run ended with calls spaced 1101000001 "),
+        "{}",
+        status.stdout
+    );
+}
