@@ -1,6 +1,7 @@
 //! Staging: reads the whole input into the planner. Three stages overlap: reading, normalising
-//! (on a blocking thread: phone parsing is the costly part) and staging in SQLite. Values that
-//! cannot be chat ids become permanent failures and cost no call.
+//! (on a blocking thread: phone parsing is the costly part) and staging in SQLite. Every row's
+//! link is recorded; values that cannot be chat ids become permanent failures and cost no call;
+//! a first batch of mostly invalid values stops the run (the wrong-column guard).
 
 use chrono::Utc;
 use tokio::sync::mpsc;
