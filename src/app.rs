@@ -7,7 +7,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, DbArgs, ExportArgs};
-use crate::config::{default_prefix, LogFormat, Output};
+use crate::config::{LogFormat, Output};
 use crate::export::{self, EnrichedCsv};
 use crate::pipeline::output;
 use crate::pipeline::stop::Stop;
@@ -141,18 +141,13 @@ async fn export_files(
         Some(path) => Some(args.file.source(path, None, None)?),
         None => None,
     };
-    let enriched = source.as_ref().map(|source| EnrichedCsv {
-        source,
-        source_name: args
-            .file
-            .source_name
-            .clone()
-            .unwrap_or_else(|| source.default_name()),
-        prefix: args
-            .csv_out
-            .prefix
-            .clone()
-            .unwrap_or_else(|| default_prefix(args.messenger)),
+    let enriched = source.as_ref().map(|source| {
+        EnrichedCsv::new(
+            source,
+            args.file.source_name.clone(),
+            args.csv_out.prefix.clone(),
+            args.messenger,
+        )
     });
     Ok(export::export_csv(&args.db, &args.output, raw, enriched).await?)
 }

@@ -180,20 +180,6 @@ pub struct OutputConfig {
     pub prefix: Option<String>,
 }
 
-impl OutputConfig {
-    /// The prefix of the columns `enriched.csv` adds.
-    pub fn prefix(&self, messenger: Messenger) -> String {
-        self.prefix
-            .clone()
-            .unwrap_or_else(|| default_prefix(messenger))
-    }
-}
-
-/// The prefix of the columns `enriched.csv` adds for `messenger`: `whatsapp_` or `max_`.
-pub fn default_prefix(messenger: Messenger) -> String {
-    format!("{}_", messenger.as_str())
-}
-
 /// The API part.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {

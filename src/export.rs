@@ -8,6 +8,7 @@ use std::path::Path;
 
 use futures::StreamExt;
 
+use crate::chat_id::Messenger;
 use crate::redact::mask;
 use crate::source::{csv_file, workbook, Source, SourceError};
 use crate::store::ledger::RunSummary;
@@ -48,6 +49,31 @@ pub(crate) struct EnrichedCsv<'a> {
     pub(crate) prefix: String,
 }
 
+impl<'a> EnrichedCsv<'a> {
+    /// `enriched.csv` of `source`, whose rows are linked under `source_name` (default: the file
+    /// name), with the added columns named `prefix…` (default: `whatsapp_` or `max_`).
+    pub(crate) fn new(
+        source: &'a Source,
+        source_name: Option<String>,
+        prefix: Option<String>,
+        messenger: Messenger,
+    ) -> Self {
+        EnrichedCsv {
+            source,
+            source_name: source_name.unwrap_or_else(|| source.default_name()),
+            prefix: prefix.unwrap_or_else(|| format!("{}_", messenger.as_str())),
+        }
+    }
+}
+
+/// A cell as written: neutralised unless `raw`.
+fn cell_out(cell: &str, raw: bool) -> String {
+    match raw {
+        true => cell.to_string(),
+        false => neutralise(cell).into_owned(),
+    }
+}
+
 /// Writes `contacts.csv`, `products.csv` and `failures.csv` from the store at `db` into `dir`,
 /// and `enriched.csv` when `enriched` names a file input; returns rows per file.
 pub(crate) async fn export_csv(
@@ -65,10 +91,9 @@ pub(crate) async fn export_csv(
         let mut header = true;
         let rows = store
             .dump_table(table, order, |record| {
-                if raw || std::mem::take(&mut header) {
-                    return out.write_record(record).map_err(Into::into);
-                }
-                out.write_record(record.iter().map(|cell| neutralise(cell).into_owned()))
+                // The header row is column names: never neutralised.
+                let raw = raw || std::mem::take(&mut header);
+                out.write_record(record.iter().map(|cell| cell_out(cell, raw)))
                     .map_err(Into::into)
             })
             .await
@@ -144,10 +169,7 @@ async fn write_enriched(
         match next.as_ref().filter(|link| link.position == number) {
             Some(link) => {
                 linked += 1;
-                record.extend(link.cells.iter().map(|cell| match raw {
-                    true => cell.clone(),
-                    false => neutralise(cell).into_owned(),
-                }));
+                record.extend(link.cells.iter().map(|cell| cell_out(cell, raw)));
             }
             None => record.extend(ENRICHED_COLUMNS.iter().map(|_| String::new())),
         }

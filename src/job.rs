@@ -127,11 +127,12 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             .await?;
     }
     if let (Output::Csv { dir, raw }, false) = (&config.output.target, config.dry_run) {
-        let enriched = EnrichedCsv {
-            source: &config.input.source,
-            source_name: config.input.source_name(),
-            prefix: config.output.prefix(config.input.messenger),
-        };
+        let enriched = EnrichedCsv::new(
+            &config.input.source,
+            Some(config.input.source_name()),
+            config.output.prefix.clone(),
+            config.input.messenger,
+        );
         let store_path = config.output.target.store_path();
         for (file, rows) in export::export_csv(&store_path, dir, *raw, Some(enriched)).await? {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());

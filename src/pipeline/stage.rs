@@ -208,13 +208,14 @@ pub(crate) fn normalise_batch(
                     } else {
                         cut(trimmed)
                     };
+                    let value = cut(&value);
                     batch.links.push(link(
                         row_ref,
-                        Some(cut(&value)),
+                        Some(value.clone()),
                         None,
                         Some(e.message.clone()),
                     ));
-                    let failure = invalid(key, cut(&value), Reason::InvalidId, e.message);
+                    let failure = invalid(key, value, Reason::InvalidId, e.message);
                     batch.invalid.push(failure);
                 }
             },

@@ -245,9 +245,8 @@ impl StoreReader {
         let sql = format!("SELECT {} FROM {table} ORDER BY {order}", as_text(&columns));
         let mut rows = sqlx::query(&sql).fetch(&mut self.conn);
         let mut count = 0;
-        let mut record = Vec::with_capacity(columns.len());
         while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
-            read_cells(&row, columns.len(), &mut record)?;
+            let record = text_cells(&row, 0..columns.len())?;
             sink(&record).map_err(DumpError::Sink)?;
             count += 1;
         }
@@ -259,15 +258,12 @@ impl StoreReader {
         &'a mut self,
         source: &'a str,
     ) -> impl futures::Stream<Item = Result<EnrichedRow, StoreError>> + 'a {
-        sqlx::query(ENRICHED_IN_ORDER)
+        sqlx::query(&ENRICHED_IN_ORDER)
             .bind(source)
             .fetch(&mut self.conn)
             .map(|row| {
                 let row = row?;
-                let mut cells = Vec::with_capacity(ENRICHED_COLUMNS.len());
-                for i in 1..=ENRICHED_COLUMNS.len() {
-                    cells.push(row.try_get::<Option<String>, _>(i)?.unwrap_or_default());
-                }
+                let cells = text_cells(&row, 1..=ENRICHED_COLUMNS.len())?;
                 Ok(EnrichedRow {
                     position: row.try_get::<i64, _>(0)? as u64,
                     cells,
@@ -276,31 +272,29 @@ impl StoreReader {
     }
 }
 
-/// [`ENRICHED_COLUMNS`] of one source, with each row's place in the input, in input order.
-const ENRICHED_IN_ORDER: &str = "SELECT position, chat_id, status, error, name, contact_name,
-        email, category, description, avatar_url, CAST(is_business AS TEXT), last_seen_at,
-        CAST(products AS TEXT), fetched_at
-    FROM enriched WHERE source = ? ORDER BY position";
+/// [`ENRICHED_COLUMNS`] of one source, after each row's place in the input, in input order.
+static ENRICHED_IN_ORDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT position, {} FROM enriched WHERE source = ? ORDER BY position",
+        as_text(&ENRICHED_COLUMNS)
+    )
+});
 
 /// `columns` selected as text.
-fn as_text(columns: &[String]) -> String {
+fn as_text(columns: &[impl AsRef<str>]) -> String {
     columns
         .iter()
-        .map(|c| format!("CAST({c} AS TEXT)"))
+        .map(|c| format!("CAST({} AS TEXT)", c.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Every cell of `row` as text (NULL as empty) into `record`.
-fn read_cells(
+/// The cells `columns` of `row`, as text (NULL as empty).
+fn text_cells(
     row: &sqlx::sqlite::SqliteRow,
-    columns: usize,
-    record: &mut Vec<String>,
-) -> Result<(), StoreError> {
-    record.clear();
-    for i in 0..columns {
-        let cell: Option<String> = row.try_get(i)?;
-        record.push(cell.unwrap_or_default());
-    }
-    Ok(())
+    columns: impl Iterator<Item = usize>,
+) -> Result<Vec<String>, StoreError> {
+    columns
+        .map(|i| Ok(row.try_get::<Option<String>, _>(i)?.unwrap_or_default()))
+        .collect()
 }
