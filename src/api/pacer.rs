@@ -5,7 +5,9 @@
 //!
 //! The margin is learnt from the answers, for the pool as a whole (every instance behind one API
 //! URL crosses the same network path, so each 429 teaches every instance):
-//! - it starts at `--pacing-margin` and, until the first 429, probes down quickly;
+//! - it starts at `--pacing-margin` and, until the first 429, probes down quickly: by 0.2% of T
+//!   per round of calls (one call of each instance), so a pool of 50 does not overshoot the edge
+//!   by 50 calls' worth before the first 429s come back;
 //! - a 429 raises it by a step (35% of itself, at least 1% of T), once per episode: 429s of
 //!   calls sent before the last raise (or at its instant) were paced with the old margin and do
 //!   not raise it again;
@@ -22,8 +24,10 @@ use tokio::time::Instant;
 
 use crate::config::Rate;
 
-/// How fast the margin probes down before the first 429 (a fraction of T per accepted call).
-const FAST_PROBE: f64 = 0.0005;
+/// How fast the margin probes down before the first 429: a fraction of T per round of calls (one
+/// call of every instance), so a large pool does not overshoot the edge before its first 429s
+/// come back.
+const FAST_PROBE_PER_ROUND: f64 = 0.002;
 /// A 429 raises the margin by this share of itself…
 const RAISE: f64 = 0.35;
 /// …and by at least this fraction of T.
@@ -44,17 +48,20 @@ struct MarginState {
     margin: f64,
     /// The last raise; `None` until the first 429.
     last_raise: Option<f64>,
+    /// The probe before the first 429, per accepted call.
+    fast_probe: f64,
     /// Calls sent before this instant were paced with an older, smaller margin.
     raised_at: Option<Instant>,
 }
 
 impl Margin {
-    /// A margin starting at `initial` (a fraction of the interval).
-    pub(crate) fn new(initial: f64) -> Arc<Margin> {
+    /// A margin starting at `initial` (a fraction of the interval), for a pool of `instances`.
+    pub(crate) fn new(initial: f64, instances: usize) -> Arc<Margin> {
         Arc::new(Margin {
             state: Mutex::new(MarginState {
                 margin: initial.clamp(0.0, MAX_MARGIN),
                 last_raise: None,
+                fast_probe: FAST_PROBE_PER_ROUND / instances.max(1) as f64,
                 raised_at: None,
             }),
         })
@@ -80,7 +87,7 @@ impl Margin {
     /// A call got through the limiter (any answer but 429).
     pub(crate) fn accepted(&self) {
         let mut s = self.lock();
-        let probe = s.last_raise.map_or(FAST_PROBE, |raise| raise * PROBE_SHARE);
+        let probe = s.last_raise.map_or(s.fast_probe, |raise| raise * PROBE_SHARE);
         s.margin = (s.margin - probe).max(0.0);
     }
 
@@ -147,7 +154,7 @@ mod tests {
     use super::*;
 
     fn pacer(rps: f64, margin: f64) -> (Pacer, Arc<Margin>) {
-        let margin = Margin::new(margin);
+        let margin = Margin::new(margin, 1);
         (Pacer::new(Rate::PerSecond(rps), margin.clone()), margin)
     }
 
@@ -180,10 +187,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn accepted_calls_probe_back_down_slowly_after_a_429() {
-        let margin = Margin::new(0.1);
+        let margin = Margin::new(0.1, 4);
         for _ in 0..100 {
             margin.accepted();
         }
+        // 25 rounds of 4 calls, 0.2% of T a round.
         assert!(
             (margin.current() - 0.05).abs() < 1e-9,
             "fast before any 429"
@@ -202,9 +210,20 @@ mod tests {
         assert_eq!(margin.current(), 0.0, "never below the limit itself");
     }
 
+    #[test]
+    fn a_large_pool_probes_per_round_not_per_call() {
+        // 50 instances answer 500 calls while a 429 of the first ones is on its way back: the
+        // margin may move by 10 rounds' worth then, not by 500 calls' worth.
+        let margin = Margin::new(0.06, 50);
+        for _ in 0..500 {
+            margin.accepted();
+        }
+        assert!((margin.current() - 0.04).abs() < 1e-9, "{}", margin.current());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn unlimited_means_no_wait() {
-        let pacer = Pacer::new(Rate::Unlimited, Margin::new(0.03));
+        let pacer = Pacer::new(Rate::Unlimited, Margin::new(0.03, 1));
         let start = Instant::now();
         for _ in 0..100 {
             pacer.ready().await;

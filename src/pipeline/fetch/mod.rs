@@ -93,7 +93,7 @@ pub(crate) async fn run<A: ContactApi>(
 ) -> Result<(), TaskDied> {
     let per_instance = in_flight_limit(settings.fetch.rate);
     // One learnt margin for the pool: its instances share the network path to the API.
-    let margin = Margin::new(settings.fetch.pacing_margin);
+    let margin = Margin::new(settings.fetch.pacing_margin, instances.len());
     let members: Vec<Arc<Member>> = instances
         .into_iter()
         .map(|instance| {
