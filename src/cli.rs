@@ -13,6 +13,7 @@ use crate::config::{
     Limits, LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
 };
 use crate::sandbox::{self, Fault, SandboxInstance};
+use crate::source::server_url::ServerUrl;
 use crate::source::{workbook, CsvOptions, Source};
 
 /// The command line.
@@ -58,18 +59,20 @@ pub enum Command {
 /// Flags of `enrich`.
 #[derive(Args, Debug)]
 pub struct EnrichArgs {
-    /// A CSV file, a workbook (.xlsx, .xlsm, .xls, .ods), or `sqlite:PATH` for a table in a
-    /// SQLite database.
+    /// A CSV file, a workbook (.xlsx, .xlsm, .xls, .ods), `sqlite:PATH` for a table in a SQLite
+    /// database, or a database URL (`postgres://user@host/db`, `mysql://user@host/db`) for a
+    /// table in PostgreSQL or MySQL/MariaDB (a password in the URL is masked in every message).
     #[arg(long)]
     pub input: String,
-    /// The table to read when the input is `sqlite:PATH`.
+    /// The table to read when the input is `sqlite:PATH` or a database URL (`[schema.]table`).
     #[arg(long)]
     pub table: Option<String>,
     /// The column holding phone numbers or chat ids (default: one named like phone/chatId, else the first).
     #[arg(long)]
     pub column: Option<String>,
     /// The column holding each row's own id, for joining results back (default: the table's
-    /// primary key, else its rowid; for a file, the data row number).
+    /// primary key, else a SQLite table's rowid; for a file, the data row number). In
+    /// PostgreSQL and MySQL it must be unique: rows are read in pages cut by it.
     #[arg(long)]
     pub id_column: Option<String>,
     /// How the input file is read, and the name its rows are linked under.
@@ -373,28 +376,38 @@ impl EnrichArgs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let file = &self.file;
-        let source = match self.input.strip_prefix("sqlite:") {
-            Some(path) => {
-                if file.sheet.is_some() || file.delimiter.is_some() || file.encoding.is_some() {
-                    return Err(flag_error(
-                        "--sheet, --delimiter and --encoding apply to files, not to sqlite:PATH",
-                    ));
-                }
-                Source::Sqlite {
-                    path: PathBuf::from(path),
-                    table: self.table.ok_or_else(|| {
-                        flag_error("--table is needed when the input is sqlite:PATH")
-                    })?,
-                    column: self.column,
-                    id_column: self.id_column,
-                }
+        let table_flags = |kind: &str| {
+            if file.sheet.is_some() || file.delimiter.is_some() || file.encoding.is_some() {
+                return Err(flag_error(format!(
+                    "--sheet, --delimiter and --encoding apply to files, not to {kind}"
+                )));
             }
-            None => {
-                if self.table.is_some() {
-                    return Err(flag_error("--table only applies to a sqlite:PATH input"));
-                }
-                file.source(Path::new(&self.input), self.column, self.id_column)?
+            self.table
+                .clone()
+                .ok_or_else(|| flag_error(format!("--table is needed when the input is {kind}")))
+        };
+        let server = ServerUrl::parse(&self.input).map_err(|e| flag_error(e.to_string()))?;
+        let source = if let Some(url) = server {
+            Source::Server {
+                table: table_flags("a database URL")?,
+                url,
+                column: self.column,
+                id_column: self.id_column,
             }
+        } else if let Some(path) = self.input.strip_prefix("sqlite:") {
+            Source::Sqlite {
+                path: PathBuf::from(path),
+                table: table_flags("sqlite:PATH")?,
+                column: self.column,
+                id_column: self.id_column,
+            }
+        } else {
+            if self.table.is_some() {
+                return Err(flag_error(
+                    "--table only applies to a sqlite:PATH or database URL input",
+                ));
+            }
+            file.source(Path::new(&self.input), self.column, self.id_column)?
         };
         let target = match self.format {
             Format::Sqlite => Output::Sqlite(self.output),

@@ -119,7 +119,7 @@ pub(crate) async fn export_csv(
                 write_enriched(&mut store, &enriched, dir, raw, headers, b',', rows).await?
             }
             // A table's rows are joined to the `enriched` view in the database itself.
-            Source::Sqlite { .. } => return Ok(written),
+            Source::Sqlite { .. } | Source::Server { .. } => return Ok(written),
         };
         written.push(("enriched.csv".into(), rows));
     }

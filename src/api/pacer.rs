@@ -87,7 +87,9 @@ impl Margin {
     /// A call got through the limiter (any answer but 429).
     pub(crate) fn accepted(&self) {
         let mut s = self.lock();
-        let probe = s.last_raise.map_or(s.fast_probe, |raise| raise * PROBE_SHARE);
+        let probe = s
+            .last_raise
+            .map_or(s.fast_probe, |raise| raise * PROBE_SHARE);
         s.margin = (s.margin - probe).max(0.0);
     }
 
@@ -218,7 +220,11 @@ mod tests {
         for _ in 0..500 {
             margin.accepted();
         }
-        assert!((margin.current() - 0.04).abs() < 1e-9, "{}", margin.current());
+        assert!(
+            (margin.current() - 0.04).abs() < 1e-9,
+            "{}",
+            margin.current()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,10 @@
-//! Input sources: a CSV file or a SQLite table, read as a stream of raw values with their line
-//! (or row) numbers. Nothing here normalises; unreadable rows are reported, not fatal.
+//! Input sources: a CSV file, a workbook, or a table in SQLite, PostgreSQL or MySQL, read as a
+//! stream of raw values with their line (or row) numbers. Nothing here normalises; unreadable
+//! rows are reported, not fatal.
 
 pub(crate) mod csv_file;
+mod server_table;
+pub(crate) mod server_url;
 pub(crate) mod sniff;
 mod sqlite_table;
 pub(crate) mod workbook;
@@ -51,6 +54,17 @@ pub enum Source {
         /// The column holding each row's own id (default: the primary key, else the rowid).
         id_column: Option<String>,
     },
+    /// A table in a PostgreSQL or MySQL/MariaDB database.
+    Server {
+        /// The database's URL (its password is masked when shown).
+        url: server_url::ServerUrl,
+        /// The table, `[schema.]table`.
+        table: String,
+        /// The key column (found by name when not given).
+        column: Option<String>,
+        /// The column holding each row's own id, unique (default: the single-column primary key).
+        id_column: Option<String>,
+    },
 }
 
 /// How a CSV file is written; `None` means found from the file.
@@ -74,6 +88,7 @@ impl Source {
             Source::Sqlite { path, table, .. } => {
                 format!("sqlite:{} table {table}", path.display())
             }
+            Source::Server { url, table, .. } => format!("{url} table {table}"),
         }
     }
 
@@ -87,7 +102,7 @@ impl Source {
                     |n| n.to_string_lossy().into_owned(),
                 )
             }
-            Source::Sqlite { table, .. } => table.clone(),
+            Source::Sqlite { table, .. } | Source::Server { table, .. } => table.clone(),
         }
     }
 }
@@ -288,6 +303,14 @@ pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
         } => sqlite_table::open(path, table, column.as_deref(), id_column.as_deref())
             .await
             .map(Opened::Sqlite),
+        Source::Server {
+            url,
+            table,
+            column,
+            id_column,
+        } => server_table::open(url, table, column.as_deref(), id_column.as_deref())
+            .await
+            .map(Opened::Server),
     }
 }
 
@@ -296,6 +319,7 @@ pub(crate) enum Opened {
     Csv(csv_file::CsvSource),
     Workbook(workbook::WorkbookSource),
     Sqlite(sqlite_table::SqliteSource),
+    Server(server_table::ServerTable),
 }
 
 impl Opened {
@@ -305,6 +329,7 @@ impl Opened {
             Opened::Csv(s) => &s.column_name,
             Opened::Workbook(s) => &s.column_name,
             Opened::Sqlite(s) => &s.column_name,
+            Opened::Server(s) => &s.column_name,
         }
     }
 
@@ -314,6 +339,7 @@ impl Opened {
             Opened::Csv(s) => s.columns(),
             Opened::Workbook(s) => s.columns(),
             Opened::Sqlite(s) => &s.columns,
+            Opened::Server(s) => &s.columns,
         }
     }
 
@@ -321,7 +347,7 @@ impl Opened {
     pub(crate) fn format(&self) -> String {
         match self {
             Opened::Csv(s) => s.format(),
-            Opened::Workbook(_) | Opened::Sqlite(_) => String::new(),
+            Opened::Workbook(_) | Opened::Sqlite(_) | Opened::Server(_) => String::new(),
         }
     }
 
@@ -335,6 +361,7 @@ impl Opened {
                 .await
                 .map_err(|e| SourceError::Unusable(format!("the workbook reader stopped: {e}")))?,
             Opened::Sqlite(s) => s.stream(&tx).await,
+            Opened::Server(s) => s.stream(&tx).await,
         }
     }
 }

@@ -212,7 +212,7 @@ impl TestEnv {
     }
 
     fn in_dir(&self, path: &str) -> String {
-        if Path::new(path).is_absolute() {
+        if Path::new(path).is_absolute() || path.contains("://") {
             path.to_string()
         } else {
             self.dir.path().join(path).display().to_string()

@@ -24,4 +24,5 @@ mod helpers;
 mod refresh;
 mod rows;
 mod secrets;
+mod servers;
 mod stops;

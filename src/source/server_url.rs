@@ -1,0 +1,155 @@
+//! Database server URLs (`postgres://…`, `mysql://…`, `mariadb://…`): which engine, the URL to
+//! connect with, and a form fit to show, with the password masked like an API token.
+
+use crate::redact::MASK;
+
+/// The database engines greenrich reads tables from over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+impl Engine {
+    /// The engine's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Mysql => "MySQL",
+        }
+    }
+}
+
+/// A server URL: the real one for connecting, and a shown one with the password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// The engine, from the scheme.
+    pub engine: Engine,
+    /// The URL as given (its password, if any, is registered for masking by value).
+    url: String,
+    shown: String,
+}
+
+impl std::fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// The text is not a usable server URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadServerUrl(String);
+
+impl ServerUrl {
+    /// A server URL if `text` starts with a database scheme (`Ok(None)` for anything else, such
+    /// as a file path). The password, if any, is registered for masking.
+    pub fn parse(text: &str) -> Result<Option<ServerUrl>, BadServerUrl> {
+        let Some((scheme, _)) = text.split_once("://") else {
+            return Ok(None);
+        };
+        let engine = match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Engine::Postgres,
+            "mysql" | "mariadb" => Engine::Mysql,
+            _ => return Ok(None),
+        };
+        let mut url = reqwest::Url::parse(text).map_err(|e| {
+            BadServerUrl(format!(
+                "the {} URL {} is not valid: {e}",
+                engine.name(),
+                masked_by_hand(text)
+            ))
+        })?;
+        if engine == Engine::Mysql && url.scheme() != "mysql" {
+            // sqlx knows MariaDB by the MySQL scheme.
+            let _ = url.set_scheme("mysql");
+        }
+        let real = url.to_string();
+        let mut shown = url.clone();
+        if let Some(password) = url.password() {
+            crate::redact::register(password);
+            let _ = shown.set_password(Some(MASK));
+        }
+        Ok(Some(ServerUrl {
+            engine,
+            url: real,
+            shown: shown.to_string(),
+        }))
+    }
+
+    /// The URL to connect with, and nothing else.
+    pub(crate) fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+/// `scheme://user:password@…` with the password masked, for a URL that did not parse.
+fn masked_by_hand(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let masked = if user_info.contains(':') {
+                format!("{user}:{MASK}")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_the_engines_and_masks_the_password() {
+        let url = ServerUrl::parse("postgres://crm:s3cret-pass@db.example:5432/crm")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.engine, Engine::Postgres);
+        assert_eq!(url.to_string(), "postgres://crm:***@db.example:5432/crm");
+        assert_eq!(format!("{url:?}"), "postgres://crm:***@db.example:5432/crm");
+        assert!(url.expose().contains("s3cret-pass"));
+        assert_eq!(
+            crate::redact::mask("auth failed for s3cret-pass"),
+            "auth failed for ***"
+        );
+        let maria = ServerUrl::parse("mariadb://root@127.0.0.1/test")
+            .unwrap()
+            .unwrap();
+        assert_eq!(maria.engine, Engine::Mysql);
+        assert_eq!(maria.expose(), "mysql://root@127.0.0.1/test");
+        assert_eq!(maria.to_string(), "mysql://root@127.0.0.1/test");
+    }
+
+    #[test]
+    fn files_are_not_server_urls() {
+        assert_eq!(ServerUrl::parse("contacts.csv"), Ok(None));
+        assert_eq!(ServerUrl::parse("C:\\exports\\list.csv"), Ok(None));
+        assert_eq!(ServerUrl::parse("https://example.com/list.csv"), Ok(None));
+    }
+
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        let err = ServerUrl::parse("postgres://crm:hunter2-long@db host/crm")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres://crm:***@db host/crm"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

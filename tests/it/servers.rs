@@ -1,0 +1,391 @@
+//! Inputs that live in database servers: a CRM table in PostgreSQL or MySQL/MariaDB.
+//!
+//! The servers' URLs come from `GREENRICH_TEST_POSTGRES_URL` and `GREENRICH_TEST_MYSQL_URL`
+//! (`.ci/run` sets them to the local servers). Without them a test says it was skipped and
+//! passes; with `GREENRICH_TEST_REQUIRE_SERVERS=1` a missing or unreachable server fails it.
+//! Each test makes its own schema (PostgreSQL) or database (MySQL) and drops it, even when it
+//! fails.
+
+use sqlx::{Connection, Executor};
+
+use crate::helpers::*;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    fn variable(self) -> &'static str {
+        match self {
+            Engine::Postgres => "GREENRICH_TEST_POSTGRES_URL",
+            Engine::Mysql => "GREENRICH_TEST_MYSQL_URL",
+        }
+    }
+}
+
+/// A schema (PostgreSQL) or database (MySQL) of its own on a test server, dropped on drop.
+struct ServerDb {
+    engine: Engine,
+    url: String,
+    /// The schema's name, to qualify tables with.
+    name: String,
+}
+
+/// Runs `statements` (separated by `;`) on `url`.
+async fn execute_on(engine: Engine, url: &str, statements: &str) -> Result<(), sqlx::Error> {
+    match engine {
+        Engine::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            conn.execute(statements).await?;
+            conn.close().await
+        }
+        Engine::Mysql => {
+            let mut conn = sqlx::MySqlConnection::connect(url).await?;
+            for statement in statements.split(';').filter(|s| !s.trim().is_empty()) {
+                conn.execute(statement).await?;
+            }
+            conn.close().await
+        }
+    }
+}
+
+impl ServerDb {
+    /// A fresh schema on the server named by the engine's variable, or `None` (after saying the
+    /// test was skipped) when there is none and none is required.
+    async fn create(engine: Engine, test: &str) -> Option<ServerDb> {
+        let required = std::env::var("GREENRICH_TEST_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
+        let url = match std::env::var(engine.variable()) {
+            Ok(url) if !url.is_empty() => url,
+            _ if required => panic!("{} is not set", engine.variable()),
+            _ => {
+                eprintln!("{test}: skipped, {} is not set", engine.variable());
+                return None;
+            }
+        };
+        let name = format!(
+            "greenrich_test_{}_{}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let create = match engine {
+            Engine::Postgres => format!("CREATE SCHEMA {name}"),
+            Engine::Mysql => format!("CREATE DATABASE {name}"),
+        };
+        match execute_on(engine, &url, &create).await {
+            Ok(()) => Some(ServerDb { engine, url, name }),
+            Err(e) if required => panic!("{}: {e}", engine.variable()),
+            Err(e) => {
+                eprintln!("{test}: skipped, the server is unreachable: {e}");
+                None
+            }
+        }
+    }
+
+    async fn execute(&self, statements: &str) {
+        execute_on(self.engine, &self.url, statements)
+            .await
+            .unwrap();
+    }
+
+    /// `SELECT` results as text (NULL as `None`).
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use sqlx::Row;
+        match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                    .collect()
+            }
+            Engine::Mysql => {
+                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Drop for ServerDb {
+    fn drop(&mut self) {
+        let (engine, url) = (self.engine, self.url.clone());
+        let drop = match engine {
+            Engine::Postgres => format!("DROP SCHEMA {} CASCADE", self.name),
+            Engine::Mysql => format!("DROP DATABASE {}", self.name),
+        };
+        // A runtime of its own: this may run while a test's runtime unwinds.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            if let Err(e) = runtime.block_on(execute_on(engine, &url, &drop)) {
+                eprintln!("could not drop the test schema: {e}");
+            }
+        })
+        .join();
+    }
+}
+
+/// Messy phones as CRMs hold them, with the chat id each should become (`None`: invalid).
+const MESSY: [(&str, Option<&str>); 6] = [
+    ("+7 (900) 123-45-67", Some("79001234567@c.us")),
+    ("8 900 765-43-21", Some("79007654321@c.us")),
+    (" 79001112233 ", Some("79001112233@c.us")),
+    ("n/a", None),
+    ("", None),
+    ("79001234567", Some("79001234567@c.us")),
+];
+
+/// Rows of `MESSY` with ids `ids` as SQL values.
+fn messy_values(ids: &[&str]) -> String {
+    ids.iter()
+        .zip(MESSY)
+        .map(|(id, (phone, _))| format!("({id}, '{phone}')"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Enriches `table` of `db` into a SQLite store (the run completes) and returns the store's `enriched` rows
+/// (row_ref, chat_id, status) in row_ref order.
+async fn enrich_table(
+    env: &TestEnv,
+    db: &ServerDb,
+    table: &str,
+    extra: &[&str],
+) -> Vec<Vec<Option<String>>> {
+    let table = format!("{}.{table}", db.name);
+    let mut args = vec!["--table", table.as_str(), "--default-country", "RU"];
+    args.extend_from_slice(extra);
+    let run = env.enrich(&db.url, "out.db", &args).await;
+    // 2: completed, with contacts the sandbox does not know.
+    assert!([0, 2].contains(&run.code), "{}", run.stderr);
+    rows(
+        &env.path("out.db"),
+        "SELECT row_ref, chat_id, status FROM enriched ORDER BY position",
+    )
+    .await
+}
+
+/// What `enrich_table` should return for `MESSY` under `ids` (in id order).
+fn expected(ids: &[&str]) -> Vec<Vec<Option<String>>> {
+    ids.iter()
+        .zip(MESSY)
+        .map(|(id, (_, chat))| {
+            vec![
+                Some(id.trim_matches('\'').to_string()),
+                chat.map(str::to_string),
+                Some(
+                    if chat.is_some() {
+                        "enriched"
+                    } else {
+                        "invalid"
+                    }
+                    .to_string(),
+                ),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_crm_table_is_read_with_its_own_ids() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "postgres_table").await else {
+        return;
+    };
+    let s = &db.name;
+    let ids = ["101", "7", "3000000000", "55", "8", "9"];
+    db.execute(&format!(
+        "CREATE TABLE {s}.customers (id bigint PRIMARY KEY, name text, \"Телефон\" text);
+         INSERT INTO {s}.customers (id, \"Телефон\") VALUES {};
+         CREATE TABLE {s}.leads (code uuid PRIMARY KEY, mobile text);
+         INSERT INTO {s}.leads VALUES
+           ('00000000-0000-0000-0000-000000000002', '+79001234567'),
+           ('00000000-0000-0000-0000-000000000001', NULL);",
+        messy_values(&ids)
+    ))
+    .await;
+    let env = env_with(fast()).await;
+    let mut sorted = ids;
+    sorted.sort_by_key(|id| id.parse::<i64>().unwrap());
+    let by_id: Vec<&str> = sorted.to_vec();
+    let got = enrich_table(&env, &db, "customers", &[]).await;
+    // Rows come in id order (numeric, not text order), each with its own chat id or status.
+    let want: Vec<Vec<Option<String>>> = by_id
+        .iter()
+        .map(|id| expected(&ids)[ids.iter().position(|i| i == id).unwrap()].clone())
+        .collect();
+    assert_eq!(got, want);
+    // A uuid key and a NULL phone.
+    let leads = enrich_table(&env, &db, "leads", &[]).await;
+    assert_eq!(leads.len(), 2 + want.len(), "{leads:?}");
+    assert!(leads.contains(&vec![
+        Some("00000000-0000-0000-0000-000000000002".into()),
+        Some("79001234567@c.us".into()),
+        Some("enriched".into())
+    ]));
+    assert!(leads.contains(&vec![
+        Some("00000000-0000-0000-0000-000000000001".into()),
+        None,
+        Some("invalid".into())
+    ]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mysql_crm_table_is_read_with_its_own_ids() {
+    let Some(db) = ServerDb::create(Engine::Mysql, "mysql_table").await else {
+        return;
+    };
+    let s = &db.name;
+    let ids = ["'C-10'", "'A-2'", "'B-1'", "'Ж-1'", "'A-10'", "'C-9'"];
+    db.execute(&format!(
+        "CREATE TABLE {s}.customers (code VARCHAR(20) PRIMARY KEY, phone VARCHAR(40)) CHARACTER SET utf8mb4;
+         INSERT INTO {s}.customers (code, phone) VALUES {};
+         CREATE TABLE {s}.orders (id INT UNSIGNED PRIMARY KEY, buyer_phone BIGINT);
+         INSERT INTO {s}.orders VALUES (4000000000, 79001234567), (2, NULL), (10, 79007654321);",
+        messy_values(&ids)
+    ))
+    .await;
+    let env = env_with(fast()).await;
+    let got = enrich_table(&env, &db, "customers", &[]).await;
+    // In the table's own id order (its collation's).
+    let order = db
+        .rows(&format!("SELECT code FROM {s}.customers ORDER BY code"))
+        .await;
+    let want: Vec<Vec<Option<String>>> = order
+        .iter()
+        .map(|row| {
+            let id = row[0].clone().unwrap();
+            let i = ids.iter().position(|x| x.trim_matches('\'') == id).unwrap();
+            expected(&ids)[i].clone()
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Numeric phones and an unsigned id past i32.
+    let orders = enrich_table(&env, &db, "orders", &[]).await;
+    let order_rows: Vec<_> = orders
+        .iter()
+        .filter(|r| ["2", "10", "4000000000"].contains(&r[0].as_deref().unwrap()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        order_rows,
+        vec![
+            vec![Some("2".into()), None, Some("invalid".into())],
+            vec![
+                Some("10".into()),
+                Some("79007654321@c.us".into()),
+                Some("enriched".into())
+            ],
+            vec![
+                Some("4000000000".into()),
+                Some("79001234567@c.us".into()),
+                Some("enriched".into())
+            ],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_larger_than_a_page_is_read_whole() {
+    for engine in [Engine::Postgres, Engine::Mysql] {
+        let Some(db) = ServerDb::create(engine, "pages").await else {
+            continue;
+        };
+        let s = &db.name;
+        // 4,500 rows: two full pages of 2,000 and a part, ids not in insertion order.
+        let values: Vec<String> = (0..4500)
+            .map(|i| {
+                format!(
+                    "({}, '+7 900 {:03} {:04}')",
+                    (i * 7919) % 4500,
+                    i / 10000,
+                    i
+                )
+            })
+            .collect();
+        db.execute(&format!(
+            "CREATE TABLE {s}.people (id INT PRIMARY KEY, phone VARCHAR(40));
+             INSERT INTO {s}.people VALUES {};",
+            values.join(", ")
+        ))
+        .await;
+        let env = env_with(fast()).await;
+        let got = enrich_table(&env, &db, "people", &[]).await;
+        assert_eq!(got.len(), 4500);
+        let ids: Vec<i64> = got
+            .iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            (0..4500).collect::<Vec<_>>(),
+            "every row once, in id order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_table_or_column_lists_what_exists_and_hides_the_password() {
+    for engine in [Engine::Postgres, Engine::Mysql] {
+        let Some(db) = ServerDb::create(engine, "bad_table").await else {
+            continue;
+        };
+        let s = &db.name;
+        db.execute(&format!(
+            "CREATE TABLE {s}.clients (id INT PRIMARY KEY, tel VARCHAR(20), owner INT);
+             CREATE TABLE {s}.deals (id INT PRIMARY KEY)"
+        ))
+        .await;
+        let env = env_with(fast()).await;
+        let run = env
+            .enrich(&db.url, "out.db", &["--table", &format!("{s}.customers")])
+            .await;
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("no table 'customers'"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("clients, deals"), "{}", run.stderr);
+        let table = format!("{s}.clients");
+        for (extra, says) in [
+            (vec!["--column", "phone"], "no column 'phone'"),
+            (vec!["--id-column", "owner"], "'owner' is not unique"),
+        ] {
+            let mut args = vec!["--table", table.as_str()];
+            args.extend(extra);
+            let run = env.enrich(&db.url, "out.db", &args).await;
+            assert_eq!(run.code, 1, "{}", run.stderr);
+            assert!(run.stderr.contains(says), "{}", run.stderr);
+            assert!(
+                run.stderr.contains("'id', 'tel', 'owner'") || run.stderr.contains("(unique: id)"),
+                "{}",
+                run.stderr
+            );
+        }
+        // A password in the URL never shows, whether the server takes it or refuses it.
+        let password = "Sup3r-secret-pw";
+        let mut with_password = reqwest::Url::parse(&db.url).unwrap();
+        if with_password.username().is_empty() {
+            with_password.set_username("root").unwrap();
+        }
+        with_password.set_password(Some(password)).unwrap();
+        let with_password = with_password.to_string();
+        let run = env
+            .enrich(
+                &with_password,
+                "out.db",
+                &["--table", &format!("{s}.customers")],
+            )
+            .await;
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(!run.stderr.contains(password), "{}", run.stderr);
+        assert!(run.stderr.contains(":***@"), "{}", run.stderr);
+    }
+}
