@@ -58,7 +58,12 @@ json() { python3 -c "import json; d=json.load(open('$1')); print($2)"; }
 # peak_rss FILE: GNU time's peak RSS in MB.
 peak_rss() { awk '/Maximum resident/ {printf "%.1f", $6/1024}' "$1"; }
 
-row() { ROWS+=("$(printf '| %s | %s | %s | %s |' "$1" "$2" "$3" "$4")"); }
+# row SCENARIO FIGURE WALL GOAL: a line of the final table (also kept in $OUT/rows.md as it comes,
+# so a scenario that fails does not lose the others' figures).
+row() {
+  ROWS+=("$(printf '| %s | %s | %s | %s |' "$1" "$2" "$3" "$4")")
+  printf '%s\n' "${ROWS[-1]}" >>"$OUT/rows.md"
+}
 
 # Pacing utilisation: N instances at 10 rps, 100-200 ms latency with ±10% jitter, the sandbox
 # refusing any call sooner than 100 ms after the last accepted one of the same instance.
@@ -200,8 +205,8 @@ scenario_tables() {
     CREATE TABLE greenrich_bench.customers (id bigint PRIMARY KEY, name text, phone text);
     INSERT INTO greenrich_bench.customers
       SELECT i, 'Person ' || i, '+7 901 ' || lpad(((i * 7919) % 1000000)::text, 7, '0')
-      FROM generate_series(1, 1000000) i;" >/dev/null
-  mariadb -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS greenrich_bench; CREATE DATABASE greenrich_bench;
+      FROM generate_series(1::bigint, 1000000) i;" >/dev/null
+  mariadb -h 127.0.0.1 -u root test -e "DROP DATABASE IF EXISTS greenrich_bench; CREATE DATABASE greenrich_bench;
     CREATE TABLE greenrich_bench.customers (id INT PRIMARY KEY, name VARCHAR(40), phone VARCHAR(40));
     INSERT INTO greenrich_bench.customers
       SELECT seq, CONCAT('Person ', seq), CONCAT('+7 901 ', LPAD((seq * 7919) % 1000000, 7, '0'))

@@ -5,9 +5,9 @@
 //!
 //! The margin is learnt from the answers, for the pool as a whole (every instance behind one API
 //! URL crosses the same network path, so each 429 teaches every instance):
-//! - it starts at `--pacing-margin` and, until the first 429, probes down quickly: by 0.2% of T
-//!   per round of calls (one call of each instance), so a pool of 50 does not overshoot the edge
-//!   by 50 calls' worth before the first 429s come back;
+//! - it starts at `--pacing-margin` and, until the first 429, probes down quickly: by 0.05% of T
+//!   per call, and at most 0.2% per round of calls (one call of each instance), so a pool of 50
+//!   does not overshoot the edge by 50 calls' worth before the first 429s come back;
 //! - a 429 raises it by a step (35% of itself, at least 1% of T), once per episode: 429s of
 //!   calls sent before the last raise (or at its instant) were paced with the old margin and do
 //!   not raise it again;
@@ -24,9 +24,10 @@ use tokio::time::Instant;
 
 use crate::config::Rate;
 
-/// How fast the margin probes down before the first 429: a fraction of T per round of calls (one
-/// call of every instance), so a large pool does not overshoot the edge before its first 429s
-/// come back.
+/// How fast the margin probes down before the first 429: a fraction of T per accepted call…
+const FAST_PROBE: f64 = 0.0005;
+/// …and at most this fraction per round of calls (one call of every instance), so a large pool
+/// does not overshoot the edge before its first 429s come back.
 const FAST_PROBE_PER_ROUND: f64 = 0.002;
 /// A 429 raises the margin by this share of itself…
 const RAISE: f64 = 0.35;
@@ -61,7 +62,7 @@ impl Margin {
             state: Mutex::new(MarginState {
                 margin: initial.clamp(0.0, MAX_MARGIN),
                 last_raise: None,
-                fast_probe: FAST_PROBE_PER_ROUND / instances.max(1) as f64,
+                fast_probe: FAST_PROBE.min(FAST_PROBE_PER_ROUND / instances.max(1) as f64),
                 raised_at: None,
             }),
         })
