@@ -138,12 +138,13 @@ impl Store {
         options: &RunOptions,
     ) -> Result<i64, StoreError> {
         let mut conn = self.connect().await?;
-        let id = sqlx::query("INSERT INTO runs (started_at, options) VALUES (?, ?)")
-            .bind(started_at)
-            .bind(to_json(options))
-            .execute(&mut conn)
-            .await?
-            .last_insert_rowid();
+        let id = sqlx::query_scalar(
+            "INSERT INTO runs (started_at, options) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(started_at)
+        .bind(to_json(options))
+        .fetch_one(&mut conn)
+        .await?;
         Ok(id)
     }
 
@@ -157,10 +158,10 @@ impl Store {
         let mut conn = self.connect().await?;
         let counts = &summary.counts;
         sqlx::query(
-            "UPDATE runs SET finished_at = ?, outcome = ?, input_rows = ?, invalid = ?,
-               duplicates = ?, skipped_fresh = ?, planned = ?, enriched = ?, failed = ?,
-               requests = ?, http_429 = ?, retries = ?, summary = ?
-             WHERE id = ?",
+            "UPDATE runs SET finished_at = $1, outcome = $2, input_rows = $3, invalid = $4,
+               duplicates = $5, skipped_fresh = $6, planned = $7, enriched = $8, failed = $9,
+               requests = $10, http_429 = $11, retries = $12, summary = $13
+             WHERE id = $14",
         )
         .bind(finished_at)
         .bind(&summary.outcome)

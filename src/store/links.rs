@@ -67,7 +67,7 @@ impl Planner {
 
     /// After a complete read of `owner.source`: its rows this run did not see are gone from it.
     pub(crate) async fn forget_unseen(&mut self, owner: LinkOwner<'_>) -> Result<u64, StoreError> {
-        let gone = sqlx::query("DELETE FROM input_rows WHERE source = ? AND run_id <> ?")
+        let gone = sqlx::query("DELETE FROM input_rows WHERE source = $1 AND run_id <> $2")
             .bind(owner.source)
             .bind(owner.run_id)
             .execute(&mut self.conn)

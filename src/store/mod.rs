@@ -98,7 +98,7 @@ impl Store {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Migrate {

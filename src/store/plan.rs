@@ -67,10 +67,10 @@ pub(crate) struct DueKey {
     pub(crate) phone: Option<String>,
 }
 
-/// When a failed key is due again: always with --only-failed (?1); a transient failure when its
-/// retry time (?2, now) has come; a permanent one once --retry-failed-after has passed (?3).
-const FAILURE_IS_DUE: &str = "?1 OR (f.permanent = 0 AND f.next_due_at <= ?2) \
-                              OR (f.permanent = 1 AND f.last_attempt_at <= ?3)";
+/// When a failed key is due again: always with --only-failed ($1); a transient failure when its
+/// retry time ($2, now) has come; a permanent one once --retry-failed-after has passed ($3).
+const FAILURE_IS_DUE: &str = "$1 OR (f.permanent = 0 AND f.next_due_at <= $2) \
+                              OR (f.permanent = 1 AND f.last_attempt_at <= $3)";
 
 pub(crate) struct Planner {
     pub(super) conn: SqliteConnection,
@@ -83,7 +83,7 @@ impl Planner {
         // sort at the end: inserting a million random keys into an index page by page is what
         // made planning grow faster than its input.
         sqlx::query(
-            "CREATE TEMP TABLE staged (chat_id TEXT NOT NULL, phone TEXT, line INTEGER NOT NULL)",
+            "CREATE TEMP TABLE staged_keys (chat_id TEXT NOT NULL, phone TEXT, line INTEGER NOT NULL)",
         )
         .execute(&mut conn)
         .await?;
@@ -95,7 +95,7 @@ impl Planner {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO temp.staged (chat_id, phone, line) ");
+                QueryBuilder::<Sqlite>::new("INSERT INTO staged_keys (chat_id, phone, line) ");
             q.push_values(chunk, |mut row, key| {
                 row.push_bind(&key.chat_id)
                     .push_bind(&key.phone)
@@ -112,23 +112,23 @@ impl Planner {
     pub(crate) async fn finish_staging(&mut self) -> Result<u64, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         sqlx::query(
-            "CREATE TEMP TABLE input (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
+            "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
         )
         .execute(&mut *tx)
         .await?;
         // GROUP BY sorts once; the sorted rows then fill the key's index in order.
         // (SQLite takes the bare `phone` from the row of MIN(line).)
         sqlx::query(
-            "INSERT INTO temp.input (chat_id, phone, line)
-             SELECT chat_id, phone, MIN(line) FROM temp.staged GROUP BY chat_id",
+            "INSERT INTO input_keys (chat_id, phone, line)
+             SELECT chat_id, phone, MIN(line) FROM staged_keys GROUP BY chat_id",
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DROP TABLE temp.staged")
+        sqlx::query("DROP TABLE staged_keys")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.input")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM input_keys")
             .fetch_one(&mut self.conn)
             .await?;
         Ok(n as u64)
@@ -156,18 +156,18 @@ impl Planner {
     /// walking the freshness index, so no sort is needed however big the store is).
     pub(crate) async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        sqlx::query("DROP TABLE IF EXISTS temp.queue")
+        sqlx::query("DROP TABLE IF EXISTS due_keys")
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "CREATE TEMP TABLE queue (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+            "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
         )
         .execute(&mut *tx)
         .await?;
         let never_fetched = sqlx::query(
-            "INSERT INTO temp.queue (chat_id, phone)
-             SELECT i.chat_id, i.phone FROM temp.input i
-             WHERE NOT ?1
+            "INSERT INTO due_keys (chat_id, phone)
+             SELECT i.chat_id, i.phone FROM input_keys i
+             WHERE NOT $1
                AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.chat_id = i.chat_id)
                AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = i.chat_id)
              ORDER BY i.line",
@@ -177,8 +177,8 @@ impl Planner {
         .await?
         .rows_affected();
         let retry = sqlx::query(&format!(
-            "INSERT INTO temp.queue (chat_id, phone)
-             SELECT i.chat_id, i.phone FROM failures f JOIN temp.input i ON i.chat_id = f.key
+            "INSERT INTO due_keys (chat_id, phone)
+             SELECT i.chat_id, i.phone FROM failures f JOIN input_keys i ON i.chat_id = f.key
              WHERE {FAILURE_IS_DUE}
              ORDER BY f.last_attempt_at, i.line"
         ))
@@ -189,9 +189,9 @@ impl Planner {
         .await?
         .rows_affected();
         let stale = sqlx::query(
-            "INSERT INTO temp.queue (chat_id, phone)
-             SELECT c.chat_id, i.phone FROM contacts c JOIN temp.input i ON i.chat_id = c.chat_id
-             WHERE NOT ?1 AND c.fetched_at < ?2
+            "INSERT INTO due_keys (chat_id, phone)
+             SELECT c.chat_id, i.phone FROM contacts c JOIN input_keys i ON i.chat_id = c.chat_id
+             WHERE NOT $1 AND c.fetched_at < $2
                AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = c.chat_id)
              ORDER BY c.fetched_at",
         )
@@ -204,7 +204,7 @@ impl Planner {
         .rows_affected();
         // Failed keys that are not due yet (the failures table is small next to the input).
         let failed_not_due: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM failures f JOIN temp.input i ON i.chat_id = f.key
+            "SELECT COUNT(*) FROM failures f JOIN input_keys i ON i.chat_id = f.key
              WHERE NOT ({FAILURE_IS_DUE})"
         ))
         .bind(policy.only_failed)
@@ -212,7 +212,7 @@ impl Planner {
         .bind(&policy.permanent_retry_before)
         .fetch_one(&mut *tx)
         .await?;
-        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.input")
+        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM input_keys")
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -231,7 +231,7 @@ impl Planner {
     /// The next `limit` due keys after position `after`.
     pub(crate) async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<DueKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, chat_id, phone FROM temp.queue WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, chat_id, phone FROM due_keys WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)

@@ -61,7 +61,8 @@ impl StoreReader {
     /// Contact counts; contacts fetched at or after `fresh_from` are fresh.
     pub(crate) async fn overview(&mut self, fresh_from: &str) -> Result<Overview, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(fetched_at >= ?), 0), MIN(fetched_at), MAX(fetched_at),
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN fetched_at >= $1 THEN 1 ELSE 0 END), 0),
+                    MIN(fetched_at), MAX(fetched_at),
                     (SELECT COUNT(*) FROM products)
              FROM contacts",
         )
@@ -100,7 +101,7 @@ impl StoreReader {
             "SELECT id, started_at, finished_at, outcome, input_rows, invalid, duplicates,
                     skipped_fresh, planned, enriched, failed, requests, http_429, retries,
                     options, summary
-             FROM runs ORDER BY id DESC LIMIT ?",
+             FROM runs ORDER BY id DESC LIMIT $1",
         )
         .bind(n)
         .fetch_all(&mut self.conn)
@@ -168,7 +169,7 @@ impl StoreReader {
         let rows = sqlx::query(
             "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''), COALESCE(c.last_seen_at, ''),
                     (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)
-             FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT ?",
+             FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT $1",
         )
         .bind(n)
         .fetch_all(&mut self.conn)
@@ -275,7 +276,7 @@ impl StoreReader {
 /// [`ENRICHED_COLUMNS`] of one source, after each row's place in the input, in input order.
 static ENRICHED_IN_ORDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "SELECT position, {} FROM enriched WHERE source = ? ORDER BY position",
+        "SELECT position, {} FROM enriched WHERE source = $1 ORDER BY position",
         as_text(&ENRICHED_COLUMNS)
     )
 });

@@ -208,7 +208,7 @@ async fn insert_products(
 ) -> Result<(), StoreError> {
     // The first of two products with the same id wins (the key is (chat_id, product_id)).
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT OR IGNORE INTO products (chat_id, product_id, position, name, description, price, \
+        "INSERT INTO products (chat_id, product_id, position, name, description, price, \
          availability, is_hidden, review_status, image_url, image_preview_url) ",
     );
     q.push_values(products, |mut row, (chat_id, p)| {
@@ -224,6 +224,7 @@ async fn insert_products(
             .push_bind(&p.image_url)
             .push_bind(&p.image_preview_url);
     });
+    q.push(" ON CONFLICT (chat_id, product_id) DO NOTHING");
     q.build().execute(conn).await?;
     Ok(())
 }
