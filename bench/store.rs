@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use greenrich::chat_id::Messenger;
 use greenrich::normalise::{ContactRow, Enriched, ProductRow};
 use greenrich::store::writer::{KeyOutcome, RetryDelays, Writer};
-use greenrich::store::Store;
+use greenrich::store::{Store, StoreLocation};
 
 const CONTACTS: usize = 1_000_000;
 const PRODUCTS_PER_CONTACT: usize = 2;
@@ -68,9 +68,12 @@ fn contact(i: usize) -> KeyOutcome {
 async fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("bench.db");
-    let store = Store::open(&path, Duration::from_secs(10))
-        .await
-        .expect("open the store");
+    let store = Store::open(
+        &StoreLocation::Sqlite(path.clone()),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("open the store");
     let mut writer = Writer::new(&store, Messenger::Whatsapp, RetryDelays::default())
         .await
         .expect("a writer");

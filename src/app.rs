@@ -109,11 +109,19 @@ pub async fn run(
             }
             Err(e) => fatal(err, &e.to_string()),
         },
-        Command::Status(DbArgs { db, max_age }) => {
-            print_or_fail(out, err, inspect::status(&db, max_age.0).await)
+        Command::Status(DbArgs { store, max_age }) => {
+            let location = match store.location() {
+                Ok(location) => location,
+                Err(e) => return fatal(err, &e.to_string()),
+            };
+            print_or_fail(out, err, inspect::status(&location, max_age.0).await)
         }
-        Command::Failures(DbArgs { db, .. }) => {
-            print_or_fail(out, err, inspect::failures(&db).await)
+        Command::Failures(DbArgs { store, .. }) => {
+            let location = match store.location() {
+                Ok(location) => location,
+                Err(e) => return fatal(err, &e.to_string()),
+            };
+            print_or_fail(out, err, inspect::failures(&location).await)
         }
         Command::Export(args) => match export_files(&args).await {
             Ok(written) => {
@@ -149,7 +157,7 @@ async fn export_files(
             args.messenger,
         )
     });
-    Ok(export::export_csv(&args.db, &args.output, raw, enriched).await?)
+    Ok(export::export_csv(&args.store.location()?, &args.output, raw, enriched).await?)
 }
 
 fn print_or_fail(

@@ -13,8 +13,9 @@ use crate::config::{
     Limits, LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
 };
 use crate::sandbox::{self, Fault, SandboxInstance};
-use crate::source::server_url::ServerUrl;
+use crate::source::server_url::{Engine, ServerUrl};
 use crate::source::{workbook, CsvOptions, Source};
+use crate::store::StoreLocation;
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -87,9 +88,13 @@ pub struct EnrichArgs {
     /// The country of national phone formats, such as RU for `8 900 123-45-67`.
     #[arg(long)]
     pub default_country: Option<DefaultCountry>,
-    /// The SQLite file to write (created when missing), or the directory for `--format csv`.
+    /// The SQLite file to write (created when missing), the directory for `--format csv`, or a
+    /// PostgreSQL URL (`postgres://user@host/db`) for a store in the schema `--schema`.
     #[arg(long)]
-    pub output: PathBuf,
+    pub output: String,
+    /// The schema of a PostgreSQL store (created when missing; default greenrich).
+    #[arg(long)]
+    pub schema: Option<String>,
     /// sqlite or csv.
     #[arg(long, value_enum, default_value_t = Format::Sqlite)]
     pub format: Format,
@@ -205,12 +210,48 @@ pub struct DemoArgs {
     pub output: PathBuf,
 }
 
+/// The store a command reads.
+#[derive(Args, Debug)]
+pub struct StoreFlags {
+    /// The store: a SQLite file, or a PostgreSQL URL.
+    #[arg(long)]
+    pub db: String,
+    /// The schema of a PostgreSQL store (default greenrich).
+    #[arg(long)]
+    pub schema: Option<String>,
+}
+
+impl StoreFlags {
+    /// Where the store is.
+    pub fn location(&self) -> Result<StoreLocation, ConfigError> {
+        store_location(&self.db, self.schema.as_deref())
+    }
+}
+
+/// `text` as a store: a PostgreSQL URL (in `schema`, default greenrich), else a SQLite file.
+fn store_location(text: &str, schema: Option<&str>) -> Result<StoreLocation, ConfigError> {
+    match ServerUrl::parse(text).map_err(|e| flag_error(e.to_string()))? {
+        Some(url) if url.engine == Engine::Postgres => Ok(StoreLocation::Postgres {
+            url,
+            schema: schema.unwrap_or(defaults::SCHEMA).to_string(),
+        }),
+        Some(url) => Err(flag_error(format!(
+            "a store cannot be kept in {} ({url}): use a SQLite file or PostgreSQL",
+            url.engine.name()
+        ))),
+        None if schema.is_some() => Err(flag_error(
+            "--schema applies to a store in PostgreSQL, not to a SQLite file",
+        )),
+        None => Ok(StoreLocation::Sqlite(PathBuf::from(text))),
+    }
+}
+
 /// Flags of `status` and `failures`.
 #[derive(Args, Debug)]
 pub struct DbArgs {
     /// The store to read.
-    #[arg(long)]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlags,
     /// Contacts fetched longer ago than this count as stale.
     #[arg(long, default_value_t = HumanDuration(defaults::STATUS_MAX_AGE))]
     pub max_age: HumanDuration,
@@ -220,8 +261,8 @@ pub struct DbArgs {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// The store to read.
-    #[arg(long)]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlags,
     /// The directory to write (created when missing).
     #[arg(long)]
     pub output: PathBuf,
@@ -410,9 +451,17 @@ impl EnrichArgs {
             file.source(Path::new(&self.input), self.column, self.id_column)?
         };
         let target = match self.format {
-            Format::Sqlite => Output::Sqlite(self.output),
+            Format::Sqlite => match store_location(&self.output, self.schema.as_deref())? {
+                StoreLocation::Sqlite(path) => Output::Sqlite(path),
+                StoreLocation::Postgres { url, schema } => Output::Postgres { url, schema },
+            },
+            Format::Csv if self.schema.is_some() || ServerUrl::parse(&self.output).ok().flatten().is_some() => {
+                return Err(flag_error(
+                    "--format csv writes files: --output must be a directory (and --schema does not apply)",
+                ))
+            }
             Format::Csv => Output::Csv {
-                dir: self.output,
+                dir: PathBuf::from(&self.output),
                 raw: self.csv_out.csv_raw,
             },
         };
@@ -591,5 +640,51 @@ mod tests {
         );
         assert_eq!(config.api.url, defaults::API_URL);
         assert!(config.limits.deadline.is_none());
+    }
+
+    /// `enrich --input a.csv` with `extra` flags, as a configuration or the flag error's text.
+    fn enrich_config(extra: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["greenrich", "enrich", "--input", "a.csv"];
+        argv.extend_from_slice(extra);
+        let Command::Enrich(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not enrich")
+        };
+        let env = |k: &str| (k == "GREEN_API_INSTANCES").then(|| "1:token-aaaaaa".to_string());
+        args.into_config(false, LogFormat::Plain, env)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_output_url_is_a_postgres_store_in_its_schema() {
+        let config = enrich_config(&["--output", "postgres://crm:pw-123456@db/crm"]).unwrap();
+        let Output::Postgres { url, schema } = &config.output.target else {
+            panic!("not postgres")
+        };
+        assert_eq!(
+            (url.to_string().as_str(), schema.as_str()),
+            ("postgres://crm:***@db/crm", "greenrich")
+        );
+        let config =
+            enrich_config(&["--output", "postgres://db/crm", "--schema", "whatsapp"]).unwrap();
+        assert!(
+            matches!(&config.output.target, Output::Postgres { schema, .. } if schema == "whatsapp")
+        );
+        for (flags, says) in [
+            (
+                vec!["--output", "mysql://root@db/crm"],
+                "cannot be kept in MySQL",
+            ),
+            (
+                vec!["--output", "out.db", "--schema", "x"],
+                "--schema applies to a store in PostgreSQL",
+            ),
+            (
+                vec!["--output", "postgres://db/crm", "--format", "csv"],
+                "--format csv writes files",
+            ),
+        ] {
+            let err = enrich_config(&flags).unwrap_err();
+            assert!(err.contains(says), "{flags:?}: {err}");
+        }
     }
 }

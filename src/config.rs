@@ -8,17 +8,24 @@ use std::time::{Duration, Instant};
 
 use crate::api::Instance;
 use crate::chat_id::{DefaultCountry, Messenger};
+use crate::source::server_url::ServerUrl;
 use crate::source::Source;
+use crate::store::StoreLocation;
 
 /// A value that cannot be parsed; the message says what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
+/// The working store's file name in a `--format csv` output directory.
+pub const WORKING_STORE: &str = "greenrich.db";
+
 /// The defaults of every option.
 pub mod defaults {
     use std::time::Duration;
 
+    /// The schema of a PostgreSQL store.
+    pub const SCHEMA: &str = "greenrich";
     /// The API host when `GREEN_API_URL` is not set.
     pub const API_URL: &str = "https://api.green-api.com";
     /// getContactInfo calls per second per instance: the documented limit.
@@ -147,14 +154,25 @@ pub enum Output {
         /// Write cells as they are, without neutralising spreadsheet formulas.
         raw: bool,
     },
+    /// A schema in a PostgreSQL database (created when missing).
+    Postgres {
+        /// The database.
+        url: ServerUrl,
+        /// The schema.
+        schema: String,
+    },
 }
 
 impl Output {
-    /// The SQLite file that holds the working store.
-    pub fn store_path(&self) -> PathBuf {
+    /// Where the working store is.
+    pub fn store(&self) -> StoreLocation {
         match self {
-            Output::Sqlite(path) => path.clone(),
-            Output::Csv { dir, .. } => dir.join("greenrich.db"),
+            Output::Sqlite(path) => StoreLocation::Sqlite(path.clone()),
+            Output::Csv { dir, .. } => StoreLocation::Sqlite(dir.join(WORKING_STORE)),
+            Output::Postgres { url, schema } => StoreLocation::Postgres {
+                url: url.clone(),
+                schema: schema.clone(),
+            },
         }
     }
 
@@ -163,6 +181,7 @@ impl Output {
         match self {
             Output::Sqlite(path) => path.display().to_string(),
             Output::Csv { dir, .. } => dir.display().to_string(),
+            Output::Postgres { .. } => self.store().to_string(),
         }
     }
 }

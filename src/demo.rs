@@ -15,6 +15,7 @@ use crate::sandbox;
 use crate::source::Source;
 use crate::store::read::StoreReader;
 use crate::store::StoreError;
+use crate::store::StoreLocation;
 
 /// The sample CRM export shipped in `samples/`, compiled in so the demo runs from anywhere.
 const SAMPLE_CSV: &str = include_str!("../samples/customers.csv");
@@ -105,7 +106,7 @@ fn demo_config(input: PathBuf, output: PathBuf, server: &sandbox::Sandbox) -> Co
 
 /// Prints a few enriched rows and failures on `out`.
 async fn print_rows(db: &Path, out: &mut (dyn Write + Send)) -> Result<(), StoreError> {
-    let mut store = StoreReader::open(db).await?;
+    let mut store = StoreReader::open(&StoreLocation::Sqlite(db.to_path_buf())).await?;
     let _ = writeln!(
         out,
         "{:<20} {:<28} {:<26} {:<21} products",

@@ -13,7 +13,7 @@ use crate::redact::mask;
 use crate::source::{csv_file, workbook, Source, SourceError};
 use crate::store::ledger::RunSummary;
 use crate::store::read::{DumpError, StoreReader, ENRICHED_COLUMNS, EXPORTED_TABLES};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreLocation};
 
 /// The CSV files cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ fn cell_out(cell: &str, raw: bool) -> String {
 /// Writes `contacts.csv`, `products.csv` and `failures.csv` from the store at `db` into `dir`,
 /// and `enriched.csv` when `enriched` names a file input; returns rows per file.
 pub(crate) async fn export_csv(
-    db: &Path,
+    db: &StoreLocation,
     dir: &Path,
     raw: bool,
     enriched: Option<EnrichedCsv<'_>>,

@@ -1,24 +1,23 @@
 //! `greenrich status` and `greenrich failures`: the store at a glance, for the people who run the
 //! job (read-only; the figures come from [`crate::store::read`]).
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::normalise::format_time;
 use crate::progress::format_duration;
 use crate::store::ledger::RunRecord;
 use crate::store::read::{FailureCount, StoreReader};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreLocation};
 
 /// The status report of the store at `db`; contacts older than `max_age` count as stale.
-pub(crate) async fn status(db: &Path, max_age: Duration) -> Result<String, StoreError> {
+pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<String, StoreError> {
     let mut store = StoreReader::open(db).await?;
     let cutoff =
         format_time(chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default());
     let o = store.overview(&cutoff).await?;
     let mut out = format!(
         "store {}\ncontacts: {} ({} fresh, {} stale at --max-age {}), {} products; oldest fetch {}, newest {}\n",
-        db.display(),
+        db,
         o.contacts,
         o.fresh,
         o.contacts - o.fresh,
@@ -108,7 +107,7 @@ fn run_lines(runs: &[RunRecord]) -> String {
 }
 
 /// Failed keys grouped by reason, most common first.
-pub(crate) async fn failures(db: &Path) -> Result<String, StoreError> {
+pub(crate) async fn failures(db: &StoreLocation) -> Result<String, StoreError> {
     let rows = StoreReader::open(db).await?.failures().await?;
     if rows.is_empty() {
         return Ok("no failures\n".into());

@@ -73,11 +73,7 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         )?),
     };
     let opened = source::open(&config.input.source).await?;
-    let store = Store::open(
-        &config.output.target.store_path(),
-        config.output.lock_timeout,
-    )
-    .await?;
+    let store = Store::open(&config.output.target.store(), config.output.lock_timeout).await?;
     let resume_from = store.resume_from().await?;
     let run_id = match config.dry_run {
         true => None,
@@ -133,8 +129,8 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
             config.output.prefix.clone(),
             config.input.messenger,
         );
-        let store_path = config.output.target.store_path();
-        for (file, rows) in export::export_csv(&store_path, dir, *raw, Some(enriched)).await? {
+        let store = config.output.target.store();
+        for (file, rows) in export::export_csv(&store, dir, *raw, Some(enriched)).await? {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }

@@ -2,7 +2,6 @@
 -- search_path points at it). The tables and the view have the SQLite store's columns and types,
 -- timestamps included (RFC 3339 UTC text of fixed width, so they sort as text; cast them with
 -- ::timestamptz), so status, export and the CRM joins read the same on both stores.
--- Two tables more let several workers share the store: `workers` and the claim queue `queue`.
 
 CREATE TABLE greenrich_meta (
     key   TEXT PRIMARY KEY,
@@ -126,32 +125,3 @@ SELECT
 FROM input_rows r
 LEFT JOIN contacts c ON c.chat_id = r.chat_id
 LEFT JOIN failures f ON f.key = r.chat_id;
-
--- Every process that has worked on this store: where it ran, which instances it held, and when
--- it last said it was alive. A worker's instances are leased with session advisory locks, which
--- PostgreSQL releases when the worker's connection ends (the process died or exited).
-CREATE TABLE workers (
-    id           BIGSERIAL PRIMARY KEY,
-    run_id       BIGINT NOT NULL,
-    host         TEXT NOT NULL,
-    pid          BIGINT NOT NULL,
-    instances    TEXT NOT NULL,     -- comma-separated instance ids
-    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
-    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    finished_at  TIMESTAMPTZ
-);
-
--- Due keys, shared by the workers (after pgmq's visibility timeout): a worker claims a batch
--- with FOR UPDATE SKIP LOCKED, setting claimed_by and claimed_until; its heartbeat pushes
--- claimed_until on while it lives; its result marks the row done in the same transaction as the
--- contact. A claim whose claimed_until has passed (its worker died) is free again.
-CREATE TABLE queue (
-    key           TEXT PRIMARY KEY,
-    phone         TEXT,
-    priority      SMALLINT NOT NULL,  -- 0 never fetched, 1 failed and due again, 2 stale
-    position      BIGINT NOT NULL,    -- the order within a priority
-    claimed_by    BIGINT,             -- workers.id
-    claimed_until TIMESTAMPTZ,
-    done_at       TIMESTAMPTZ         -- NULL while it is to do
-);
-CREATE INDEX queue_to_do ON queue (priority, position) WHERE done_at IS NULL;

@@ -25,6 +25,8 @@ pub(crate) fn prepare(output: &Output) -> Result<(), OutputError> {
             }
             check_dir(dir)
         }
+        // The server is checked when the store is opened.
+        Output::Postgres { .. } => Ok(()),
     }
 }
 

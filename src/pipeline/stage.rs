@@ -260,7 +260,7 @@ mod tests {
         let csv = dir.path().join("in.csv");
         std::fs::write(&csv, "phone\n79001234567\n79001234568\nbad\n").unwrap();
         let store = Store::open(
-            &dir.path().join("out.db"),
+            &crate::store::StoreLocation::Sqlite(dir.path().join("out.db")),
             std::time::Duration::from_secs(5),
         )
         .await

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::conn::on_conn;
 use super::plan::PlanCounts;
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
@@ -121,13 +122,11 @@ impl Store {
     /// interrupted or stopped early), if the last run did not complete: contacts fetched since
     /// then are not fetched again when the job resumes.
     pub async fn resume_from(&self) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT MIN(started_at) FROM runs
+             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')";
         let mut conn = self.connect().await?;
-        let started: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(started_at) FROM runs
-             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')",
-        )
-        .fetch_one(&mut conn)
-        .await?;
+        let started: Option<String> =
+            on_conn!(&mut conn, c => sqlx::query_scalar(SQL).fetch_one(c).await?);
         Ok(started)
     }
 
@@ -137,14 +136,14 @@ impl Store {
         started_at: &str,
         options: &RunOptions,
     ) -> Result<i64, StoreError> {
+        const SQL: &str = "INSERT INTO runs (started_at, options) VALUES ($1, $2) RETURNING id";
         let mut conn = self.connect().await?;
-        let id = sqlx::query_scalar(
-            "INSERT INTO runs (started_at, options) VALUES ($1, $2) RETURNING id",
-        )
-        .bind(started_at)
-        .bind(to_json(options))
-        .fetch_one(&mut conn)
-        .await?;
+        let options = to_json(options);
+        let id: i64 = on_conn!(&mut conn, c => sqlx::query_scalar(SQL)
+            .bind(started_at)
+            .bind(&options)
+            .fetch_one(c)
+            .await?);
         Ok(id)
     }
 
@@ -155,30 +154,32 @@ impl Store {
         finished_at: &str,
         summary: &RunSummary,
     ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE runs SET finished_at = $1, outcome = $2, input_rows = $3,
+               invalid = $4, duplicates = $5, skipped_fresh = $6, planned = $7, enriched = $8,
+               failed = $9, requests = $10, http_429 = $11, retries = $12, summary = $13
+             WHERE id = $14";
         let mut conn = self.connect().await?;
         let counts = &summary.counts;
-        sqlx::query(
-            "UPDATE runs SET finished_at = $1, outcome = $2, input_rows = $3, invalid = $4,
-               duplicates = $5, skipped_fresh = $6, planned = $7, enriched = $8, failed = $9,
-               requests = $10, http_429 = $11, retries = $12, summary = $13
-             WHERE id = $14",
-        )
-        .bind(finished_at)
-        .bind(&summary.outcome)
-        .bind(counts.input_rows as i64)
-        .bind(counts.invalid as i64)
-        .bind(counts.duplicates as i64)
-        .bind(counts.skipped_fresh as i64)
-        .bind(counts.planned as i64)
-        .bind(counts.enriched as i64)
-        .bind(counts.failed as i64)
-        .bind(counts.requests as i64)
-        .bind(counts.http_429 as i64)
-        .bind(counts.retries as i64)
-        .bind(to_json(summary))
-        .bind(id)
-        .execute(&mut conn)
-        .await?;
+        let summary_json = to_json(summary);
+        on_conn!(&mut conn, c => {
+            sqlx::query(SQL)
+            .bind(finished_at)
+            .bind(&summary.outcome)
+            .bind(counts.input_rows as i64)
+            .bind(counts.invalid as i64)
+            .bind(counts.duplicates as i64)
+            .bind(counts.skipped_fresh as i64)
+            .bind(counts.planned as i64)
+            .bind(counts.enriched as i64)
+            .bind(counts.failed as i64)
+            .bind(counts.requests as i64)
+            .bind(counts.http_429 as i64)
+            .bind(counts.retries as i64)
+            .bind(&summary_json)
+            .bind(id)
+            .execute(c)
+            .await?;
+        });
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! Row links: every input row read, with its own id and its chat id, in `input_rows`. Written by
 //! the planner's connection while the input is staged; the `enriched` view joins them to results.
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
+
+use super::conn::on_conn;
 
 use super::plan::Planner;
 use super::StoreError;
@@ -38,9 +40,10 @@ impl Planner {
         owner: LinkOwner<'_>,
         links: &[InputLink],
     ) -> Result<(), StoreError> {
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
+        on_conn!(&mut self.conn, c => {
+        let mut tx = sqlx::Connection::begin(c).await?;
         for chunk in links.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::new(
                 "INSERT INTO input_rows (source, row_ref, position, input_value, chat_id, error, \
                  run_id, seen_at) ",
             );
@@ -62,17 +65,19 @@ impl Planner {
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        });
         Ok(())
     }
 
     /// After a complete read of `owner.source`: its rows this run did not see are gone from it.
     pub(crate) async fn forget_unseen(&mut self, owner: LinkOwner<'_>) -> Result<u64, StoreError> {
-        let gone = sqlx::query("DELETE FROM input_rows WHERE source = $1 AND run_id <> $2")
+        const SQL: &str = "DELETE FROM input_rows WHERE source = $1 AND run_id <> $2";
+        let gone = on_conn!(&mut self.conn, c => sqlx::query(SQL)
             .bind(owner.source)
             .bind(owner.run_id)
-            .execute(&mut self.conn)
+            .execute(c)
             .await?
-            .rows_affected();
+            .rows_affected());
         Ok(gone)
     }
 }

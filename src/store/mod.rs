@@ -1,11 +1,15 @@
-//! The working store: a SQLite database holding `contacts`, `products`, `failures` and `runs`.
+//! The working store: a SQLite database, or a schema in PostgreSQL, holding `contacts`,
+//! `products`, `failures`, `runs` and `input_rows`, and the view `enriched`.
 //!
-//! All SQL lives in this module, which is the seam for a second backend: the rest of the job
-//! talks to [`Store`], the planner, the [`writer::Writer`] and the reader, never to SQL directly.
+//! All SQL lives in this module: the rest of the job talks to [`Store`], the planner, the
+//! [`writer::Writer`] and the reader, never to SQL directly. The SQL is written once for both
+//! engines (see [`conn`]).
 
+pub(crate) mod conn;
 pub mod ledger;
 pub(crate) mod links;
 pub mod plan;
+mod postgres;
 pub(crate) mod read;
 pub mod writer;
 
@@ -14,8 +18,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+use conn::Conn;
+pub use postgres::StoreLocation;
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
@@ -41,11 +49,11 @@ pub enum StoreError {
         tables: String,
     },
     /// Another run holds the store's lock.
-    #[error("another greenrich run is using {path} (lock file {lock}); wait for it to finish")]
+    #[error("another greenrich run is using {path} ({lock}); wait for it to finish")]
     Locked {
         /// The database.
         path: String,
-        /// The lock file.
+        /// The lock it holds.
         lock: String,
     },
     /// The database cannot be opened.
@@ -69,52 +77,88 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
 }
 
-/// An open store; holds the run lock for as long as it lives.
+/// An open store. A SQLite store holds the run lock for as long as it lives.
 pub struct Store {
-    options: SqliteConnectOptions,
-    _lock: File,
+    kind: Kind,
+}
+
+enum Kind {
+    Sqlite {
+        options: SqliteConnectOptions,
+        _lock: File,
+    },
+    Postgres {
+        options: PgConnectOptions,
+        _lock: sqlx::PgConnection,
+    },
 }
 
 impl Store {
-    /// Opens (creating if missing) the store at `path`, checks that the tables there are ours,
-    /// takes the run lock, and applies the migrations. `lock_timeout` is how long a write waits
-    /// for a database locked by another program.
-    pub async fn open(path: &Path, lock_timeout: Duration) -> Result<Store, StoreError> {
-        let shown = path.display().to_string();
-        check_tables_are_ours(path).await?;
-        let lock = take_lock(path)?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| StoreError::Open {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(lock_timeout)
-            .disable_statement_logging();
-        let mut conn = options.connect().await.map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut conn)
-            .await
-            .map_err(|e| StoreError::Migrate {
-                path: shown,
-                message: e.to_string(),
-            })?;
-        conn.close().await?;
-        Ok(Store {
-            options,
-            _lock: lock,
-        })
+    /// Opens (creating if missing) the store at `location`, checks that the tables there are
+    /// ours, takes the run lock (SQLite), and applies the migrations. `lock_timeout` is how long
+    /// a SQLite write waits for a database locked by another program.
+    pub async fn open(
+        location: &StoreLocation,
+        lock_timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let kind = match location {
+            StoreLocation::Sqlite(path) => {
+                let (options, lock) = open_sqlite(path, lock_timeout).await?;
+                Kind::Sqlite {
+                    options,
+                    _lock: lock,
+                }
+            }
+            StoreLocation::Postgres { url, schema } => {
+                let (options, lock) = postgres::open(url, schema).await?;
+                Kind::Postgres {
+                    options,
+                    _lock: lock,
+                }
+            }
+        };
+        Ok(Store { kind })
     }
 
-    pub(crate) async fn connect(&self) -> Result<SqliteConnection, StoreError> {
-        Ok(self.options.connect().await?)
+    pub(crate) async fn connect(&self) -> Result<Conn, StoreError> {
+        Ok(match &self.kind {
+            Kind::Sqlite { options, .. } => Conn::Sqlite(options.connect().await?),
+            Kind::Postgres { options, .. } => Conn::Postgres(options.connect().await?),
+        })
     }
+}
+
+async fn open_sqlite(
+    path: &Path,
+    lock_timeout: Duration,
+) -> Result<(SqliteConnectOptions, File), StoreError> {
+    let shown = path.display().to_string();
+    check_tables_are_ours(path).await?;
+    let lock = take_lock(path)?;
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(lock_timeout)
+        .disable_statement_logging();
+    let mut conn = options.connect().await.map_err(|e| StoreError::Open {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Migrate {
+            path: shown,
+            message: e.to_string(),
+        })?;
+    conn.close().await?;
+    Ok((options, lock))
 }
 
 /// Opens an existing store read-only.
@@ -158,7 +202,7 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
             path: path.display().to_string(),
-            lock: lock.display().to_string(),
+            lock: format!("lock file {}", lock.display()),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
             path: path.display().to_string(),
@@ -183,6 +227,11 @@ async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
                 message: format!("not a SQLite database ({e})"),
             })?;
     conn.close().await?;
+    refuse_foreign_tables(&path.display().to_string(), &names)
+}
+
+/// A database (or schema) whose tables are `names` is ours, or new, or someone else's.
+fn refuse_foreign_tables(shown: &str, names: &[String]) -> Result<(), StoreError> {
     if names.iter().any(|n| n == MARKER_TABLE) {
         return Ok(());
     }
@@ -194,7 +243,7 @@ async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::ForeignTables {
-            path: path.display().to_string(),
+            path: shown.to_string(),
             tables: clashes.join(", "),
         })
     }

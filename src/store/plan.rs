@@ -1,13 +1,14 @@
-//! Planning: stages the normalised input in a temporary table, lets SQLite decide which keys are
-//! due (never fetched, failed and due again, stale), and hands them out in priority order.
+//! Planning: stages the normalised input in a temporary table, lets the database decide which
+//! keys are due (never fetched, failed and due again, stale), and hands them out in priority order.
 //!
 //! Memory stays flat whatever the input size: the set work (de-duplication, joins against the
 //! store, ordering) happens in the database.
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row};
 
 use chrono::{DateTime, Utc};
 
+use super::conn::{on_conn, Conn, Engine};
 use super::writer::{upsert_failures, FailedKey, RetryDelays};
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
@@ -73,7 +74,7 @@ const FAILURE_IS_DUE: &str = "$1 OR (f.permanent = 0 AND f.next_due_at <= $2) \
                               OR (f.permanent = 1 AND f.last_attempt_at <= $3)";
 
 pub(crate) struct Planner {
-    pub(super) conn: SqliteConnection,
+    pub(super) conn: Conn,
 }
 
 impl Planner {
@@ -82,55 +83,60 @@ impl Planner {
         // Keys are appended as they come (CRM exports are in no order), and de-duplicated by one
         // sort at the end: inserting a million random keys into an index page by page is what
         // made planning grow faster than its input.
-        sqlx::query(
-            "CREATE TEMP TABLE staged_keys (chat_id TEXT NOT NULL, phone TEXT, line INTEGER NOT NULL)",
-        )
-        .execute(&mut conn)
-        .await?;
+        const CREATE: &str =
+            "CREATE TEMP TABLE staged_keys (chat_id TEXT NOT NULL, phone TEXT, line BIGINT NOT NULL)";
+        on_conn!(&mut conn, c => {
+            sqlx::query(CREATE).execute(c).await?;
+        });
         Ok(Planner { conn })
     }
 
     /// Adds valid keys (duplicates too: [`Planner::finish_staging`] keeps each key once).
     pub(crate) async fn stage(&mut self, keys: &[InputKey]) -> Result<(), StoreError> {
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO staged_keys (chat_id, phone, line) ");
-            q.push_values(chunk, |mut row, key| {
-                row.push_bind(&key.chat_id)
-                    .push_bind(&key.phone)
-                    .push_bind(key.line as i64);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        on_conn!(&mut self.conn, c => {
+            let mut tx = sqlx::Connection::begin(c).await?;
+            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::new("INSERT INTO staged_keys (chat_id, phone, line) ");
+                q.push_values(chunk, |mut row, key| {
+                    row.push_bind(&key.chat_id)
+                        .push_bind(&key.phone)
+                        .push_bind(key.line as i64);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Ends staging: each key is kept once, with its first line (batches arrive in input order).
     /// Returns how many distinct keys there are.
     pub(crate) async fn finish_staging(&mut self) -> Result<u64, StoreError> {
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        sqlx::query(
-            "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
-        )
-        .execute(&mut *tx)
-        .await?;
-        // GROUP BY sorts once; the sorted rows then fill the key's index in order.
-        // (SQLite takes the bare `phone` from the row of MIN(line).)
-        sqlx::query(
-            "INSERT INTO input_keys (chat_id, phone, line)
-             SELECT chat_id, phone, MIN(line) FROM staged_keys GROUP BY chat_id",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DROP TABLE staged_keys")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM input_keys")
-            .fetch_one(&mut self.conn)
-            .await?;
+        let (create, fill) = match self.conn.engine() {
+            // GROUP BY sorts once; the sorted rows then fill the key's index in order. (SQLite
+            // takes the bare `phone` from the row of MIN(line).)
+            Engine::Sqlite => (
+                "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
+                "INSERT INTO input_keys (chat_id, phone, line)
+                 SELECT chat_id, phone, MIN(line) FROM staged_keys GROUP BY chat_id",
+            ),
+            Engine::Postgres => (
+                "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line BIGINT NOT NULL)",
+                "INSERT INTO input_keys (chat_id, phone, line)
+                 SELECT DISTINCT ON (chat_id) chat_id, phone, line FROM staged_keys
+                 ORDER BY chat_id, line",
+            ),
+        };
+        let n: i64 = on_conn!(&mut self.conn, c => {
+            let mut tx = sqlx::Connection::begin(c).await?;
+            sqlx::query(create).execute(&mut *tx).await?;
+            sqlx::query(fill).execute(&mut *tx).await?;
+            sqlx::query("DROP TABLE staged_keys").execute(&mut *tx).await?;
+            tx.commit().await?;
+            sqlx::query_scalar("SELECT COUNT(*) FROM input_keys")
+                .fetch_one(c)
+                .await?
+        });
         Ok(n as u64)
     }
 
@@ -142,12 +148,14 @@ impl Planner {
         now: DateTime<Utc>,
         delays: &RetryDelays,
     ) -> Result<(), StoreError> {
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
         let values: Vec<&FailedKey> = values.iter().collect();
-        for chunk in values.chunks(ROWS_PER_STATEMENT) {
-            upsert_failures(&mut tx, chunk, messenger, now, delays).await?;
-        }
-        tx.commit().await?;
+        on_conn!(&mut self.conn, c => {
+            let mut tx = sqlx::Connection::begin(c).await?;
+            for chunk in values.chunks(ROWS_PER_STATEMENT) {
+                upsert_failures!(&mut *tx, chunk, messenger, now, delays);
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -155,15 +163,16 @@ impl Planner {
     /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
     /// walking the freshness index, so no sort is needed however big the store is).
     pub(crate) async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
+        let create = match self.conn.engine() {
+            Engine::Sqlite => "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+            Engine::Postgres => "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+        };
+        let (never_fetched, retry, stale, failed_not_due, staged) = on_conn!(&mut self.conn, c => {
+        let mut tx = sqlx::Connection::begin(c).await?;
         sqlx::query("DROP TABLE IF EXISTS due_keys")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
-        )
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(create).execute(&mut *tx).await?;
         let never_fetched = sqlx::query(
             "INSERT INTO due_keys (chat_id, phone)
              SELECT i.chat_id, i.phone FROM input_keys i
@@ -216,6 +225,8 @@ impl Planner {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        (never_fetched, retry, stale, failed_not_due, staged)
+        });
         let mut counts = PlanCounts {
             never_fetched,
             retry,
@@ -230,20 +241,17 @@ impl Planner {
 
     /// The next `limit` due keys after position `after`.
     pub(crate) async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<DueKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, chat_id, phone FROM due_keys WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut self.conn)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DueKey {
-                seq: r.get(0),
-                chat_id: r.get(1),
-                phone: r.get(2),
-            })
-            .collect())
+        const PAGE: &str =
+            "SELECT seq, chat_id, phone FROM due_keys WHERE seq > $1 ORDER BY seq LIMIT $2";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(PAGE).bind(after).bind(limit).fetch_all(c).await?;
+            rows.into_iter()
+                .map(|r| DueKey {
+                    seq: r.get(0),
+                    chat_id: r.get(1),
+                    phone: r.get(2),
+                })
+                .collect()
+        }))
     }
 }

@@ -2,14 +2,15 @@
 //! and whole tables for CSV export. Read-only; the formatting lives with the commands.
 
 use futures::{StreamExt, TryStreamExt};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
+use super::conn::{on_conn, Conn, Engine};
 use super::ledger::{RunCounts, RunRecord};
-use super::{open_read_only, StoreError};
+use super::{open_read_only, postgres, StoreError, StoreLocation};
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {
-    conn: SqliteConnection,
+    conn: Conn,
 }
 
 /// Contacts at a glance.
@@ -52,113 +53,110 @@ pub(crate) struct SampleContact {
 
 impl StoreReader {
     /// Opens an existing store read-only.
-    pub(crate) async fn open(path: &std::path::Path) -> Result<StoreReader, StoreError> {
-        Ok(StoreReader {
-            conn: open_read_only(path).await?,
-        })
+    pub(crate) async fn open(location: &StoreLocation) -> Result<StoreReader, StoreError> {
+        let conn = match location {
+            StoreLocation::Sqlite(path) => Conn::Sqlite(open_read_only(path).await?),
+            StoreLocation::Postgres { url, schema } => {
+                Conn::Postgres(postgres::connect_existing(url, schema).await?)
+            }
+        };
+        Ok(StoreReader { conn })
     }
 
     /// Contact counts; contacts fetched at or after `fresh_from` are fresh.
     pub(crate) async fn overview(&mut self, fresh_from: &str) -> Result<Overview, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN fetched_at >= $1 THEN 1 ELSE 0 END), 0),
-                    MIN(fetched_at), MAX(fetched_at),
-                    (SELECT COUNT(*) FROM products)
-             FROM contacts",
-        )
-        .bind(fresh_from)
-        .fetch_one(&mut self.conn)
-        .await?;
-        Ok(Overview {
-            contacts: row.get(0),
-            fresh: row.get(1),
-            oldest: row.get(2),
-            newest: row.get(3),
-            products: row.get(4),
-        })
+        const SQL: &str = "SELECT COUNT(*),
+                    CAST(COALESCE(SUM(CASE WHEN fetched_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    MIN(fetched_at), MAX(fetched_at), (SELECT COUNT(*) FROM products)
+             FROM contacts";
+        Ok(on_conn!(&mut self.conn, c => {
+            let row = sqlx::query(SQL).bind(fresh_from).fetch_one(c).await?;
+            Overview {
+                contacts: row.get(0),
+                fresh: row.get(1),
+                oldest: row.get(2),
+                newest: row.get(3),
+                products: row.get(4),
+            }
+        }))
     }
 
     /// Failed keys counted by reason and kind, most common first.
     pub(crate) async fn failure_counts(&mut self) -> Result<Vec<FailureCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT reason, permanent, COUNT(*) FROM failures GROUP BY reason, permanent ORDER BY COUNT(*) DESC",
-        )
-        .fetch_all(&mut self.conn)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| FailureCount {
-                reason: r.get(0),
-                permanent: r.get(1),
-                count: r.get(2),
-            })
-            .collect())
+        const SQL: &str = "SELECT reason, permanent, COUNT(*) FROM failures
+             GROUP BY reason, permanent ORDER BY COUNT(*) DESC";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).fetch_all(c).await?;
+            rows.iter()
+                .map(|r| FailureCount {
+                    reason: r.get(0),
+                    permanent: r.get::<i64, _>(1) != 0,
+                    count: r.get(2),
+                })
+                .collect()
+        }))
     }
 
     /// The last `n` runs, newest first.
     pub(crate) async fn last_runs(&mut self, n: i64) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, started_at, finished_at, outcome, input_rows, invalid, duplicates,
-                    skipped_fresh, planned, enriched, failed, requests, http_429, retries,
-                    options, summary
-             FROM runs ORDER BY id DESC LIMIT $1",
-        )
-        .bind(n)
-        .fetch_all(&mut self.conn)
-        .await?;
-        let count =
-            |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
-        let json = |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<String>, _>(i);
-        Ok(rows
-            .iter()
-            .map(|r| RunRecord {
-                id: r.get(0),
-                started_at: r.get(1),
-                finished_at: r.get(2),
-                outcome: r.get(3),
-                counts: RunCounts {
-                    input_rows: count(r, 4),
-                    invalid: count(r, 5),
-                    duplicates: count(r, 6),
-                    skipped_fresh: count(r, 7),
-                    planned: count(r, 8),
-                    enriched: count(r, 9),
-                    failed: count(r, 10),
-                    requests: count(r, 11),
-                    http_429: count(r, 12),
-                    retries: count(r, 13),
-                },
-                options: json(r, 14).and_then(|s| serde_json::from_str(&s).ok()),
-                summary: json(r, 15).and_then(|s| serde_json::from_str(&s).ok()),
-            })
-            .collect())
+        const SQL: &str = "SELECT id, started_at, finished_at, outcome, input_rows, invalid,
+                    duplicates, skipped_fresh, planned, enriched, failed, requests, http_429,
+                    retries, options, summary
+             FROM runs ORDER BY id DESC LIMIT $1";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).bind(n).fetch_all(c).await?;
+            rows.iter()
+                .map(|r| {
+                    let count = |i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
+                    let json = |i: usize| r.get::<Option<String>, _>(i);
+                    RunRecord {
+                        id: r.get(0),
+                        started_at: r.get(1),
+                        finished_at: r.get(2),
+                        outcome: r.get(3),
+                        counts: RunCounts {
+                            input_rows: count(4),
+                            invalid: count(5),
+                            duplicates: count(6),
+                            skipped_fresh: count(7),
+                            planned: count(8),
+                            enriched: count(9),
+                            failed: count(10),
+                            requests: count(11),
+                            http_429: count(12),
+                            retries: count(13),
+                        },
+                        options: json(14).and_then(|s| serde_json::from_str(&s).ok()),
+                        summary: json(15).and_then(|s| serde_json::from_str(&s).ok()),
+                    }
+                })
+                .collect()
+        }))
     }
 
     /// Every failed key, grouped by reason (most common reason first).
     pub(crate) async fn failures(&mut self) -> Result<Vec<FailureRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT f.reason, f.key, f.message, f.http_status, f.attempts, f.first_failed_at,
-                    f.last_attempt_at, f.next_due_at, f.permanent
+        const SQL: &str = "SELECT f.reason, f.key, f.message, f.http_status, f.attempts,
+                    f.first_failed_at, f.last_attempt_at, f.next_due_at, f.permanent
              FROM failures f
              JOIN (SELECT reason, COUNT(*) AS n FROM failures GROUP BY reason) g ON g.reason = f.reason
-             ORDER BY g.n DESC, f.reason, f.key",
-        )
-        .fetch_all(&mut self.conn)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| FailureRow {
-                reason: r.get(0),
-                key: r.get(1),
-                message: r.get(2),
-                http_status: r.get(3),
-                attempts: r.get(4),
-                first_failed_at: r.get(5),
-                last_attempt_at: r.get(6),
-                next_due_at: r.get(7),
-                permanent: r.get(8),
-            })
-            .collect())
+             ORDER BY g.n DESC, f.reason, f.key";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).fetch_all(c).await?;
+            rows.iter()
+                .map(|r| FailureRow {
+                    reason: r.get(0),
+                    key: r.get(1),
+                    message: r.get(2),
+                    http_status: r.get(3),
+                    attempts: r.get(4),
+                    first_failed_at: r.get(5),
+                    last_attempt_at: r.get(6),
+                    next_due_at: r.get(7),
+                    permanent: r.get::<i64, _>(8) != 0,
+                })
+                .collect()
+        }))
     }
 
     /// Up to `n` contacts, business accounts first.
@@ -166,24 +164,22 @@ impl StoreReader {
         &mut self,
         n: i64,
     ) -> Result<Vec<SampleContact>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''), COALESCE(c.last_seen_at, ''),
+        const SQL: &str = "SELECT c.chat_id, COALESCE(c.name, ''), COALESCE(c.category, ''),
+                    COALESCE(c.last_seen_at, ''),
                     (SELECT COUNT(*) FROM products p WHERE p.chat_id = c.chat_id)
-             FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT $1",
-        )
-        .bind(n)
-        .fetch_all(&mut self.conn)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| SampleContact {
-                chat_id: r.get(0),
-                name: r.get(1),
-                category: r.get(2),
-                last_seen_at: r.get(3),
-                products: r.get(4),
-            })
-            .collect())
+             FROM contacts c ORDER BY c.is_business DESC, c.chat_id LIMIT $1";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).bind(n).fetch_all(c).await?;
+            rows.iter()
+                .map(|r| SampleContact {
+                    chat_id: r.get(0),
+                    name: r.get(1),
+                    category: r.get(2),
+                    last_seen_at: r.get(3),
+                    products: r.get(4),
+                })
+                .collect()
+        }))
     }
 }
 
@@ -236,40 +232,49 @@ impl StoreReader {
         order: &str,
         mut sink: impl FnMut(&[String]) -> std::io::Result<()>,
     ) -> Result<u64, DumpError> {
-        let columns: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+        let columns_sql = match self.conn.engine() {
+            Engine::Sqlite => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+            Engine::Postgres => {
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+            }
+        };
+        on_conn!(&mut self.conn, c => {
+            let columns: Vec<String> = sqlx::query_scalar(columns_sql)
                 .bind(table)
-                .fetch_all(&mut self.conn)
+                .fetch_all(&mut *c)
                 .await
                 .map_err(StoreError::from)?;
-        sink(&columns).map_err(DumpError::Sink)?;
-        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", as_text(&columns));
-        let mut rows = sqlx::query(&sql).fetch(&mut self.conn);
-        let mut count = 0;
-        while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
-            let record = text_cells(&row, 0..columns.len())?;
-            sink(&record).map_err(DumpError::Sink)?;
-            count += 1;
-        }
-        Ok(count)
+            sink(&columns).map_err(DumpError::Sink)?;
+            let sql = format!("SELECT {} FROM {table} ORDER BY {order}", as_text(&columns));
+            let mut rows = sqlx::query(&sql).fetch(c);
+            let mut count = 0;
+            while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+                let record = text_cells!(&row, 0..columns.len())?;
+                sink(&record).map_err(DumpError::Sink)?;
+                count += 1;
+            }
+            Ok(count)
+        })
     }
 
     /// The `enriched` rows of `source`, in input order.
     pub(crate) fn enriched_rows<'a>(
         &'a mut self,
         source: &'a str,
-    ) -> impl futures::Stream<Item = Result<EnrichedRow, StoreError>> + 'a {
-        sqlx::query(&ENRICHED_IN_ORDER)
+    ) -> futures::stream::BoxStream<'a, Result<EnrichedRow, StoreError>> {
+        on_conn!(&mut self.conn, c => sqlx::query(&ENRICHED_IN_ORDER)
             .bind(source)
-            .fetch(&mut self.conn)
+            .fetch(c)
             .map(|row| {
                 let row = row?;
-                let cells = text_cells(&row, 1..=ENRICHED_COLUMNS.len())?;
+                let cells = text_cells!(&row, 1..=ENRICHED_COLUMNS.len())?;
                 Ok(EnrichedRow {
                     position: row.try_get::<i64, _>(0)? as u64,
                     cells,
                 })
             })
+            .boxed())
     }
 }
 
@@ -290,12 +295,12 @@ fn as_text(columns: &[impl AsRef<str>]) -> String {
         .join(", ")
 }
 
-/// The cells `columns` of `row`, as text (NULL as empty).
-fn text_cells(
-    row: &sqlx::sqlite::SqliteRow,
-    columns: impl Iterator<Item = usize>,
-) -> Result<Vec<String>, StoreError> {
-    columns
-        .map(|i| Ok(row.try_get::<Option<String>, _>(i)?.unwrap_or_default()))
-        .collect()
+/// The cells `columns` of `row` (a row of either engine), as text (NULL as empty).
+macro_rules! text_cells {
+    ($row:expr, $columns:expr) => {
+        $columns
+            .map(|i| Ok($row.try_get::<Option<String>, _>(i)?.unwrap_or_default()))
+            .collect::<Result<Vec<String>, StoreError>>()
+    };
 }
+use text_cells;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::conn::{on_conn, Conn};
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
 use crate::config::{defaults, PlanPolicy};
@@ -71,7 +71,7 @@ impl From<&PlanPolicy> for RetryDelays {
 }
 
 impl RetryDelays {
-    fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
+    pub(super) fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
         let delay = if permanent {
             self.permanent
         } else {
@@ -83,7 +83,7 @@ impl RetryDelays {
 
 /// The single writer of a run's outcomes.
 pub struct Writer {
-    conn: SqliteConnection,
+    conn: Conn,
     messenger: Messenger,
     delays: RetryDelays,
 }
@@ -122,146 +122,149 @@ impl Writer {
                 KeyOutcome::Enriched(_) => None,
             })
             .collect();
-        let mut tx = sqlx::Connection::begin(&mut self.conn).await?;
-        for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
-            upsert_contacts(&mut tx, chunk).await?;
-            delete_where_in(&mut tx, "DELETE FROM products WHERE chat_id IN ", chunk).await?;
-            delete_where_in(&mut tx, "DELETE FROM failures WHERE key IN ", chunk).await?;
-            let products: Vec<(&str, &ProductRow)> = chunk
-                .iter()
-                .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
-                .collect();
-            for products in products.chunks(ROWS_PER_STATEMENT) {
-                insert_products(&mut tx, products).await?;
+        let (messenger, delays) = (self.messenger, &self.delays);
+        on_conn!(&mut self.conn, c => {
+            let mut tx = sqlx::Connection::begin(c).await?;
+            for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
+                upsert_contacts!(&mut *tx, chunk);
+                delete_where_in!(&mut *tx, "DELETE FROM products WHERE chat_id IN ", chunk);
+                delete_where_in!(&mut *tx, "DELETE FROM failures WHERE key IN ", chunk);
+                let products: Vec<(&str, &ProductRow)> = chunk
+                    .iter()
+                    .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
+                    .collect();
+                for products in products.chunks(ROWS_PER_STATEMENT) {
+                    insert_products!(&mut *tx, products);
+                }
             }
-        }
-        for chunk in failed.chunks(ROWS_PER_STATEMENT) {
-            upsert_failures(&mut tx, chunk, self.messenger, now, &self.delays).await?;
-        }
-        tx.commit().await?;
+            for chunk in failed.chunks(ROWS_PER_STATEMENT) {
+                upsert_failures!(&mut *tx, chunk, messenger, now, delays);
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 }
 
-async fn upsert_contacts(
-    conn: &mut SqliteConnection,
-    chunk: &[&Enriched],
-) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO contacts (chat_id, messenger, phone, name, contact_name, email, category, \
-         description, avatar_url, is_business, last_seen_at, is_archived, is_muted, \
-         is_disappearing, message_expiration, mute_expiration, raw_json, fetched_at) ",
-    );
-    q.push_values(chunk, |mut row, e| {
-        let c = &e.contact;
-        row.push_bind(&c.chat_id)
-            .push_bind(c.messenger.as_str())
-            .push_bind(&c.phone)
-            .push_bind(&c.name)
-            .push_bind(&c.contact_name)
-            .push_bind(&c.email)
-            .push_bind(&c.category)
-            .push_bind(&c.description)
-            .push_bind(&c.avatar_url)
-            .push_bind(c.is_business)
-            .push_bind(&c.last_seen_at)
-            .push_bind(c.is_archived)
-            .push_bind(c.is_muted)
-            .push_bind(c.is_disappearing)
-            .push_bind(c.message_expiration)
-            .push_bind(c.mute_expiration)
-            .push_bind(&c.raw_json)
-            .push_bind(&c.fetched_at);
-    });
-    q.push(
-        " ON CONFLICT (chat_id) DO UPDATE SET messenger = excluded.messenger, \
-         phone = excluded.phone, name = excluded.name, contact_name = excluded.contact_name, \
-         email = excluded.email, category = excluded.category, \
-         description = excluded.description, avatar_url = excluded.avatar_url, \
-         is_business = excluded.is_business, last_seen_at = excluded.last_seen_at, \
-         is_archived = excluded.is_archived, is_muted = excluded.is_muted, \
-         is_disappearing = excluded.is_disappearing, \
-         message_expiration = excluded.message_expiration, \
-         mute_expiration = excluded.mute_expiration, raw_json = excluded.raw_json, \
-         fetched_at = excluded.fetched_at",
-    );
-    q.build().execute(conn).await?;
-    Ok(())
-}
+// The statements below are macros, not functions: each is compiled once per engine inside
+// `on_conn!`, with sqlx's typed binding (a function generic over the engine would need a bound
+// for every bound type). Flags are bound as integers on both engines.
 
-async fn delete_where_in(
-    conn: &mut SqliteConnection,
-    statement: &str,
-    chunk: &[&Enriched],
-) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(statement);
-    q.push_tuples(chunk, |mut row, e| {
-        row.push_bind(&e.contact.chat_id);
-    });
-    q.build().execute(conn).await?;
-    Ok(())
+/// Inserts or updates the contacts of `chunk` (`&[&Enriched]`) on `conn`.
+macro_rules! upsert_contacts {
+    ($conn:expr, $chunk:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO contacts (chat_id, messenger, phone, name, contact_name, email, category, \
+             description, avatar_url, is_business, last_seen_at, is_archived, is_muted, \
+             is_disappearing, message_expiration, mute_expiration, raw_json, fetched_at) ",
+        );
+        q.push_values($chunk, |mut row, e| {
+            let c = &e.contact;
+            row.push_bind(&c.chat_id)
+                .push_bind(c.messenger.as_str())
+                .push_bind(&c.phone)
+                .push_bind(&c.name)
+                .push_bind(&c.contact_name)
+                .push_bind(&c.email)
+                .push_bind(&c.category)
+                .push_bind(&c.description)
+                .push_bind(&c.avatar_url)
+                .push_bind(c.is_business.map(i64::from))
+                .push_bind(&c.last_seen_at)
+                .push_bind(c.is_archived.map(i64::from))
+                .push_bind(c.is_muted.map(i64::from))
+                .push_bind(c.is_disappearing.map(i64::from))
+                .push_bind(c.message_expiration)
+                .push_bind(c.mute_expiration)
+                .push_bind(&c.raw_json)
+                .push_bind(&c.fetched_at);
+        });
+        q.push(
+            " ON CONFLICT (chat_id) DO UPDATE SET messenger = excluded.messenger, \
+             phone = excluded.phone, name = excluded.name, contact_name = excluded.contact_name, \
+             email = excluded.email, category = excluded.category, \
+             description = excluded.description, avatar_url = excluded.avatar_url, \
+             is_business = excluded.is_business, last_seen_at = excluded.last_seen_at, \
+             is_archived = excluded.is_archived, is_muted = excluded.is_muted, \
+             is_disappearing = excluded.is_disappearing, \
+             message_expiration = excluded.message_expiration, \
+             mute_expiration = excluded.mute_expiration, raw_json = excluded.raw_json, \
+             fetched_at = excluded.fetched_at",
+        );
+        q.build().execute($conn).await?;
+    }};
 }
+use upsert_contacts;
 
-async fn insert_products(
-    conn: &mut SqliteConnection,
-    products: &[(&str, &ProductRow)],
-) -> Result<(), StoreError> {
-    // The first of two products with the same id wins (the key is (chat_id, product_id)).
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO products (chat_id, product_id, position, name, description, price, \
-         availability, is_hidden, review_status, image_url, image_preview_url) ",
-    );
-    q.push_values(products, |mut row, (chat_id, p)| {
-        row.push_bind(*chat_id)
-            .push_bind(&p.product_id)
-            .push_bind(p.position)
-            .push_bind(&p.name)
-            .push_bind(&p.description)
-            .push_bind(&p.price)
-            .push_bind(&p.availability)
-            .push_bind(p.is_hidden)
-            .push_bind(&p.review_status)
-            .push_bind(&p.image_url)
-            .push_bind(&p.image_preview_url);
-    });
-    q.push(" ON CONFLICT (chat_id, product_id) DO NOTHING");
-    q.build().execute(conn).await?;
-    Ok(())
+/// `statement` (`DELETE … WHERE x IN `) for the chat ids of `chunk`.
+macro_rules! delete_where_in {
+    ($conn:expr, $statement:expr, $chunk:expr) => {{
+        let mut q = sqlx::QueryBuilder::new($statement);
+        q.push_tuples($chunk, |mut row, e| {
+            row.push_bind(&e.contact.chat_id);
+        });
+        q.build().execute($conn).await?;
+    }};
 }
+use delete_where_in;
 
-/// Inserts or updates failure rows; attempts add up across runs, the first failure time stays.
-pub(super) async fn upsert_failures(
-    conn: &mut SqliteConnection,
-    chunk: &[&FailedKey],
-    messenger: Messenger,
-    now: DateTime<Utc>,
-    delays: &RetryDelays,
-) -> Result<(), StoreError> {
-    let now_text = format_time(now);
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO failures (key, messenger, input_value, reason, message, http_status, \
-         attempts, permanent, first_failed_at, last_attempt_at, next_due_at) ",
-    );
-    q.push_values(chunk, |mut row, f| {
-        row.push_bind(&f.key)
-            .push_bind(messenger.as_str())
-            .push_bind(f.input_value.as_deref().unwrap_or(&f.key))
-            .push_bind(f.reason.as_str())
-            .push_bind(&f.message)
-            .push_bind(f.http_status.map(i64::from))
-            .push_bind(i64::from(f.attempts))
-            .push_bind(f.permanent)
-            .push_bind(now_text.clone())
-            .push_bind(now_text.clone())
-            .push_bind(delays.next_due(f.permanent, now));
-    });
-    q.push(
-        " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \
-         input_value = excluded.input_value, http_status = excluded.http_status, \
-         attempts = failures.attempts + excluded.attempts, \
-         permanent = excluded.permanent, last_attempt_at = excluded.last_attempt_at, \
-         next_due_at = excluded.next_due_at",
-    );
-    q.build().execute(conn).await?;
-    Ok(())
+/// Inserts `products` (`&[(&str, &ProductRow)]`); the first of two with the same id wins (the
+/// key is (chat_id, product_id)).
+macro_rules! insert_products {
+    ($conn:expr, $products:expr) => {{
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO products (chat_id, product_id, position, name, description, price, \
+             availability, is_hidden, review_status, image_url, image_preview_url) ",
+        );
+        q.push_values($products, |mut row, (chat_id, p)| {
+            row.push_bind(*chat_id)
+                .push_bind(&p.product_id)
+                .push_bind(p.position)
+                .push_bind(&p.name)
+                .push_bind(&p.description)
+                .push_bind(&p.price)
+                .push_bind(&p.availability)
+                .push_bind(p.is_hidden.map(i64::from))
+                .push_bind(&p.review_status)
+                .push_bind(&p.image_url)
+                .push_bind(&p.image_preview_url);
+        });
+        q.push(" ON CONFLICT (chat_id, product_id) DO NOTHING");
+        q.build().execute($conn).await?;
+    }};
 }
+use insert_products;
+
+/// Inserts or updates the failure rows of `chunk` (`&[&FailedKey]`); attempts add up across
+/// runs, the first failure time stays.
+macro_rules! upsert_failures {
+    ($conn:expr, $chunk:expr, $messenger:expr, $now:expr, $delays:expr) => {{
+        let now_text = $crate::normalise::format_time($now);
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO failures (key, messenger, input_value, reason, message, http_status, \
+             attempts, permanent, first_failed_at, last_attempt_at, next_due_at) ",
+        );
+        q.push_values($chunk, |mut row, f| {
+            row.push_bind(&f.key)
+                .push_bind($messenger.as_str())
+                .push_bind(f.input_value.as_deref().unwrap_or(&f.key))
+                .push_bind(f.reason.as_str())
+                .push_bind(&f.message)
+                .push_bind(f.http_status.map(i64::from))
+                .push_bind(i64::from(f.attempts))
+                .push_bind(i64::from(f.permanent))
+                .push_bind(now_text.clone())
+                .push_bind(now_text.clone())
+                .push_bind($delays.next_due(f.permanent, $now));
+        });
+        q.push(
+            " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \
+             input_value = excluded.input_value, http_status = excluded.http_status, \
+             attempts = failures.attempts + excluded.attempts, \
+             permanent = excluded.permanent, last_attempt_at = excluded.last_attempt_at, \
+             next_due_at = excluded.next_due_at",
+        );
+        q.build().execute($conn).await?;
+    }};
+}
+pub(super) use upsert_failures;

@@ -389,3 +389,129 @@ async fn a_missing_table_or_column_lists_what_exists_and_hides_the_password() {
         assert!(run.stderr.contains(":***@"), "{}", run.stderr);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_store_keeps_results_across_runs_and_resumes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(db) = ServerDb::create(Engine::Postgres, "postgres_store").await else {
+        return;
+    };
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(30).as_bytes());
+    let store = ["--schema", db.name.as_str()];
+    let with = |extra: &[&'static str]| {
+        let mut args = store.to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+    let run = env
+        .enrich("in.csv", &db.url, &with(&["--max-calls", "10"]))
+        .await;
+    assert_eq!(
+        run.code, 3,
+        "a spent budget is a partial run: {}",
+        run.stderr
+    );
+    let run = env.enrich("in.csv", &db.url, &store).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        env.sandbox.stats.contact_requests.load(Relaxed),
+        30,
+        "the second run resumed: no key was fetched twice"
+    );
+    let s = &db.name;
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT status, COUNT(*)::text FROM {s}.enriched GROUP BY status"
+        ))
+        .await,
+        vec![vec![Some("enriched".into()), Some("30".into())]]
+    );
+    let run = env
+        .enrich("in.csv", &db.url, &with(&["--max-age", "1d"]))
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        env.sandbox.stats.contact_requests.load(Relaxed),
+        30,
+        "all fresh"
+    );
+    let status = env.run(&["status", "--db", &db.url, "--schema", s]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("contacts: 30 (30 fresh"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("#3"),
+        "three runs in the ledger: {}",
+        status.stdout
+    );
+    let export = env
+        .run(&["export", "--db", &db.url, "--schema", s, "--output", "out"])
+        .await;
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let contacts = std::fs::read_to_string(env.path("out/contacts.csv")).unwrap();
+    assert_eq!(contacts.lines().count(), 31, "a header and 30 contacts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_store_is_written_by_one_run_at_a_time() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "postgres_store_lock").await else {
+        return;
+    };
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    // Another run, as far as the store can tell: a connection holding the schema's lock.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('greenrich'), hashtext($1))")
+        .bind(&db.name)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let run = env.enrich("in.csv", &db.url, &["--schema", &db.name]).await;
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("another greenrich run is using"),
+        "{}",
+        run.stderr
+    );
+    other.close().await.unwrap();
+    let run = env.enrich("in.csv", &db.url, &["--schema", &db.name]).await;
+    assert_eq!(
+        run.code, 0,
+        "the lock ends with its connection: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_schema_with_tables_of_our_names_is_left_alone() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "postgres_store_foreign").await else {
+        return;
+    };
+    let s = &db.name;
+    db.execute(&format!(
+        "CREATE TABLE {s}.contacts (id INT PRIMARY KEY, phone TEXT);
+         INSERT INTO {s}.contacts VALUES (1, '79001234567')"
+    ))
+    .await;
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    let run = env.enrich("in.csv", &db.url, &["--schema", s]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("already has a table named contacts"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT COUNT(*)::text FROM information_schema.tables WHERE table_schema = '{s}'"
+        ))
+        .await,
+        vec![vec![Some("1".into())]],
+        "nothing was created beside the CRM's table"
+    );
+}

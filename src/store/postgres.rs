@@ -1,0 +1,126 @@
+//! Where a store lives, and opening one in PostgreSQL: a schema of greenrich's own (created when
+//! missing, `greenrich` by default), which every connection of the store puts first on its
+//! `search_path`, so the store's SQL names its tables without a schema. The CRM's own schemas are
+//! never touched. One run at a time writes to a schema: the run holds a session advisory lock,
+//! which PostgreSQL releases when the run's connection ends, however the process ends.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+
+use super::{refuse_foreign_tables, StoreError};
+use crate::source::server_url::ServerUrl;
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A schema in a PostgreSQL database.
+    Postgres {
+        /// The database.
+        url: ServerUrl,
+        /// The schema.
+        schema: String,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres { url, schema } => write!(f, "{url} schema {schema}"),
+        }
+    }
+}
+
+/// Creates the schema when missing, checks that the tables there are ours, takes the run lock,
+/// applies the migrations, and returns the options every connection of the store uses with the
+/// connection that holds the lock.
+pub(super) async fn open(
+    url: &ServerUrl,
+    schema: &str,
+) -> Result<(PgConnectOptions, PgConnection), StoreError> {
+    let shown = format!("{url} schema {schema}");
+    let open_error = |e: sqlx::Error| StoreError::Open {
+        path: shown.clone(),
+        message: e.to_string(),
+    };
+    let base = PgConnectOptions::from_str(url.expose())
+        .map_err(open_error)?
+        .disable_statement_logging();
+    let mut conn = base.connect().await.map_err(open_error)?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(schema)
+    .fetch_all(&mut conn)
+    .await?;
+    refuse_foreign_tables(&shown, &names)?;
+    conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)).as_str())
+        .await
+        .map_err(open_error)?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('greenrich'), hashtext($1))")
+            .bind(schema)
+            .fetch_one(&mut conn)
+            .await?;
+    if !locked {
+        return Err(StoreError::Locked {
+            path: shown,
+            lock: "it holds the schema's advisory lock".into(),
+        });
+    }
+    let options = base.options([("search_path", quote(schema))]);
+    let lock = conn;
+    let mut conn = options.connect().await.map_err(open_error)?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Migrate {
+            path: shown,
+            message: e.to_string(),
+        })?;
+    conn.close().await?;
+    Ok((options, lock))
+}
+
+/// A connection to an existing store, for reading.
+pub(super) async fn connect_existing(
+    url: &ServerUrl,
+    schema: &str,
+) -> Result<PgConnection, StoreError> {
+    let shown = format!("{url} schema {schema}");
+    let open_error = |e: sqlx::Error| StoreError::Open {
+        path: shown.clone(),
+        message: e.to_string(),
+    };
+    let mut conn = PgConnectOptions::from_str(url.expose())
+        .map_err(open_error)?
+        .disable_statement_logging()
+        .options([("search_path", quote(schema))])
+        .connect()
+        .await
+        .map_err(open_error)?;
+    let ours: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+                        WHERE table_schema = $1 AND table_name = 'greenrich_meta')",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn)
+    .await?;
+    if !ours {
+        return Err(StoreError::Open {
+            path: shown,
+            message: format!("there is no greenrich store in schema {schema}"),
+        });
+    }
+    Ok(conn)
+}
+
+/// `name` as a quoted identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
