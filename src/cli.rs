@@ -149,6 +149,14 @@ pub struct EnrichArgs {
     /// How long a write waits for an output database locked by another program.
     #[arg(long, default_value_t = HumanDuration(defaults::LOCK_TIMEOUT))]
     pub lock_timeout: HumanDuration,
+    /// With a PostgreSQL store shared by several workers: exit at once (code 5) when every
+    /// instance is in use by another worker, instead of waiting for one.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// With a PostgreSQL store: how long the keys a worker claimed stay its own without its
+    /// heartbeat (a worker that died gives them back after this).
+    #[arg(long, default_value_t = HumanDuration(defaults::CLAIM_LEASE))]
+    pub claim_lease: HumanDuration,
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -496,6 +504,8 @@ impl EnrichArgs {
             output: OutputConfig {
                 target,
                 lock_timeout: self.lock_timeout.0,
+                no_wait: self.no_wait,
+                claim_lease: self.claim_lease.0,
                 summary_json: self.summary_json,
                 prefix: self.csv_out.prefix,
             },

@@ -26,6 +26,8 @@ pub mod defaults {
 
     /// The schema of a PostgreSQL store.
     pub const SCHEMA: &str = "greenrich";
+    /// How long a worker's claims on a PostgreSQL store last without its heartbeat.
+    pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
     /// The API host when `GREEN_API_URL` is not set.
     pub const API_URL: &str = "https://api.green-api.com";
     /// getContactInfo calls per second per instance: the documented limit.
@@ -86,6 +88,8 @@ impl Config {
             output: OutputConfig {
                 target: output,
                 lock_timeout: defaults::LOCK_TIMEOUT,
+                no_wait: false,
+                claim_lease: defaults::CLAIM_LEASE,
                 summary_json: None,
                 prefix: None,
             },
@@ -193,6 +197,10 @@ pub struct OutputConfig {
     pub target: Output,
     /// How long a write waits for a database locked by another program.
     pub lock_timeout: Duration,
+    /// A worker of a shared PostgreSQL store exits when every instance is in use elsewhere.
+    pub no_wait: bool,
+    /// How long a worker's claims last without its heartbeat.
+    pub claim_lease: Duration,
     /// Where to write the final summary as JSON.
     pub summary_json: Option<PathBuf>,
     /// The prefix of the columns `enriched.csv` adds (default: `whatsapp_` or `max_`).

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use crate::config::defaults;
 use crate::normalise::format_time;
 use crate::progress::format_duration;
 use crate::store::ledger::RunRecord;
 use crate::store::read::{FailureCount, StoreReader};
+use crate::store::workers::LiveWorker;
 use crate::store::{StoreError, StoreLocation};
 
 /// The status report of the store at `db`; contacts older than `max_age` count as stale.
@@ -28,7 +30,23 @@ pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<Stri
     );
     out.push_str(&failure_line(&store.failure_counts().await?));
     out.push_str(&run_lines(&store.last_runs(5).await?));
+    out.push_str(&worker_lines(
+        &store.live_workers(defaults::CLAIM_LEASE).await?,
+    ));
     Ok(out)
+}
+
+/// The live workers of a shared PostgreSQL store (nothing for a SQLite store).
+fn worker_lines(workers: &[LiveWorker]) -> String {
+    workers
+        .iter()
+        .map(|w| {
+            format!(
+                "worker #{} running: host {}, pid {}, instances {}, since {}\n",
+                w.id, w.host, w.pid, w.instances, w.since
+            )
+        })
+        .collect()
 }
 
 fn failure_line(counts: &[FailureCount]) -> String {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::api::{Client, ClientError};
+use crate::api::{Client, ClientError, Instance};
 use crate::config::{Config, Output};
 use crate::export::{self, EnrichedCsv, ExportError};
 use crate::normalise::format_time;
@@ -24,6 +24,7 @@ use crate::stats::Stats;
 use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
 use crate::store::links::LinkOwner;
 use crate::store::plan::{PlanCounts, Planner};
+use crate::store::workers::WorkerId;
 use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
 
@@ -90,17 +91,23 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let plan_line = plan::plan_line(&counts, &plan, config.pool_rate(), config.limits.max_calls);
     if !config.dry_run {
         tracing::info!("{plan_line}");
+        planner.publish().await?;
     }
 
     let stats = Arc::new(Stats::default());
-    let outcome = match client {
-        None => Outcome::DryRun,
-        Some(client) => {
-            fetch_and_store(
-                &config, client, &store, planner, &plan, &delays, &stats, &stop,
-            )
-            .await?
+    let outcome = match (client, run_id) {
+        (Some(client), Some(run_id)) => {
+            let run = Run {
+                config: &config,
+                store: &store,
+                run_id,
+                delays: &delays,
+                stats: &stats,
+                stop: &stop,
+            };
+            fetch_and_store(run, client, planner, &plan).await?
         }
+        _ => Outcome::DryRun,
     };
     stats.fill(&mut counts);
     let mut report = Report::new(
@@ -203,23 +210,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The parts of a real run the fetch and write stages share.
+struct Run<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    run_id: i64,
+    delays: &'a RetryDelays,
+    stats: &'a Arc<Stats>,
+    stop: &'a Stop,
+}
+
 /// Preflight, then the fetch and write stages side by side until the plan is done or the run
 /// stops. A run stopped before this point (deadline passed while planning, a signal) makes no
 /// call.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the stages' shared parts, passed once"
-)]
 async fn fetch_and_store(
-    config: &Config,
+    run: Run<'_>,
     client: Client,
-    store: &Store,
     planner: Planner,
     plan: &PlanCounts,
-    delays: &RetryDelays,
-    stats: &Arc<Stats>,
-    stop: &Stop,
 ) -> Result<Outcome, JobError> {
+    let Run {
+        config,
+        store,
+        run_id,
+        delays,
+        stats,
+        stop,
+    } = run;
     if let Some(reason) = stop.reason() {
         return Ok(Outcome::Stopped(reason));
     }
@@ -234,10 +251,27 @@ async fn fetch_and_store(
     } else {
         config.api.instances.clone()
     };
+    let Some(instances) = lease_instances(config, store, instances, stop).await? else {
+        return Ok(Outcome::Stopped(
+            stop.reason().unwrap_or(StopReason::Interrupted),
+        ));
+    };
+    let worker = store.join(run_id, &instances).await?;
+    let claims = worker.map(|worker| (worker, config.output.claim_lease));
     let writer = Writer::new(store, config.input.messenger, *delays).await?;
     let progress = Progress::start(stats.clone(), plan.due(), &config.ui);
-    let (queue, feeder) = Queue::new(256);
-    let feeding = AbortOnDrop(tokio::spawn(feed(planner, feeder, stop.clone())));
+    // A worker of a shared store claims only what it will call soon, so others get their share.
+    let look_ahead = match claims {
+        None => 256,
+        Some(_) => claim_batch(config.fetch.rate, instances.len()),
+    };
+    let (queue, feeder) = Queue::new(look_ahead);
+    let claiming = claims.map(|(worker, lease)| Claims {
+        worker,
+        lease,
+        batch: look_ahead as i64,
+    });
+    let feeding = AbortOnDrop(tokio::spawn(feed(planner, feeder, claiming, stop.clone())));
     let (outcome_tx, outcome_rx) = mpsc::channel(512);
     let writing = tokio::spawn(write::write_outcomes(
         writer,
@@ -250,7 +284,7 @@ async fn fetch_and_store(
         fetch: config.fetch.clone(),
         max_calls: config.limits.max_calls,
     };
-    let fetched = fetch::run(
+    let fetching = fetch::run(
         client,
         instances,
         settings,
@@ -258,10 +292,24 @@ async fn fetch_and_store(
         outcome_tx,
         stats.clone(),
         stop.clone(),
-    )
-    .await;
+    );
+    let fetched = match claims {
+        None => fetching.await,
+        Some((worker, lease)) => {
+            tokio::pin!(fetching);
+            tokio::select! {
+                fetched = &mut fetching => fetched,
+                () = keep_alive(store, worker, lease) => fetching.await,
+            }
+        }
+    };
     drop(feeding);
     let written = task::join("the writer", writing).await;
+    if let Some((worker, _)) = claims {
+        if let Err(e) = store.leave(worker).await {
+            tracing::warn!("cannot give back this worker's unfinished keys ({e}); they return when its claims end");
+        }
+    }
     progress.finish(stats);
     fetched?;
     if let Err(e) = written? {
@@ -273,19 +321,116 @@ async fn fetch_and_store(
     })
 }
 
-/// Feeds due keys from the plan to the fetch stage, a page at a time.
-async fn feed(mut planner: Planner, feeder: fetch::queue::Feeder, stop: Stop) {
+/// Leases the instances no other worker of the store uses (all of them but on a shared
+/// PostgreSQL store). When every one is in use: exits (`--no-wait`) or waits for one; `None`
+/// when the run is stopped while it waits.
+async fn lease_instances(
+    config: &Config,
+    store: &Store,
+    instances: Vec<Instance>,
+    stop: &Stop,
+) -> Result<Option<Vec<Instance>>, JobError> {
+    let mut said = false;
+    loop {
+        let leased = store.lease_instances(&instances).await?;
+        if !leased.is_empty() {
+            if said || leased.len() < instances.len() {
+                let ids: Vec<&str> = leased.iter().map(|i| i.id.as_str()).collect();
+                tracing::info!(
+                    "this worker uses instance(s) {} (the others are in use by other workers)",
+                    ids.join(", ")
+                );
+            }
+            return Ok(Some(leased));
+        }
+        let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+        if config.output.no_wait {
+            return Err(StoreError::InstancesBusy {
+                store: config.output.target.describe(),
+                instances: ids.join(", "),
+            }
+            .into());
+        }
+        if !said {
+            tracing::warn!("every instance of the pool ({}) is in use by another greenrich worker of this store; waiting for one", ids.join(", "));
+            said = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RETRY) => {}
+            () = stop.stopped() => return Ok(None),
+        }
+    }
+}
+
+/// How often a worker with nothing to claim looks again while other workers hold keys.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How often a worker waiting for an instance tries again.
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The worker's heartbeat: its claims last `lease` from each beat (a third of it apart).
+async fn keep_alive(store: &Store, worker: WorkerId, lease: std::time::Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        if let Err(e) = store.heartbeat(worker, lease).await {
+            tracing::warn!("cannot renew this worker's claims: {e}");
+        }
+    }
+}
+
+/// Keys a worker claims at a time: about a second of its calls (at least 4, at most 100).
+fn claim_batch(rate: crate::config::Rate, instances: usize) -> usize {
+    match rate.per_second() {
+        None => 100,
+        Some(rps) => ((rps * instances as f64).ceil() as usize).clamp(4, 100),
+    }
+}
+
+/// How a worker of a shared store claims its keys.
+#[derive(Clone, Copy)]
+struct Claims {
+    worker: WorkerId,
+    lease: std::time::Duration,
+    batch: i64,
+}
+
+/// Feeds due keys to the fetch stage: from the plan a page at a time, or, for a worker of a
+/// shared store, claimed from the store's queue a batch at a time until no key is left to do
+/// (keys other workers hold may come back if they die: it waits for those).
+async fn feed(
+    mut planner: Planner,
+    feeder: fetch::queue::Feeder,
+    claims: Option<Claims>,
+    stop: Stop,
+) {
     const PAGE: i64 = 1000;
     let mut after = 0;
     loop {
-        let page = match planner.page(after, PAGE).await {
+        let next = match claims {
+            None => planner.page(after, PAGE).await,
+            Some(c) => planner.claim(c.worker, c.lease, c.batch).await,
+        };
+        let page = match next {
             Ok(page) => page,
             Err(e) => {
                 stop.trigger(StopReason::Store(e.to_string()));
                 return;
             }
         };
-        let Some(last) = page.last() else { return };
+        let Some(last) = page.last() else {
+            let Some(c) = claims else { return };
+            match planner.held_by_others(c.worker).await {
+                Ok(0) => return,
+                Ok(_) => {
+                    tokio::time::sleep(CLAIM_RETRY.min(c.lease)).await;
+                    continue;
+                }
+                Err(e) => {
+                    stop.trigger(StopReason::Store(e.to_string()));
+                    return;
+                }
+            }
+        };
         after = last.seq;
         for key in page {
             if !feeder.push(key.chat_id, key.phone).await {

@@ -73,7 +73,9 @@ impl Outcome {
 pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
     match result {
         Ok(report) => report.summary.exit_code,
-        Err(JobError::Store(StoreError::Locked { .. })) => exit::BUSY,
+        Err(JobError::Store(StoreError::Locked { .. } | StoreError::InstancesBusy { .. })) => {
+            exit::BUSY
+        }
         Err(_) => exit::FATAL,
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod links;
 pub mod plan;
 mod postgres;
 pub(crate) mod read;
+pub(crate) mod workers;
 pub mod writer;
 
 use std::fs::File;
@@ -47,6 +48,14 @@ pub enum StoreError {
         path: String,
         /// The clashing tables.
         tables: String,
+    },
+    /// Every instance of the pool is leased by another worker of the store (`--no-wait`).
+    #[error("every instance of the pool ({instances}) is in use by another greenrich worker of {store}; nothing was done")]
+    InstancesBusy {
+        /// The store.
+        store: String,
+        /// The pool's instance ids.
+        instances: String,
     },
     /// Another run holds the store's lock.
     #[error("another greenrich run is using {path} ({lock}); wait for it to finish")]
@@ -89,7 +98,9 @@ enum Kind {
     },
     Postgres {
         options: PgConnectOptions,
-        _lock: sqlx::PgConnection,
+        /// The connection this process keeps open for its whole run: its instance leases are
+        /// session locks on it.
+        session: tokio::sync::Mutex<sqlx::PgConnection>,
     },
 }
 
@@ -110,10 +121,10 @@ impl Store {
                 }
             }
             StoreLocation::Postgres { url, schema } => {
-                let (options, lock) = postgres::open(url, schema).await?;
+                let (options, session) = postgres::open(url, schema).await?;
                 Kind::Postgres {
                     options,
-                    _lock: lock,
+                    session: tokio::sync::Mutex::new(session),
                 }
             }
         };

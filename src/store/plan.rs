@@ -75,6 +75,8 @@ const FAILURE_IS_DUE: &str = "$1 OR (f.permanent = 0 AND f.next_due_at <= $2) \
 
 pub(crate) struct Planner {
     pub(super) conn: Conn,
+    /// The snapshot the last plan saw (PostgreSQL), for publishing its keys.
+    pub(super) snapshot: Option<String>,
 }
 
 impl Planner {
@@ -88,7 +90,10 @@ impl Planner {
         on_conn!(&mut conn, c => {
             sqlx::query(CREATE).execute(c).await?;
         });
-        Ok(Planner { conn })
+        Ok(Planner {
+            conn,
+            snapshot: None,
+        })
     }
 
     /// Adds valid keys (duplicates too: [`Planner::finish_staging`] keeps each key once).
@@ -167,8 +172,23 @@ impl Planner {
             Engine::Sqlite => "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
             Engine::Postgres => "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
         };
+        // On PostgreSQL every query of the plan sees one snapshot, kept for publishing.
+        let (isolation, snapshot) = match self.conn.engine() {
+            Engine::Sqlite => (None, None),
+            Engine::Postgres => (
+                Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+                Some("SELECT pg_current_snapshot()::text"),
+            ),
+        };
         let (never_fetched, retry, stale, failed_not_due, staged) = on_conn!(&mut self.conn, c => {
         let mut tx = sqlx::Connection::begin(c).await?;
+        if let Some(isolation) = isolation {
+            sqlx::query(isolation).execute(&mut *tx).await?;
+        }
+        self.snapshot = match snapshot {
+            Some(sql) => Some(sqlx::query_scalar(sql).fetch_one(&mut *tx).await?),
+            None => None,
+        };
         sqlx::query("DROP TABLE IF EXISTS due_keys")
             .execute(&mut *tx)
             .await?;

@@ -1,8 +1,7 @@
 //! Where a store lives, and opening one in PostgreSQL: a schema of greenrich's own (created when
 //! missing, `greenrich` by default), which every connection of the store puts first on its
 //! `search_path`, so the store's SQL names its tables without a schema. The CRM's own schemas are
-//! never touched. One run at a time writes to a schema: the run holds a session advisory lock,
-//! which PostgreSQL releases when the run's connection ends, however the process ends.
+//! never touched. Several processes may share a store (see [`super::workers`]).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,9 +35,9 @@ impl std::fmt::Display for StoreLocation {
     }
 }
 
-/// Creates the schema when missing, checks that the tables there are ours, takes the run lock,
-/// applies the migrations, and returns the options every connection of the store uses with the
-/// connection that holds the lock.
+/// Creates the schema when missing, checks that the tables there are ours, applies the
+/// migrations, and returns the options every connection of the store uses, with the session
+/// connection this process keeps for its whole run (its instance leases are held on it).
 pub(super) async fn open(
     url: &ServerUrl,
     schema: &str,
@@ -62,19 +61,8 @@ pub(super) async fn open(
     conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)).as_str())
         .await
         .map_err(open_error)?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('greenrich'), hashtext($1))")
-            .bind(schema)
-            .fetch_one(&mut conn)
-            .await?;
-    if !locked {
-        return Err(StoreError::Locked {
-            path: shown,
-            lock: "it holds the schema's advisory lock".into(),
-        });
-    }
+    conn.close().await?;
     let options = base.options([("search_path", quote(schema))]);
-    let lock = conn;
     let mut conn = options.connect().await.map_err(open_error)?;
     sqlx::migrate!("./migrations/postgres")
         .run(&mut conn)
@@ -83,8 +71,7 @@ pub(super) async fn open(
             path: shown,
             message: e.to_string(),
         })?;
-    conn.close().await?;
-    Ok((options, lock))
+    Ok((options, conn))
 }
 
 /// A connection to an existing store, for reading.

@@ -10,7 +10,7 @@ use super::{open_read_only, postgres, StoreError, StoreLocation};
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {
-    conn: Conn,
+    pub(super) conn: Conn,
 }
 
 /// Contacts at a glance.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conn::{on_conn, Conn};
+use super::conn::{on_conn, Conn, Engine};
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
 use crate::config::{defaults, PlanPolicy};
@@ -123,6 +123,15 @@ impl Writer {
             })
             .collect();
         let (messenger, delays) = (self.messenger, &self.delays);
+        // In PostgreSQL, the keys' rows of the shared queue are done with their results.
+        let done: Vec<&str> = match self.conn.engine() {
+            Engine::Sqlite => Vec::new(),
+            Engine::Postgres => enriched
+                .iter()
+                .map(|e| e.contact.chat_id.as_str())
+                .chain(failed.iter().map(|f| f.key.as_str()))
+                .collect(),
+        };
         on_conn!(&mut self.conn, c => {
             let mut tx = sqlx::Connection::begin(c).await?;
             for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
@@ -139,6 +148,17 @@ impl Writer {
             }
             for chunk in failed.chunks(ROWS_PER_STATEMENT) {
                 upsert_failures!(&mut *tx, chunk, messenger, now, delays);
+            }
+            for chunk in done.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE work_queue SET done_at = clock_timestamp(), \
+                     done_xid = pg_current_xact_id(), claimed_by = NULL, claimed_until = NULL \
+                     WHERE key IN ",
+                );
+                q.push_tuples(chunk, |mut row, key| {
+                    row.push_bind(*key);
+                });
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -1,0 +1,249 @@
+//! Many workers, one store (PostgreSQL only). Several greenrich processes, on one host or many,
+//! share a store's work:
+//! - each instance is used by one worker at a time: a worker leases it with a session advisory
+//!   lock on the connection it keeps open for its whole run, so the lease ends when the process
+//!   does, however it ends;
+//! - due keys are published to `work_queue` and claimed in batches with `FOR UPDATE SKIP LOCKED`
+//!   (a claim carries its worker and a time it ends, pushed on by the worker's heartbeat: after
+//!   pgmq's visibility timeout); a key's result marks its row done in the same transaction as the
+//!   contact, and the claims a worker did not finish go back when it ends, or when their time
+//!   passes if it died;
+//! - `workers` records each worker (host, pid, instances), and `status` shows the live ones.
+//!
+//! A SQLite store has one run at a time (its file lock), so there the worker is the run itself.
+
+use std::time::Duration;
+
+use super::conn::Conn;
+use super::plan::{DueKey, Planner};
+use super::{Kind, Store, StoreError};
+use crate::api::Instance;
+
+/// Advisory lock keys: the first of the pair names what is locked.
+const INSTANCE_LOCK: &str = "greenrich instance";
+
+/// This process, as a worker of a PostgreSQL store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerId(pub(crate) i64);
+
+/// A live worker, as `status` shows it.
+pub(crate) struct LiveWorker {
+    pub(crate) id: i64,
+    pub(crate) host: String,
+    pub(crate) pid: i64,
+    pub(crate) instances: String,
+    pub(crate) since: String,
+}
+
+impl Store {
+    /// Leases those of `instances` no other worker holds, and returns them (all of them on a
+    /// SQLite store, which one run holds whole).
+    pub(crate) async fn lease_instances(
+        &self,
+        instances: &[Instance],
+    ) -> Result<Vec<Instance>, StoreError> {
+        let Kind::Postgres { session, .. } = &self.kind else {
+            return Ok(instances.to_vec());
+        };
+        let mut session = session.lock().await;
+        let mut leased = Vec::new();
+        for instance in instances {
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))")
+                    .bind(INSTANCE_LOCK)
+                    .bind(&instance.id)
+                    .fetch_one(&mut *session)
+                    .await?;
+            if got {
+                leased.push(instance.clone());
+            }
+        }
+        Ok(leased)
+    }
+
+    /// Records this process as a worker of run `run_id` with `instances`; `None` on SQLite.
+    pub(crate) async fn join(
+        &self,
+        run_id: i64,
+        instances: &[Instance],
+    ) -> Result<Option<WorkerId>, StoreError> {
+        let Kind::Postgres { session, .. } = &self.kind else {
+            return Ok(None);
+        };
+        let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO workers (run_id, host, pid, instances) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(host_name())
+        .bind(i64::from(std::process::id()))
+        .bind(ids.join(","))
+        .fetch_one(&mut *session.lock().await)
+        .await?;
+        Ok(Some(WorkerId(id)))
+    }
+
+    /// Says `worker` is alive: its claims last `lease` from now.
+    pub(crate) async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let Kind::Postgres { session, .. } = &self.kind else {
+            return Ok(());
+        };
+        let mut session = session.lock().await;
+        sqlx::query(
+            "UPDATE work_queue SET claimed_until = now() + make_interval(secs => $2)
+             WHERE claimed_by = $1 AND done_at IS NULL",
+        )
+        .bind(worker.0)
+        .bind(lease.as_secs_f64())
+        .execute(&mut *session)
+        .await?;
+        sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE id = $1")
+            .bind(worker.0)
+            .execute(&mut *session)
+            .await?;
+        Ok(())
+    }
+
+    /// `worker` is done: the keys it claimed and did not finish go back to the queue.
+    pub(crate) async fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        let Kind::Postgres { session, .. } = &self.kind else {
+            return Ok(());
+        };
+        let mut session = session.lock().await;
+        sqlx::query(
+            "UPDATE work_queue SET claimed_by = NULL, claimed_until = NULL
+             WHERE claimed_by = $1 AND done_at IS NULL",
+        )
+        .bind(worker.0)
+        .execute(&mut *session)
+        .await?;
+        sqlx::query("UPDATE workers SET finished_at = now() WHERE id = $1")
+            .bind(worker.0)
+            .execute(&mut *session)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Planner {
+    /// Publishes the last plan's due keys to the shared queue (PostgreSQL). A key already there
+    /// and not done is left as it is (to do, or claimed by a worker); a done key is reopened
+    /// only when the plan saw that result (it is in the plan's snapshot) and still found the key
+    /// due.
+    pub(crate) async fn publish(&mut self) -> Result<(), StoreError> {
+        let (Conn::Postgres(c), Some(snapshot)) = (&mut self.conn, &self.snapshot) else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO work_queue (key, phone, position)
+             SELECT chat_id, phone, seq FROM due_keys
+             ON CONFLICT (key) DO UPDATE SET phone = excluded.phone,
+               position = excluded.position, claimed_by = NULL, claimed_until = NULL,
+               done_at = NULL, done_xid = NULL
+             WHERE work_queue.done_at IS NOT NULL
+               AND pg_visible_in_snapshot(work_queue.done_xid, $1::pg_snapshot)",
+        )
+        .bind(snapshot)
+        .execute(c)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` keys of the shared queue for `worker`, for `lease` (its heartbeat
+    /// pushes that on), in queue order.
+    pub(crate) async fn claim(
+        &mut self,
+        worker: WorkerId,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<DueKey>, StoreError> {
+        let Conn::Postgres(c) = &mut self.conn else {
+            return Ok(Vec::new());
+        };
+        let mut keys: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "UPDATE work_queue q SET claimed_by = $1,
+               claimed_until = now() + make_interval(secs => $2)
+             FROM (SELECT key FROM work_queue
+                   WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+                   ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) free
+             WHERE q.key = free.key
+             RETURNING q.key, q.phone, q.position",
+        )
+        .bind(worker.0)
+        .bind(lease.as_secs_f64())
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+        keys.sort_by_key(|(_, _, position)| *position);
+        Ok(keys
+            .into_iter()
+            .map(|(chat_id, phone, seq)| DueKey {
+                seq,
+                chat_id,
+                phone,
+            })
+            .collect())
+    }
+}
+
+impl Planner {
+    /// Keys still to do that other workers hold (their claims may come back).
+    pub(crate) async fn held_by_others(&mut self, worker: WorkerId) -> Result<i64, StoreError> {
+        let Conn::Postgres(c) = &mut self.conn else {
+            return Ok(0);
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM work_queue
+             WHERE done_at IS NULL AND claimed_by IS DISTINCT FROM $1",
+        )
+        .bind(worker.0)
+        .fetch_one(c)
+        .await?)
+    }
+}
+
+/// This machine's name, for the worker's row.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl super::read::StoreReader {
+    /// The workers of a PostgreSQL store that are running and said so within `within`.
+    pub(crate) async fn live_workers(
+        &mut self,
+        within: Duration,
+    ) -> Result<Vec<LiveWorker>, StoreError> {
+        let Conn::Postgres(c) = &mut self.conn else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+            "SELECT id, host, pid, instances, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM workers
+             WHERE finished_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)
+             ORDER BY id",
+        )
+        .bind(within.as_secs_f64())
+        .fetch_all(c)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, host, pid, instances, since)| LiveWorker {
+                id,
+                host,
+                pid,
+                instances,
+                since,
+            })
+            .collect())
+    }
+}
