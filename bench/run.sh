@@ -2,7 +2,7 @@
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
 #   bench/run.sh                 # every scenario but real (about 12 minutes)
-#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead memory plan links writes tables
+#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead memory plan links writes tables workers pgwrites
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
 # less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries)
@@ -221,6 +221,49 @@ scenario_tables() {
   done
   psql -q "$PG_URL" -c "DROP SCHEMA greenrich_bench CASCADE" >/dev/null
   mariadb -h 127.0.0.1 -u root -e "DROP DATABASE greenrich_bench"
+}
+
+# Many workers, one PostgreSQL store: 1, 2 and 4 worker processes started together, each with 2
+# instances of its own at 10 calls a second, share 600 random-order contacts; the sandbox adds
+# 20-220 ms latency and 0-2 ms arrival jitter. Wall time is from the start of the workers to the
+# end of the last one; the ideal is workers × 2 × 10 calls a second.
+scenario_workers() {
+  local workers schema start end wall rate ideal pids i creds
+  phones 600 "$OUT/pacing-600.csv"
+  start_sandbox 8 --rps 10 --latency-ms 20-220 --jitter 0.1 --arrival-jitter-ms 2
+  for workers in ${BENCH_WORKERS:-1 2 4}; do
+    schema=greenrich_bench_workers
+    psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1
+    pids=()
+    start=$(date +%s.%N)
+    for i in $(seq 0 $((workers - 1))); do
+      creds=$(echo "$GREEN_API_INSTANCES" | tr ',' '\n' | sed -n "$((2 * i + 1)),$((2 * i + 2))p" | paste -sd,)
+      GREEN_API_INSTANCES=$creds "$BIN" enrich --input "$OUT/pacing-600.csv" --output "$PG_URL" --schema $schema \
+        --rps-per-instance 10 --quiet 2>"$OUT/worker-$i.log" &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
+    end=$(date +%s.%N)
+    wall=$(python3 -c "print(round($end - $start, 2))")
+    rate=$(python3 -c "print(round(600 / ($end - $start), 1))")
+    ideal=$((workers * 20))
+    row "workers: $workers × 2 instances × 10 rps, one PostgreSQL store, 600 contacts" "**$rate calls/s** of an ideal $ideal ($(python3 -c "print(round($rate / $ideal, 3))"))" "$wall s" "near the ideal"
+  done
+  psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS greenrich_bench_workers CASCADE" >/dev/null 2>&1
+}
+
+# Writes into a PostgreSQL store: 100,000 random-order contacts from CSV, sandbox with no limit.
+scenario_pgwrites() {
+  start_sandbox 4 --rps 0
+  phones 100000 "$OUT/in-100000.csv"
+  psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS greenrich_bench_writes CASCADE" >/dev/null 2>&1
+  /usr/bin/time -v -o "$OUT/time-pg.txt" "$BIN" enrich --input "$OUT/in-100000.csv" --output "$PG_URL" \
+    --schema greenrich_bench_writes --rps-per-instance 0 --quiet --summary-json "$OUT/pg.json"
+  local rate wall
+  rate=$(json "$OUT/pg.json" "round(d['counts']['enriched'] / d['elapsed_seconds'])")
+  wall=$(json "$OUT/pg.json" "round(d['elapsed_seconds'], 2)")
+  row "PostgreSQL store: 100,000 contacts, CSV → PostgreSQL, no limit" "**$rate contacts/s** end to end, peak RSS $(peak_rss "$OUT/time-pg.txt") MB" "${wall} s" "(measured)"
+  psql -q "$PG_URL" -c "DROP SCHEMA greenrich_bench_writes CASCADE" >/dev/null 2>&1
 }
 
 SCENARIOS=("$@")

@@ -363,7 +363,7 @@ async fn lease_instances(
 }
 
 /// How often a worker with nothing to claim looks again while other workers hold keys.
-const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How often a worker waiting for an instance tries again.
 const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -408,7 +408,7 @@ async fn feed(
     loop {
         let next = match claims {
             None => planner.page(after, PAGE).await,
-            Some(c) => planner.claim(c.worker, c.lease, c.batch).await,
+            Some(c) => planner.claim(c.worker, c.lease, after, c.batch).await,
         };
         let page = match next {
             Ok(page) => page,
@@ -419,6 +419,11 @@ async fn feed(
         };
         let Some(last) = page.last() else {
             let Some(c) = claims else { return };
+            if after > 0 {
+                // Claims of a worker that died may have come back behind the last one.
+                after = 0;
+                continue;
+            }
             match planner.held_by_others(c.worker).await {
                 Ok(0) => return,
                 Ok(_) => {

@@ -58,20 +58,33 @@ pub(super) async fn open(
     .fetch_all(&mut conn)
     .await?;
     refuse_foreign_tables(&shown, &names)?;
+    // Workers starting together would race to create the schema (CREATE SCHEMA IF NOT EXISTS
+    // is not safe against a concurrent one): one creates it and migrates while the others wait.
+    sqlx::query("SELECT pg_advisory_lock(hashtext('greenrich schema'), hashtext($1))")
+        .bind(schema)
+        .execute(&mut conn)
+        .await?;
     conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)).as_str())
         .await
         .map_err(open_error)?;
-    conn.close().await?;
-    let options = base.options([("search_path", quote(schema))]);
-    let mut conn = options.connect().await.map_err(open_error)?;
+    let options = base.options([
+        ("search_path", quote(schema).as_str()),
+        // `DROP TABLE IF EXISTS` and the like are not news.
+        ("client_min_messages", "warning"),
+        // A statement is planned for the tables as they are now: a plan cached while `products`
+        // was empty scans it whole, and the writer's deletes grew slower with every batch.
+        ("plan_cache_mode", "force_custom_plan"),
+    ]);
+    let mut session = options.connect().await.map_err(open_error)?;
     sqlx::migrate!("./migrations/postgres")
-        .run(&mut conn)
+        .run(&mut session)
         .await
         .map_err(|e| StoreError::Migrate {
             path: shown,
             message: e.to_string(),
         })?;
-    Ok((options, conn))
+    conn.close().await?;
+    Ok((options, session))
 }
 
 /// A connection to an existing store, for reading.

@@ -153,12 +153,14 @@ impl Planner {
         Ok(())
     }
 
-    /// Claims up to `limit` keys of the shared queue for `worker`, for `lease` (its heartbeat
-    /// pushes that on), in queue order.
+    /// Claims up to `limit` keys of the shared queue after position `after` for `worker`, for
+    /// `lease` (its heartbeat pushes that on), in queue order. (Claiming after the last claim
+    /// skips the done rows before it, which the index keeps until a vacuum.)
     pub(crate) async fn claim(
         &mut self,
         worker: WorkerId,
         lease: Duration,
+        after: i64,
         limit: i64,
     ) -> Result<Vec<DueKey>, StoreError> {
         let Conn::Postgres(c) = &mut self.conn else {
@@ -168,7 +170,8 @@ impl Planner {
             "UPDATE work_queue q SET claimed_by = $1,
                claimed_until = now() + make_interval(secs => $2)
              FROM (SELECT key FROM work_queue
-                   WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+                   WHERE done_at IS NULL AND position > $4
+                     AND (claimed_until IS NULL OR claimed_until < now())
                    ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED) free
              WHERE q.key = free.key
              RETURNING q.key, q.phone, q.position",
@@ -176,6 +179,7 @@ impl Planner {
         .bind(worker.0)
         .bind(lease.as_secs_f64())
         .bind(limit)
+        .bind(after)
         .fetch_all(c)
         .await?;
         keys.sort_by_key(|(_, _, position)| *position);
