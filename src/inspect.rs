@@ -31,7 +31,7 @@ pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<Stri
     out.push_str(&failure_line(&store.failure_counts().await?));
     out.push_str(&run_lines(&store.last_runs(5).await?));
     out.push_str(&worker_lines(
-        &store.live_workers(defaults::CLAIM_LEASE).await?,
+        &store.live_workers(3 * defaults::CLAIM_LEASE).await?,
     ));
     Ok(out)
 }

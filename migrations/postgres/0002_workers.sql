@@ -9,6 +9,7 @@ CREATE TABLE workers (
     host         TEXT NOT NULL,
     pid          BIGINT NOT NULL,
     instances    TEXT NOT NULL,               -- comma-separated instance ids
+    session_pid  INTEGER NOT NULL,            -- the server process of its session: live while it is
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at  TIMESTAMPTZ

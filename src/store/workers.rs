@@ -72,7 +72,8 @@ impl Store {
         };
         let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO workers (run_id, host, pid, instances) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO workers (run_id, host, pid, instances, session_pid)
+             VALUES ($1, $2, $3, $4, pg_backend_pid()) RETURNING id",
         )
         .bind(run_id)
         .bind(host_name())
@@ -222,7 +223,9 @@ fn host_name() -> String {
 }
 
 impl super::read::StoreReader {
-    /// The workers of a PostgreSQL store that are running and said so within `within`.
+    /// The workers of a PostgreSQL store that are running: their session is open (and, in case
+    /// the server has given its process id to another session since, they said so within
+    /// `within`).
     pub(crate) async fn live_workers(
         &mut self,
         within: Duration,
@@ -234,6 +237,7 @@ impl super::read::StoreReader {
             "SELECT id, host, pid, instances, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM workers
              WHERE finished_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)
+               AND session_pid IN (SELECT pid FROM pg_stat_activity)
              ORDER BY id",
         )
         .bind(within.as_secs_f64())

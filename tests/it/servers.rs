@@ -607,6 +607,15 @@ async fn a_worker_killed_mid_run_loses_nothing_its_claims_come_back() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let pid = child.id().unwrap();
+    let status = env
+        .run(&["status", "--db", &db.url, "--schema", &db.name])
+        .await;
+    assert!(
+        status.stdout.contains("running: host ") && status.stdout.contains(&format!("pid {pid},")),
+        "status shows the live worker: {}",
+        status.stdout
+    );
     child.kill().await.unwrap();
     let _ = child.wait().await;
     let before = stored(&db).await;
@@ -619,6 +628,14 @@ async fn a_worker_killed_mid_run_loses_nothing_its_claims_come_back() {
     let again: u32 = answers.values().map(|n| n - 1).sum();
     // Only calls in flight when it was killed (answered, never committed) are made again.
     assert!(again <= 16, "{again} keys fetched twice");
+    let status = env
+        .run(&["status", "--db", &db.url, "--schema", &db.name])
+        .await;
+    assert!(
+        !status.stdout.contains("running: host"),
+        "no live worker is left: {}",
+        status.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
