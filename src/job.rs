@@ -7,12 +7,13 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::api::{Client, ClientError, Instance};
+use crate::api::{Client, ClientError};
 use crate::config::{Config, Output};
 use crate::export::{self, EnrichedCsv, ExportError};
 use crate::normalise::format_time;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output::{self, OutputError};
+use crate::pipeline::share::{self, Claims};
 use crate::pipeline::stage::{self, ColumnGuard, Recording};
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::pipeline::task::{self, TaskDied};
@@ -24,7 +25,6 @@ use crate::stats::Stats;
 use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
 use crate::store::links::LinkOwner;
 use crate::store::plan::{PlanCounts, Planner};
-use crate::store::workers::WorkerId;
 use crate::store::writer::{RetryDelays, Writer};
 use crate::store::{Store, StoreError};
 
@@ -251,7 +251,7 @@ async fn fetch_and_store(
     } else {
         config.api.instances.clone()
     };
-    let Some(instances) = lease_instances(config, store, instances, stop).await? else {
+    let Some(instances) = share::lease_instances(config, store, instances, stop).await? else {
         return Ok(Outcome::Stopped(
             stop.reason().unwrap_or(StopReason::Interrupted),
         ));
@@ -263,7 +263,7 @@ async fn fetch_and_store(
     // A worker of a shared store claims only what it will call soon, so others get their share.
     let look_ahead = match claims {
         None => 256,
-        Some(_) => claim_batch(config.fetch.rate, instances.len()),
+        Some(_) => share::claim_batch(config.fetch.rate, instances.len()),
     };
     let (queue, feeder) = Queue::new(look_ahead);
     let claiming = claims.map(|(worker, lease)| Claims {
@@ -271,7 +271,12 @@ async fn fetch_and_store(
         lease,
         batch: look_ahead as i64,
     });
-    let feeding = AbortOnDrop(tokio::spawn(feed(planner, feeder, claiming, stop.clone())));
+    let feeding = AbortOnDrop(tokio::spawn(share::feed(
+        planner,
+        feeder,
+        claiming,
+        stop.clone(),
+    )));
     let (outcome_tx, outcome_rx) = mpsc::channel(512);
     let writing = tokio::spawn(write::write_outcomes(
         writer,
@@ -299,7 +304,7 @@ async fn fetch_and_store(
             tokio::pin!(fetching);
             tokio::select! {
                 fetched = &mut fetching => fetched,
-                () = keep_alive(store, worker, lease) => fetching.await,
+                () = share::keep_alive(store, worker, lease) => fetching.await,
             }
         }
     };
@@ -319,130 +324,6 @@ async fn fetch_and_store(
         None => Outcome::Completed,
         Some(reason) => Outcome::Stopped(reason),
     })
-}
-
-/// Leases the instances no other worker of the store uses (all of them but on a shared
-/// PostgreSQL store). When every one is in use: exits (`--no-wait`) or waits for one; `None`
-/// when the run is stopped while it waits.
-async fn lease_instances(
-    config: &Config,
-    store: &Store,
-    instances: Vec<Instance>,
-    stop: &Stop,
-) -> Result<Option<Vec<Instance>>, JobError> {
-    let mut said = false;
-    loop {
-        let leased = store.lease_instances(&instances).await?;
-        if !leased.is_empty() {
-            if said || leased.len() < instances.len() {
-                let ids: Vec<&str> = leased.iter().map(|i| i.id.as_str()).collect();
-                tracing::info!(
-                    "this worker uses instance(s) {} (the others are in use by other workers)",
-                    ids.join(", ")
-                );
-            }
-            return Ok(Some(leased));
-        }
-        let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-        if config.output.no_wait {
-            return Err(StoreError::InstancesBusy {
-                store: config.output.target.describe(),
-                instances: ids.join(", "),
-            }
-            .into());
-        }
-        if !said {
-            tracing::warn!("every instance of the pool ({}) is in use by another greenrich worker of this store; waiting for one", ids.join(", "));
-            said = true;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(LEASE_RETRY) => {}
-            () = stop.stopped() => return Ok(None),
-        }
-    }
-}
-
-/// How often a worker with nothing to claim looks again while other workers hold keys.
-const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// How often a worker waiting for an instance tries again.
-const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The worker's heartbeat: its claims last `lease` from each beat (a third of it apart).
-async fn keep_alive(store: &Store, worker: WorkerId, lease: std::time::Duration) {
-    loop {
-        tokio::time::sleep(lease / 3).await;
-        if let Err(e) = store.heartbeat(worker, lease).await {
-            tracing::warn!("cannot renew this worker's claims: {e}");
-        }
-    }
-}
-
-/// Keys a worker claims at a time: about a second of its calls (at least 4, at most 100).
-fn claim_batch(rate: crate::config::Rate, instances: usize) -> usize {
-    match rate.per_second() {
-        None => 100,
-        Some(rps) => ((rps * instances as f64).ceil() as usize).clamp(4, 100),
-    }
-}
-
-/// How a worker of a shared store claims its keys.
-#[derive(Clone, Copy)]
-struct Claims {
-    worker: WorkerId,
-    lease: std::time::Duration,
-    batch: i64,
-}
-
-/// Feeds due keys to the fetch stage: from the plan a page at a time, or, for a worker of a
-/// shared store, claimed from the store's queue a batch at a time until no key is left to do
-/// (keys other workers hold may come back if they die: it waits for those).
-async fn feed(
-    mut planner: Planner,
-    feeder: fetch::queue::Feeder,
-    claims: Option<Claims>,
-    stop: Stop,
-) {
-    const PAGE: i64 = 1000;
-    let mut after = 0;
-    loop {
-        let next = match claims {
-            None => planner.page(after, PAGE).await,
-            Some(c) => planner.claim(c.worker, c.lease, after, c.batch).await,
-        };
-        let page = match next {
-            Ok(page) => page,
-            Err(e) => {
-                stop.trigger(StopReason::Store(e.to_string()));
-                return;
-            }
-        };
-        let Some(last) = page.last() else {
-            let Some(c) = claims else { return };
-            if after > 0 {
-                // Claims of a worker that died may have come back behind the last one.
-                after = 0;
-                continue;
-            }
-            match planner.held_by_others(c.worker).await {
-                Ok(0) => return,
-                Ok(_) => {
-                    tokio::time::sleep(CLAIM_RETRY.min(c.lease)).await;
-                    continue;
-                }
-                Err(e) => {
-                    stop.trigger(StopReason::Store(e.to_string()));
-                    return;
-                }
-            }
-        };
-        after = last.seq;
-        for key in page {
-            if !feeder.push(key.chat_id, key.phone).await {
-                return;
-            }
-        }
-    }
 }
 
 fn run_options(config: &Config) -> RunOptions {

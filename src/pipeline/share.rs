@@ -1,0 +1,139 @@
+//! Sharing a store's work (PostgreSQL): this worker leases the instances no other worker uses,
+//! keeps its claims alive, and feeds the fetch stage with keys claimed from the store's queue.
+//! On a SQLite store (one run at a time) the worker is the run: it has every instance, and its
+//! keys come from its own plan a page at a time.
+
+use std::time::Duration;
+
+use crate::api::Instance;
+use crate::config::{Config, Rate};
+use crate::job::JobError;
+use crate::pipeline::fetch;
+use crate::pipeline::stop::{Stop, StopReason};
+use crate::store::plan::Planner;
+use crate::store::workers::WorkerId;
+use crate::store::{Store, StoreError};
+
+/// Leases the instances no other worker of the store uses (all of them but on a shared
+/// PostgreSQL store). When every one is in use: exits (`--no-wait`) or waits for one; `None`
+/// when the run is stopped while it waits.
+pub(crate) async fn lease_instances(
+    config: &Config,
+    store: &Store,
+    instances: Vec<Instance>,
+    stop: &Stop,
+) -> Result<Option<Vec<Instance>>, JobError> {
+    let mut said = false;
+    loop {
+        let leased = store.lease_instances(&instances).await?;
+        if !leased.is_empty() {
+            if said || leased.len() < instances.len() {
+                let ids: Vec<&str> = leased.iter().map(|i| i.id.as_str()).collect();
+                tracing::info!(
+                    "this worker uses instance(s) {} (the others are in use by other workers)",
+                    ids.join(", ")
+                );
+            }
+            return Ok(Some(leased));
+        }
+        let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+        if config.output.no_wait {
+            return Err(StoreError::InstancesBusy {
+                store: config.output.target.describe(),
+                instances: ids.join(", "),
+            }
+            .into());
+        }
+        if !said {
+            tracing::warn!("every instance of the pool ({}) is in use by another greenrich worker of this store; waiting for one", ids.join(", "));
+            said = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RETRY) => {}
+            () = stop.stopped() => return Ok(None),
+        }
+    }
+}
+
+/// How often a worker with nothing to claim looks again while other workers hold keys.
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
+
+/// How often a worker waiting for an instance tries again.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+
+/// The worker's heartbeat: its claims last `lease` from each beat (a third of it apart).
+pub(crate) async fn keep_alive(store: &Store, worker: WorkerId, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        if let Err(e) = store.heartbeat(worker, lease).await {
+            tracing::warn!("cannot renew this worker's claims: {e}");
+        }
+    }
+}
+
+/// Keys a worker claims at a time: about a second of its calls (at least 4, at most 100).
+pub(crate) fn claim_batch(rate: Rate, instances: usize) -> usize {
+    match rate.per_second() {
+        None => 100,
+        Some(rps) => ((rps * instances as f64).ceil() as usize).clamp(4, 100),
+    }
+}
+
+/// How a worker of a shared store claims its keys.
+#[derive(Clone, Copy)]
+pub(crate) struct Claims {
+    pub(crate) worker: WorkerId,
+    pub(crate) lease: Duration,
+    pub(crate) batch: i64,
+}
+
+/// Feeds due keys to the fetch stage: from the plan a page at a time, or, for a worker of a
+/// shared store, claimed from the store's queue a batch at a time until no key is left to do
+/// (keys other workers hold may come back if they die: it waits for those).
+pub(crate) async fn feed(
+    mut planner: Planner,
+    feeder: fetch::queue::Feeder,
+    claims: Option<Claims>,
+    stop: Stop,
+) {
+    const PAGE: i64 = 1000;
+    let mut after = 0;
+    loop {
+        let next = match claims {
+            None => planner.page(after, PAGE).await,
+            Some(c) => planner.claim(c.worker, c.lease, after, c.batch).await,
+        };
+        let page = match next {
+            Ok(page) => page,
+            Err(e) => {
+                stop.trigger(StopReason::Store(e.to_string()));
+                return;
+            }
+        };
+        let Some(last) = page.last() else {
+            let Some(c) = claims else { return };
+            if after > 0 {
+                // Claims of a worker that died may have come back behind the last one.
+                after = 0;
+                continue;
+            }
+            match planner.held_by_others(c.worker).await {
+                Ok(0) => return,
+                Ok(_) => {
+                    tokio::time::sleep(CLAIM_RETRY.min(c.lease)).await;
+                    continue;
+                }
+                Err(e) => {
+                    stop.trigger(StopReason::Store(e.to_string()));
+                    return;
+                }
+            }
+        };
+        after = last.seq;
+        for key in page {
+            if !feeder.push(key.chat_id, key.phone).await {
+                return;
+            }
+        }
+    }
+}
