@@ -448,6 +448,28 @@ async fn a_postgres_store_keeps_results_across_runs_and_resumes() {
         "three runs in the ledger: {}",
         status.stdout
     );
+    let failures = env.run(&["failures", "--db", &db.url, "--schema", s]).await;
+    assert_eq!(failures.code, 0, "{}", failures.stderr);
+    assert!(
+        failures.stdout.contains("no failures"),
+        "{}",
+        failures.stdout
+    );
+    let dry = env
+        .enrich("in.csv", &db.url, &with(&["--dry-run", "--max-age", "0s"]))
+        .await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr
+            .contains("30 due (0 never fetched, 0 retry, 30 stale)"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(
+        env.sandbox.stats.contact_requests.load(Relaxed),
+        30,
+        "a dry run calls nothing"
+    );
     let export = env
         .run(&["export", "--db", &db.url, "--schema", s, "--output", "out"])
         .await;
