@@ -42,7 +42,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Enrich the contacts of a CSV file or SQLite table.
+    /// Enrich the contacts of a CSV file, a workbook, or a SQLite, PostgreSQL or MySQL table.
     #[command(args_override_self = true)]
     Enrich(Box<EnrichArgs>),
     /// Run a local GREEN-API simulator.
