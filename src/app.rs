@@ -123,6 +123,18 @@ pub async fn run(
             };
             print_or_fail(out, err, inspect::failures(&location).await)
         }
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "greenrich", out);
+            exit::OK
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(out) {
+                Ok(()) => exit::OK,
+                Err(e) => fatal(err, &format!("cannot write the man page: {e}")),
+            }
+        }
         Command::Export(args) => match export_files(&args).await {
             Ok(written) => {
                 for (file, rows) in written {

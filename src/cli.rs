@@ -43,19 +43,67 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Enrich the contacts of a CSV file, a workbook, or a SQLite, PostgreSQL or MySQL table.
-    #[command(args_override_self = true)]
+    #[command(args_override_self = true, after_help = ENRICH_EXAMPLES)]
     Enrich(Box<EnrichArgs>),
     /// Run a local GREEN-API simulator.
+    #[command(after_help = SANDBOX_EXAMPLES)]
     Sandbox(SandboxArgs),
     /// Enrich the bundled samples against an in-process sandbox (no account needed).
+    #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
-    /// Show the store at a glance: contacts, freshness, failures, last runs.
+    /// Show the store at a glance: contacts, freshness, failures, last runs, live workers.
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(DbArgs),
     /// List failed keys grouped by reason.
+    #[command(after_help = FAILURES_EXAMPLES)]
     Failures(DbArgs),
     /// Write CSV files from a store at any time: its tables, and enriched.csv for one input file.
+    #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
 }
+
+/// Flags of `completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+const ENRICH_EXAMPLES: &str = "Examples:
+  greenrich enrich --input customers.csv --default-country RU --output enriched.db
+  greenrich enrich --input sqlite:crm.db --table customers --output crm.db --max-age 7d --deadline 6h
+  greenrich enrich --input postgres://crm@db/crm --table public.customers --output postgres://greenrich@db/crm
+
+Credentials come from GREEN_API_URL and GREEN_API_INSTANCES (id:token,id:token).";
+const SANDBOX_EXAMPLES: &str = "Examples:
+  greenrich sandbox --port 8080 --rps 1 --latency-ms 100-200
+  greenrich sandbox --port 8080 --instance-count 4 --arrival-jitter-ms 10";
+const DEMO_EXAMPLES: &str = "Examples:
+  greenrich demo
+  greenrich demo --output /tmp/demo.db";
+const STATUS_EXAMPLES: &str = "Examples:
+  greenrich status --db enriched.db
+  greenrich status --db postgres://greenrich@db/crm --max-age 30d";
+const FAILURES_EXAMPLES: &str = "Examples:
+  greenrich failures --db enriched.db
+  greenrich failures --db postgres://greenrich@db/crm --schema greenrich";
+const EXPORT_EXAMPLES: &str = "Examples:
+  greenrich export --db out/greenrich.db --input customers.csv --output out/
+  greenrich export --db postgres://greenrich@db/crm --output /srv/exports/";
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  greenrich completions bash > /etc/bash_completion.d/greenrich
+  greenrich completions zsh > \"${fpath[1]}/_greenrich\"
+  greenrich completions fish > ~/.config/fish/completions/greenrich.fish";
+const MAN_EXAMPLES: &str = "Examples:
+  greenrich man > /usr/local/share/man/man1/greenrich.1
+  greenrich man | man -l -";
 
 /// Flags of `enrich`.
 #[derive(Args, Debug)]

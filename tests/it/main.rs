@@ -17,6 +17,7 @@
 )]
 
 mod bad_input;
+mod commands;
 mod crash;
 mod enrich;
 mod faults;
