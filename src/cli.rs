@@ -208,6 +208,10 @@ pub struct EnrichArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Keep the run's metrics in this file, in the Prometheus text format (for node_exporter's
+    /// textfile collector): rewritten at every status interval and at the end.
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The output format of `enrich`.
@@ -554,6 +558,7 @@ impl EnrichArgs {
                 lock_timeout: self.lock_timeout.0,
                 no_wait: self.no_wait,
                 claim_lease: self.claim_lease.0,
+                metrics_file: self.metrics_file,
                 summary_json: self.summary_json,
                 prefix: self.csv_out.prefix,
             },

@@ -90,6 +90,7 @@ impl Config {
                 lock_timeout: defaults::LOCK_TIMEOUT,
                 no_wait: false,
                 claim_lease: defaults::CLAIM_LEASE,
+                metrics_file: None,
                 summary_json: None,
                 prefix: None,
             },
@@ -201,6 +202,8 @@ pub struct OutputConfig {
     pub no_wait: bool,
     /// How long a worker's claims last without its heartbeat.
     pub claim_lease: Duration,
+    /// Where to keep the run's metrics for Prometheus (node_exporter's textfile collector).
+    pub metrics_file: Option<PathBuf>,
     /// Where to write the final summary as JSON.
     pub summary_json: Option<PathBuf>,
     /// The prefix of the columns `enriched.csv` adds (default: `whatsapp_` or `max_`).

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::api::{Client, ClientError};
 use crate::config::{Config, Output};
 use crate::export::{self, EnrichedCsv, ExportError};
+use crate::metrics::{self, Live};
 use crate::normalise::format_time;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output::{self, OutputError};
@@ -58,7 +59,31 @@ pub enum JobError {
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
 /// fetched and reports a partial outcome. A `--deadline` counts from the start of this call.
 pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
-    let started = Instant::now();
+    let live = Live {
+        started: Instant::now(),
+        stats: Arc::new(Stats::default()),
+        counts: Arc::default(),
+    };
+    let Some(path) = config.output.metrics_file.clone() else {
+        return run(&config, stop, &live).await;
+    };
+    let location = config.output.target.store();
+    let writing = AbortOnDrop(metrics::keep_writing(
+        path.clone(),
+        location.clone(),
+        live.clone(),
+        config.ui.status_interval,
+    ));
+    let result = run(&config, stop, &live).await;
+    drop(writing);
+    let code = crate::report::exit_code(&result);
+    metrics::write_final(&path, &location, config.plan.max_age, &live, code).await;
+    result
+}
+
+/// The run itself; `live` follows it for the metrics.
+async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobError> {
+    let started = live.started;
     let started_at = format_time(Utc::now());
     let _deadline = config
         .limits
@@ -78,11 +103,11 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let resume_from = store.resume_from().await?;
     let run_id = match config.dry_run {
         true => None,
-        false => Some(store.begin_run(&started_at, &run_options(&config)).await?),
+        false => Some(store.begin_run(&started_at, &run_options(config)).await?),
     };
 
     let delays = RetryDelays::from(&config.plan);
-    let (mut planner, mut counts) = stage_input(&config, opened, &store, &delays, run_id).await?;
+    let (mut planner, mut counts) = stage_input(config, opened, &store, &delays, run_id).await?;
     let plan = planner
         .plan(&plan::policy(&config.plan, resume_from, Utc::now()))
         .await?;
@@ -94,11 +119,12 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
         planner.publish().await?;
     }
 
-    let stats = Arc::new(Stats::default());
+    *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts.clone();
+    let stats = live.stats.clone();
     let outcome = match (client, run_id) {
         (Some(client), Some(run_id)) => {
             let run = Run {
-                config: &config,
+                config,
                 store: &store,
                 run_id,
                 delays: &delays,

@@ -20,6 +20,7 @@ mod demo;
 mod export;
 mod inspect;
 mod job;
+mod metrics;
 mod pipeline;
 mod progress;
 mod source;

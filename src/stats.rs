@@ -18,6 +18,8 @@ pub(crate) struct Stats {
     failed_by_reason: Mutex<BTreeMap<Reason, u64>>,
     calls_per_instance: Mutex<BTreeMap<String, u64>>,
     spacing_ms: Mutex<BTreeMap<String, f64>>,
+    /// Answers per (instance, class): `200`, `429`, `4xx`, `5xx`, `error` (no answer).
+    responses: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Stats {
@@ -70,6 +72,25 @@ impl Stats {
 
     pub(crate) fn calls_per_instance(&self) -> BTreeMap<String, u64> {
         lock(&self.calls_per_instance).clone()
+    }
+
+    /// Counts an answer of `instance` with HTTP status `status` (`None`: no answer).
+    pub(crate) fn count_response(&self, instance: &str, status: Option<u16>) {
+        let class = match status {
+            None => "error",
+            Some(429) => "429",
+            Some(200..=299) => "200",
+            Some(400..=499) => "4xx",
+            Some(_) => "5xx",
+        };
+        *lock(&self.responses)
+            .entry((instance.to_string(), class))
+            .or_default() += 1;
+    }
+
+    /// Answers per instance and class.
+    pub(crate) fn responses(&self) -> BTreeMap<(String, &'static str), u64> {
+        lock(&self.responses).clone()
     }
 }
 

@@ -81,6 +81,12 @@ impl StoreReader {
         }))
     }
 
+    /// When the last run that completed ended.
+    pub(crate) async fn last_success(&mut self) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT MAX(finished_at) FROM runs WHERE outcome = 'completed'";
+        Ok(on_conn!(&mut self.conn, c => sqlx::query_scalar(SQL).fetch_one(c).await?))
+    }
+
     /// Failed keys counted by reason and kind, most common first.
     pub(crate) async fn failure_counts(&mut self) -> Result<Vec<FailureCount>, StoreError> {
         const SQL: &str = "SELECT reason, permanent, COUNT(*) FROM failures

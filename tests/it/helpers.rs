@@ -204,7 +204,7 @@ impl TestEnv {
             };
             path_next = matches!(
                 arg.as_str(),
-                "--input" | "--output" | "--summary-json" | "--db"
+                "--input" | "--output" | "--summary-json" | "--db" | "--metrics-file"
             );
             out.push(arg);
         }

@@ -246,6 +246,11 @@ async fn attempt<A: ContactApi>(
         .contact_info(&member.instance, &job.chat_id)
         .await;
     job.attempts += 1;
+    let status = match verdict.problem() {
+        Some(p) => p.status,
+        None => Some(200),
+    };
+    shared.stats.count_response(&member.instance.id, status);
     match verdict.problem() {
         Some(p) if p.reason == Reason::RateLimited => member.pacer.rate_limited(sent_at),
         // No answer: whether the limiter saw the call is unknown.
