@@ -108,6 +108,10 @@ const MAN_EXAMPLES: &str = "Examples:
 /// Flags of `enrich`.
 #[derive(Args, Debug)]
 pub struct EnrichArgs {
+    /// A TOML file of options: its keys are these long option names (`max-age = "7d"`); flags
+    /// given beside it override it. Secrets stay in the environment.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// A CSV file, a workbook (.xlsx, .xlsm, .xls, .ods), `sqlite:PATH` for a table in a SQLite
     /// database, or a database URL (`postgres://user@host/db`, `mysql://user@host/db`) for a
     /// table in PostgreSQL or MySQL/MariaDB (a password in the URL is masked in every message).

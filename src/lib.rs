@@ -8,6 +8,7 @@ pub mod app;
 pub mod chat_id;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod normalise;
 pub mod reason;
 pub mod redact;

@@ -18,7 +18,14 @@ use greenrich::{app, Stop, StopReason};
 
 fn main() -> ExitCode {
     redact::install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let args = match greenrich::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {}", redact::mask(&e));
+            return ExitCode::from(exit::FATAL as u8);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -205,3 +205,35 @@ fn helpers_paced() -> greenrich::sandbox::Config {
         ..greenrich::sandbox::Config::default()
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_gives_the_options_and_the_command_line_overrides_it() {
+    let env = process_env_with(fast()).await;
+    env.write("in.csv", phones_csv(20).as_bytes());
+    env.write(
+        "greenrich.toml",
+        b"input = \"in.csv\"\noutput = \"out.db\"\ndefault-country = \"RU\"\nmax-calls = 3\n\
+          metrics-file = \"m.prom\"\nrps-per-instance = 0\nbackoff-base = \"10ms\"\n",
+    );
+    let run = env
+        .run(&["enrich", "--config", "greenrich.toml", "--max-calls", "5"])
+        .await;
+    assert_eq!(run.code, 3, "a spent budget: {}", run.stderr);
+    assert_eq!(
+        count(&env.path("out.db"), "SELECT COUNT(*) FROM contacts").await,
+        5,
+        "the command line's --max-calls won"
+    );
+    assert!(
+        env.path("m.prom").exists(),
+        "the file's metrics-file was used"
+    );
+    env.write("bad.toml", b"input = \"in.csv\"\nmax_calls = 3\n");
+    let run = env.run(&["enrich", "--config", "bad.toml"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bad.toml: unknown key 'max_calls'"),
+        "{}",
+        run.stderr
+    );
+}

@@ -157,10 +157,10 @@ impl TestEnv {
         std::thread::spawn(move || {
             let captured = Captured::default();
             let mut out = Vec::new();
-            let code = match Cli::try_parse_from(&argv) {
-                Err(e) => {
-                    write!(captured.clone(), "{}", e.render()).unwrap();
-                    i32::from(e.use_stderr())
+            let code = match parse(&argv) {
+                Err((message, code)) => {
+                    write!(captured.clone(), "{message}").unwrap();
+                    code
                 }
                 Ok(cli) => {
                     let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -204,7 +204,7 @@ impl TestEnv {
             };
             path_next = matches!(
                 arg.as_str(),
-                "--input" | "--output" | "--summary-json" | "--db" | "--metrics-file"
+                "--input" | "--output" | "--summary-json" | "--db" | "--metrics-file" | "--config"
             );
             out.push(arg);
         }
@@ -391,4 +391,12 @@ pub async fn finish(child: tokio::process::Child) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The command line as the binary reads it: a config file expanded, then clap; an error is its
+/// message and exit code (0 for `--help`).
+fn parse(argv: &[String]) -> Result<Cli, (String, i32)> {
+    let argv = greenrich::config_file::expand(argv.iter().map(Into::into).collect())
+        .map_err(|e| (format!("error: {e}\n"), 1))?;
+    Cli::try_parse_from(&argv).map_err(|e| (e.render().to_string(), i32::from(e.use_stderr())))
 }
