@@ -192,6 +192,17 @@ no-preflight = false
     }
 
     #[test]
+    fn a_list_repeats_its_flag() {
+        // No option of enrich takes several values today; a list gives its flag once per item,
+        // as repeating it on the command line would (the last one counts).
+        let args = expand_with("column = [\"phone\", \"mobile\"]\n", &[]).unwrap();
+        assert_eq!(
+            args[2..],
+            ["--column", "phone", "--column", "mobile"].map(String::from)
+        );
+    }
+
+    #[test]
     fn the_command_line_overrides_the_file() {
         let args = expand_with(
             "input = \"a.csv\"\noutput = \"o.db\"\nmax-calls = 100\n",
