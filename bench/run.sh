@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
-#   bench/run.sh                 # every scenario but real (about 12 minutes)
+#   bench/run.sh                 # every scenario but real (about 14 minutes)
 #   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead memory plan links writes tables workers pgwrites
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
-# less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries)
-# and GNU time (/usr/bin/time, Debian package `time`) for peak memory.
+# less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries),
+# GNU time (/usr/bin/time, Debian package `time`) for peak memory, and for tables, workers and
+# pgwrites the local PostgreSQL and MariaDB servers with their clients (psql, mariadb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -267,7 +268,7 @@ scenario_pgwrites() {
 }
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pool pacing jitter overhead memory plan links writes)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(pool pacing jitter overhead memory plan links writes tables workers pgwrites)
 for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
 stop_sandbox
 
