@@ -109,20 +109,14 @@ pub async fn run(
             }
             Err(e) => fatal(err, &e.to_string()),
         },
-        Command::Status(DbArgs { store, max_age }) => {
-            let location = match store.location() {
-                Ok(location) => location,
-                Err(e) => return fatal(err, &e.to_string()),
-            };
-            print_or_fail(out, err, inspect::status(&location, max_age.0).await)
-        }
-        Command::Failures(DbArgs { store, .. }) => {
-            let location = match store.location() {
-                Ok(location) => location,
-                Err(e) => return fatal(err, &e.to_string()),
-            };
-            print_or_fail(out, err, inspect::failures(&location).await)
-        }
+        Command::Status(DbArgs { store, max_age }) => match store.location() {
+            Ok(db) => print_or_fail(out, err, inspect::status(&db, max_age.0).await),
+            Err(e) => fatal(err, &e.to_string()),
+        },
+        Command::Failures(DbArgs { store, .. }) => match store.location() {
+            Ok(db) => print_or_fail(out, err, inspect::failures(&db).await),
+            Err(e) => fatal(err, &e.to_string()),
+        },
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "greenrich", out);

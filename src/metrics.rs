@@ -203,22 +203,27 @@ pub(crate) async fn write_final(
     exit_code: i32,
 ) {
     let mut snapshot = live.snapshot(Some(exit_code));
-    // A run that completed has recorded its end in the store's ledger by now.
-    snapshot.last_success = stored_last_success(location).await;
-    if let Some(max_age) = max_age {
-        snapshot.contacts = stored_freshness(location, max_age).await;
+    // The store may not exist (a run that failed before opening it): then neither figure.
+    if let Ok(mut store) = StoreReader::open(location).await {
+        // A run that completed has recorded its end in the store's ledger by now.
+        snapshot.last_success = last_success(&mut store).await;
+        if let Some(max_age) = max_age {
+            snapshot.contacts = freshness(&mut store, max_age).await;
+        }
     }
     write_or_warn(path, &snapshot);
 }
 
 async fn stored_last_success(location: &StoreLocation) -> Option<f64> {
-    let mut store = StoreReader::open(location).await.ok()?;
+    last_success(&mut StoreReader::open(location).await.ok()?).await
+}
+
+async fn last_success(store: &mut StoreReader) -> Option<f64> {
     let at = store.last_success().await.ok()??;
     epoch_seconds(&at)
 }
 
-async fn stored_freshness(location: &StoreLocation, max_age: Duration) -> Option<(u64, u64)> {
-    let mut store = StoreReader::open(location).await.ok()?;
+async fn freshness(store: &mut StoreReader, max_age: Duration) -> Option<(u64, u64)> {
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(max_age).ok()?;
     let o = store
         .overview(&crate::normalise::format_time(cutoff))

@@ -242,6 +242,24 @@ fn pick_columns(
     ))
 }
 
+/// A database row as a record: its id (NULL: the line number) and its value (NULL reads as an
+/// empty value; a value that cannot be read as text is reported by row).
+fn table_record<E>(line: u64, row_ref: Option<String>, value: Result<Option<String>, E>) -> Record {
+    let row_ref = row_ref.unwrap_or_else(|| line.to_string());
+    match value {
+        Ok(value) => Record::Value {
+            line,
+            row_ref,
+            value: value.unwrap_or_default(),
+        },
+        Err(_) => Record::Unreadable {
+            line,
+            row_ref,
+            message: "the value is not valid UTF-8 text".into(),
+        },
+    }
+}
+
 /// A file row's own id: its `id_column` cell, else its data row number.
 fn file_row_ref(number: u64, fields: &[String], id_column: Option<usize>) -> String {
     id_column

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, ConnectOptions, Connection, Row};
 use tokio::sync::mpsc;
 
 use super::server_url::{Engine, ServerUrl};
-use super::{pick_column, Record, SourceError, BATCH};
+use super::{pick_column, table_record, Record, SourceError, BATCH};
 
 /// What greenrich asks of one engine: its catalog and its SQL spelling.
 struct Dialect {
@@ -294,7 +294,7 @@ impl ServerTable {
                 .iter()
                 .map(|row| {
                     line += 1;
-                    record(row, line)
+                    table_record(line, row.try_get(0).ok().flatten(), row.try_get(1))
                 })
                 .collect();
             if tx.send(batch).await.is_err() || !full_page || last_id.is_none() {
@@ -303,27 +303,6 @@ impl ServerTable {
         }
         let _ = self.conn.close().await;
         Ok(())
-    }
-}
-
-/// One row as a record: NULL reads as an empty value; a value that is not text is reported.
-fn record(row: &AnyRow, line: u64) -> Record {
-    let row_ref = row
-        .try_get::<Option<String>, _>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| line.to_string());
-    match row.try_get::<Option<String>, _>(1) {
-        Ok(value) => Record::Value {
-            line,
-            row_ref,
-            value: value.unwrap_or_default(),
-        },
-        Err(_) => Record::Unreadable {
-            line,
-            row_ref,
-            message: "the value is not valid UTF-8 text".into(),
-        },
     }
 }
 

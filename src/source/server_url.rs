@@ -91,24 +91,43 @@ impl ServerUrl {
     }
 }
 
+/// The parts of `scheme://user[:password]@rest`, found by hand (the text need not be a valid
+/// URL); `None` without a scheme or a user.
+pub(crate) struct UserInfo<'a> {
+    scheme: &'a str,
+    user: &'a str,
+    pub(crate) password: Option<&'a str>,
+    /// The host and what follows it.
+    rest: &'a str,
+}
+
+/// `text` split as [`UserInfo`].
+pub(crate) fn user_info(text: &str) -> Option<UserInfo<'_>> {
+    let (scheme, after) = text.split_once("://")?;
+    let authority_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (user_info, _) = after[..authority_end].rsplit_once('@')?;
+    let (user, password) = match user_info.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (user_info, None),
+    };
+    Some(UserInfo {
+        scheme,
+        user,
+        password,
+        rest: &after[user_info.len() + 1..],
+    })
+}
+
 /// `scheme://user:password@…` with the password masked, for a URL that did not parse.
 fn masked_by_hand(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            let masked = if user_info.contains(':') {
-                format!("{user}:{MASK}")
-            } else {
-                user.to_string()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => text.to_string(),
+    match user_info(text) {
+        Some(UserInfo {
+            scheme,
+            user,
+            password: Some(_),
+            rest,
+        }) => format!("{scheme}://{user}:{MASK}@{rest}"),
+        _ => text.to_string(),
     }
 }
 

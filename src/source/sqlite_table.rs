@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row, SqliteConnection};
 use tokio::sync::mpsc;
 
-use super::{pick_column, Record, SourceError, BATCH};
+use super::{pick_column, table_record, Record, SourceError, BATCH};
 
 pub(crate) struct SqliteSource {
     conn: SqliteConnection,
@@ -121,24 +121,11 @@ impl SqliteSource {
                 }
             };
             line += 1;
-            // NULL reads as an empty value; text that is not UTF-8 is reported by row.
-            let row_ref = row
-                .try_get::<Option<String>, _>(0)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| line.to_string());
-            batch.push(match row.try_get::<Option<String>, _>(1) {
-                Ok(value) => Record::Value {
-                    line,
-                    row_ref,
-                    value: value.unwrap_or_default(),
-                },
-                Err(_) => Record::Unreadable {
-                    line,
-                    row_ref,
-                    message: "the value is not valid UTF-8 text".into(),
-                },
-            });
+            batch.push(table_record(
+                line,
+                row.try_get(0).ok().flatten(),
+                row.try_get(1),
+            ));
             if batch.len() == BATCH && tx.send(std::mem::take(&mut batch)).await.is_err() {
                 return Ok(());
             }

@@ -42,15 +42,11 @@ pub(super) async fn open(
     url: &ServerUrl,
     schema: &str,
 ) -> Result<(PgConnectOptions, PgConnection), StoreError> {
-    let shown = format!("{url} schema {schema}");
-    let open_error = |e: sqlx::Error| StoreError::Open {
-        path: shown.clone(),
-        message: e.to_string(),
-    };
+    let shown = shown(url, schema);
     let base = PgConnectOptions::from_str(url.expose())
-        .map_err(open_error)?
+        .map_err(|e| open_error(&shown, e))?
         .disable_statement_logging();
-    let mut conn = base.connect().await.map_err(open_error)?;
+    let mut conn = base.connect().await.map_err(|e| open_error(&shown, e))?;
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
     )
@@ -66,21 +62,9 @@ pub(super) async fn open(
         .await?;
     conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)).as_str())
         .await
-        .map_err(open_error)?;
-    let options = base.options([
-        ("search_path", quote(schema).as_str()),
-        // `DROP TABLE IF EXISTS` and the like are not news.
-        ("client_min_messages", "warning"),
-        // A statement is planned for the tables as they are now: a plan cached while `products`
-        // was empty scans it whole, and the writer's deletes grew slower with every batch.
-        ("plan_cache_mode", "force_custom_plan"),
-        // A worker's leases end with its session; if its host dies without closing the
-        // connection, the server notices within about a minute instead of TCP's two hours.
-        ("tcp_keepalives_idle", "30"),
-        ("tcp_keepalives_interval", "10"),
-        ("tcp_keepalives_count", "3"),
-    ]);
-    let mut session = options.connect().await.map_err(open_error)?;
+        .map_err(|e| open_error(&shown, e))?;
+    let options = in_schema(base, schema);
+    let mut session = options.connect().await.map_err(|e| open_error(&shown, e))?;
     sqlx::migrate!("./migrations/postgres")
         .run(&mut session)
         .await
@@ -97,18 +81,14 @@ pub(super) async fn connect_existing(
     url: &ServerUrl,
     schema: &str,
 ) -> Result<PgConnection, StoreError> {
-    let shown = format!("{url} schema {schema}");
-    let open_error = |e: sqlx::Error| StoreError::Open {
-        path: shown.clone(),
-        message: e.to_string(),
-    };
-    let mut conn = PgConnectOptions::from_str(url.expose())
-        .map_err(open_error)?
-        .disable_statement_logging()
-        .options([("search_path", quote(schema))])
+    let shown = shown(url, schema);
+    let base = PgConnectOptions::from_str(url.expose())
+        .map_err(|e| open_error(&shown, e))?
+        .disable_statement_logging();
+    let mut conn = in_schema(base, schema)
         .connect()
         .await
-        .map_err(open_error)?;
+        .map_err(|e| open_error(&shown, e))?;
     let ours: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM information_schema.tables
                         WHERE table_schema = $1 AND table_name = 'greenrich_meta')",
@@ -123,6 +103,39 @@ pub(super) async fn connect_existing(
         });
     }
     Ok(conn)
+}
+
+/// The settings of every connection to a store in `schema`.
+fn in_schema(base: PgConnectOptions, schema: &str) -> PgConnectOptions {
+    base.options([
+        ("search_path", quote(schema).as_str()),
+        // `DROP TABLE IF EXISTS` and the like are not news.
+        ("client_min_messages", "warning"),
+        // A statement is planned for the tables as they are now: a plan cached while `products`
+        // was empty scans it whole, and the writer's deletes grew slower with every batch.
+        ("plan_cache_mode", "force_custom_plan"),
+        // A worker's leases end with its session; if its host dies without closing the
+        // connection, the server notices within about a minute instead of TCP's two hours.
+        ("tcp_keepalives_idle", "30"),
+        ("tcp_keepalives_interval", "10"),
+        ("tcp_keepalives_count", "3"),
+    ])
+}
+
+/// The store, named in messages.
+fn shown(url: &ServerUrl, schema: &str) -> String {
+    StoreLocation::Postgres {
+        url: url.clone(),
+        schema: schema.to_string(),
+    }
+    .to_string()
+}
+
+fn open_error(shown: &str, e: sqlx::Error) -> StoreError {
+    StoreError::Open {
+        path: shown.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// `name` as a quoted identifier.
