@@ -226,6 +226,10 @@ no-preflight = false
                 "input = \"postgres://crm:hunter2@db/crm\"\n",
                 "holds a password",
             ),
+            (
+                "output = \"postgres://crm@db/crm?sslmode=require&password=hunter2\"\n",
+                "holds a password",
+            ),
             ("input = [", "not valid TOML"),
         ] {
             let err = expand_with(file, &[]).unwrap_err();

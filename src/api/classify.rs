@@ -225,6 +225,29 @@ mod tests {
     }
 
     #[test]
+    fn only_answers_about_the_instance_take_it_out() {
+        let c = |b| classify(400, b, None);
+        for body in [
+            "Validation failed. Details: chatId 79001234567@c.us is blocked",
+            "Validation failed. Details: the contact was deleted",
+            "Validation failed. Details: link expired",
+            "the chat is blocked",
+            "message deleted",
+        ] {
+            assert!(matches!(c(body), Verdict::KeyRejected(_)), "{body}");
+        }
+        for body in [
+            "instance account not authorized",
+            "Instance is deleted",
+            "Instance is blocked",
+            "the instance has expired",
+            r#"{"message":"instance account expired"}"#,
+        ] {
+            assert!(matches!(c(body), Verdict::InstanceUnusable(_)), "{body}");
+        }
+    }
+
+    #[test]
     fn bodies_that_are_not_objects_are_rejected() {
         for body in ["", "<html>", "[]", "null", r#"{"name":"#] {
             assert!(Answer::parse(body).is_none(), "{body}");

@@ -172,3 +172,44 @@ async fn a_sqlite_value_that_is_not_utf8_is_reported_and_the_rest_goes_on() {
         1
     );
 }
+
+/// Edge values of every duration and count flag of `enrich`: each run ends with an exit code
+/// (a refusal naming the flag, or a run), never a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_flag_value_panics() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    let huge = ["100000000d", "18446744073709551615s", "99999999999999999999d", "0s", "0.0001ms"];
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+    for flag in [
+        "--max-age",
+        "--retry-failed-after",
+        "--retry-transient-after",
+        "--backoff-base",
+        "--timeout",
+        "--starting-wait",
+        "--status-interval",
+        "--lock-timeout",
+        "--claim-lease",
+        "--deadline",
+    ] {
+        cases.extend(huge.iter().map(|v| (flag, *v)));
+    }
+    for (flag, values) in [
+        ("--max-calls", &["0", "18446744073709551615", "-1", "1e3"][..]),
+        ("--max-attempts", &["0", "4294967295", "-1"][..]),
+        ("--rps-per-instance", &["1e-300", "1e300", "inf", "NaN", "-1"][..]),
+        ("--pacing-margin", &["-1", "-0.5", "1e300", "inf", "NaN"][..]),
+    ] {
+        cases.extend(values.iter().map(|v| (flag, *v)));
+    }
+    for (flag, value) in cases {
+        let out = format!("out-{}.db", fastrand::u32(..));
+        let run = env.enrich("in.csv", &out, &[flag, value]).await;
+        assert!(!run.stderr.contains("panicked"), "{flag} {value}: {}", run.stderr);
+        assert!([0, 1, 2, 3].contains(&run.code), "{flag} {value}: {}", run.stderr);
+        if run.code == 1 {
+            assert!(run.stderr.contains(flag), "{flag} {value}: the refusal names the flag: {}", run.stderr);
+        }
+    }
+}

@@ -101,19 +101,21 @@ async fn wrong_json_types_and_unknown_fields_are_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_huge_body_is_capped_and_recorded() {
-    let (env, run) = run_with_fault(Fault::Huge, 0.2, 0, 20, &[]).await;
+async fn a_huge_body_is_capped_and_retried_not_failed_for_good() {
+    // Once: the next attempt answers normally.
+    let (env, run) = run_with_fault(Fault::Huge, 0.2, 1, 20, &[]).await;
+    assert_all_enriched_once(&env, &run, 20).await;
+    // Always: the key fails for now (a transient failure, due again later), after its attempts.
+    let (env, run) = run_with_fault(Fault::Huge, 1.0, 0, 3, &["--max-attempts", "2"]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     let db = env.path("out.db");
-    let huge = count(
-        &db,
-        "SELECT COUNT(*) FROM failures WHERE reason = 'body_too_large' AND permanent = 1",
-    )
-    .await;
-    assert!(huge > 0);
-    assert_eq!(huge + count(&db, "SELECT COUNT(*) FROM contacts").await, 20);
-    assert!(
-        env.sandbox.stats.contact_requests.load(Relaxed) <= 20,
-        "a huge body is not retried"
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM failures WHERE reason = 'body_too_large' AND permanent = 0"
+        )
+        .await,
+        3
     );
+    assert_eq!(env.sandbox.stats.contact_requests.load(Relaxed), 6);
 }

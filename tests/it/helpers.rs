@@ -239,14 +239,23 @@ impl TestEnv {
     /// Starts the `greenrich` binary without waiting for it; `shell_prefix` (such as
     /// `ulimit -f 256;`) runs in the shell that execs it.
     pub fn spawn(&self, args: &[&str], shell_prefix: &str) -> tokio::process::Child {
+        self.spawn_with_env(args, shell_prefix, &[])
+    }
+
+    /// [`TestEnv::spawn`] with environment overrides.
+    pub fn spawn_with_env(
+        &self,
+        args: &[&str],
+        shell_prefix: &str,
+        env: &[(&str, &str)],
+    ) -> tokio::process::Child {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let script = format!("{shell_prefix} exec '{BIN}' {}", quoted.join(" "));
         tokio::process::Command::new("sh")
             .args(["-c", &script])
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
-            .env("GREEN_API_URL", self.sandbox.url())
-            .env("GREEN_API_INSTANCES", &self.instances)
+            .envs(self.environment(env))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -26,4 +26,5 @@ mod refresh;
 mod rows;
 mod secrets;
 mod servers;
+mod shared_store;
 mod stops;

@@ -240,6 +240,19 @@ async fn a_column_of_mostly_invalid_values_stops_before_any_call() {
         run.stderr
     );
     assert_eq!(env.sandbox.stats.requests.load(Relaxed), 0);
+    // The run that stopped is closed in the ledger with what stopped it.
+    let ledger = rows(
+        &env.path("out.db"),
+        "SELECT outcome, finished_at IS NOT NULL, summary LIKE '%probably wrong%' FROM runs",
+    )
+    .await;
+    assert_eq!(
+        ledger,
+        vec![vec![Some("failed".into()), Some("1".into()), Some("1".into())]]
+    );
+    let status = env.run(&["status", "--db", "out.db"]).await;
+    assert!(status.stdout.contains("#1") && status.stdout.contains("failed"), "{}", status.stdout);
+    assert!(!status.stdout.contains("running") && !status.stdout.contains("crashed"), "{}", status.stdout);
 
     let run = env
         .enrich(

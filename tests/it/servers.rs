@@ -11,7 +11,7 @@ use sqlx::{Connection, Executor};
 use crate::helpers::*;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Engine {
+pub enum Engine {
     Postgres,
     Mysql,
 }
@@ -26,11 +26,11 @@ impl Engine {
 }
 
 /// A schema (PostgreSQL) or database (MySQL) of its own on a test server, dropped on drop.
-struct ServerDb {
+pub struct ServerDb {
     engine: Engine,
-    url: String,
+    pub url: String,
     /// The schema's name, to qualify tables with.
-    name: String,
+    pub name: String,
 }
 
 /// Runs `statements` (separated by `;`) on `url`.
@@ -54,7 +54,7 @@ async fn execute_on(engine: Engine, url: &str, statements: &str) -> Result<(), s
 impl ServerDb {
     /// A fresh schema on the server named by the engine's variable, or `None` (after saying the
     /// test was skipped) when there is none and none is required.
-    async fn create(engine: Engine, test: &str) -> Option<ServerDb> {
+    pub async fn create(engine: Engine, test: &str) -> Option<ServerDb> {
         let required = std::env::var("GREENRICH_TEST_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
         let url = match std::env::var(engine.variable()) {
             Ok(url) if !url.is_empty() => url,
@@ -83,14 +83,14 @@ impl ServerDb {
         }
     }
 
-    async fn execute(&self, statements: &str) {
+    pub async fn execute(&self, statements: &str) {
         execute_on(self.engine, &self.url, statements)
             .await
             .unwrap();
     }
 
     /// `SELECT` results as text (NULL as `None`).
-    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         use sqlx::Row;
         match self.engine {
             Engine::Postgres => {
@@ -598,6 +598,15 @@ async fn a_worker_whose_instances_are_all_in_use_waits_or_exits_5() {
         run.stderr.contains("in use by another greenrich worker"),
         "{}",
         run.stderr
+    );
+    // The run that stopped is closed in the ledger, not left looking like a crash.
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT outcome, (summary LIKE '%\"exit_code\":5%')::text FROM {}.runs",
+            db.name
+        ))
+        .await,
+        vec![vec![Some("failed".into()), Some("true".into())]]
     );
     let waiting = env.start_with_env(&enrich_args("in.csv", &db.url, &store), &[]);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

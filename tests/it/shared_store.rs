@@ -1,0 +1,399 @@
+//! The shared PostgreSQL store under real CRM data and faults: workers racing on one input, a
+//! worker killed with SIGKILL, every store session cut with `pg_terminate_backend`, and tables
+//! full of what CRM tables hold. Against the sandbox with a strict per-instance limit.
+//!
+//! Bounded: the whole module runs in well under a minute.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor};
+
+use crate::helpers::*;
+use crate::servers::{Engine, ServerDb};
+
+/// 3 instances, each refusing (429) any call sooner than 1/40 s after its last accepted one,
+/// 10–40 ms of latency and up to 2 ms of arrival jitter.
+fn strict() -> greenrich::sandbox::Config {
+    greenrich::sandbox::Config {
+        instances: greenrich::sandbox::default_instances(3),
+        rate: greenrich::config::Rate::PerSecond(40.0),
+        latency_min: Duration::from_millis(10),
+        latency_max: Duration::from_millis(40),
+        arrival_jitter: Duration::from_millis(2),
+        ..greenrich::sandbox::Config::default()
+    }
+}
+
+/// `n` distinct phones, each in `copies` rows, in a random order (a fixed seed), as CRM exports
+/// are.
+fn shuffled_phones_csv(n: usize, copies: usize) -> String {
+    let mut rows: Vec<usize> = (0..n * copies).map(|i| i % n).collect();
+    fastrand::Rng::with_seed(16).shuffle(&mut rows);
+    let mut csv = String::from("phone,name\n");
+    for i in rows {
+        csv.push_str(&format!("+7 900 {:03} {:04},Person {i}\n", 100 + i / 9000, 1000 + i % 9000));
+    }
+    csv
+}
+
+/// `enrich` flags for a worker of the store at `url` (schema `schema`), at the sandbox's pace.
+fn worker_args<'a>(url: &'a str, schema: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = enrich_args("in.csv", url, &["--schema", schema]);
+    args.extend_from_slice(&["--rps-per-instance", "40", "--claim-lease", "2s"]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The sandbox's credentials for instance `i` alone.
+fn instance(env: &TestEnv, i: usize) -> String {
+    env.instances.split(',').nth(i).unwrap().to_string()
+}
+
+/// One SQL answer as text.
+async fn one(url: &str, sql: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let value: String = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    value
+}
+
+/// The `enriched` view holds each of the `rows` input rows exactly once, every one enriched.
+async fn assert_view_complete(url: &str, schema: &str, rows: usize) {
+    let got = one(
+        url,
+        &format!(
+            "SELECT COUNT(*) || ' ' || COUNT(DISTINCT row_ref) || ' ' \
+             || COUNT(*) FILTER (WHERE status = 'enriched') FROM {schema}.enriched"
+        ),
+    )
+    .await;
+    assert_eq!(got, format!("{rows} {rows} {rows}"), "rows, distinct rows, enriched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_started_together_answer_each_key_once_per_round() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "rounds").await else {
+        return;
+    };
+    const KEYS: usize = 240;
+    // Each key in 10 rows: staging overlaps between workers as it does on a big CRM table.
+    const ROWS: usize = KEYS * 10;
+    let env = process_env_with(strict()).await;
+    env.write("in.csv", shuffled_phones_csv(KEYS, 10).as_bytes());
+    for round in 1..=3u32 {
+        let extra: &[&str] = if round == 1 { &[] } else { &["--max-age", "0s"] };
+        let workers: Vec<tokio::process::Child> = (0..3)
+            .map(|i| {
+                let credentials = instance(&env, i);
+                env.spawn_with_env(
+                    &worker_args(&db.url, &db.name, extra),
+                    "",
+                    &[("GREEN_API_INSTANCES", credentials.as_str())],
+                )
+            })
+            .collect();
+        for worker in workers {
+            let run = finish(worker).await;
+            assert_eq!(run.code, 0, "round {round}: {}", run.stderr);
+        }
+        let answers = env.sandbox.stats.answers_per_chat();
+        assert_eq!(answers.len(), KEYS, "round {round}");
+        let off: Vec<_> = answers.iter().filter(|(_, n)| **n != round).collect();
+        assert!(off.is_empty(), "round {round}: answered other than once this round: {off:?}");
+        assert_view_complete(&db.url, &db.name, ROWS).await;
+    }
+}
+
+/// A database of its own on the test server, so that its sessions can be cut without touching
+/// other tests'; dropped (with its sessions) on drop.
+struct OwnDatabase {
+    admin: String,
+    url: String,
+    name: String,
+}
+
+impl OwnDatabase {
+    async fn create(test: &str) -> Option<OwnDatabase> {
+        let server = ServerDb::create(Engine::Postgres, test).await?;
+        let name = format!("greenrich_fault_{}_{}", std::process::id(), fastrand::u32(..));
+        let mut conn = sqlx::PgConnection::connect(&server.url).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        conn.close().await.unwrap();
+        let mut url = reqwest::Url::parse(&server.url).unwrap();
+        url.set_path(&name);
+        Some(OwnDatabase {
+            admin: server.url.clone(),
+            url: url.to_string(),
+            name,
+        })
+    }
+
+    /// Ends every session of this database but the caller's: what a server restart does.
+    async fn cut_every_session(&self) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
+        let cut: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        cut
+    }
+
+    async fn contacts(&self) -> i64 {
+        let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await else {
+            return 0;
+        };
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM greenrich.contacts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        let _ = conn.close().await;
+        n
+    }
+}
+
+impl Drop for OwnDatabase {
+    fn drop(&mut self) {
+        let (admin, drop) = (
+            self.admin.clone(),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = conn.execute(drop.as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
+    let Some(db) = OwnDatabase::create("kill_and_cut").await else {
+        return;
+    };
+    const KEYS: usize = 600;
+    let env = process_env_with(strict()).await;
+    env.write("in.csv", shuffled_phones_csv(KEYS, 1).as_bytes());
+    let args = worker_args(&db.url, "greenrich", &[]);
+    // Three workers that may all use the same three instances.
+    let mut workers: Vec<tokio::process::Child> = (0..3).map(|_| env.spawn(&args, "")).collect();
+    let started = Instant::now();
+    let db = &db;
+    let wait_for = |n: i64| async move {
+        while db.contacts().await < n {
+            assert!(started.elapsed() < Duration::from_secs(40), "no progress to {n}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    wait_for(150).await;
+    workers[0].kill().await.unwrap();
+    let _ = workers[0].wait().await;
+    wait_for(350).await;
+    assert!(db.cut_every_session().await >= 2, "the live workers' sessions were cut");
+    // Whatever exits is started again until every key is done.
+    let mut codes = Vec::new();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(50), "not done: {codes:?}");
+        let done = db.contacts().await == KEYS as i64;
+        let mut live = 0;
+        for worker in workers.iter_mut() {
+            match worker.try_wait().unwrap() {
+                None => live += 1,
+                Some(status) => {
+                    codes.push(status.code());
+                    if !done {
+                        *worker = env.spawn(&args, "");
+                        live += 1;
+                    }
+                }
+            }
+        }
+        if done && live == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in &mut workers {
+        let out = worker.wait_with_output_ref().await;
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    assert!(
+        codes.iter().any(|c| *c == Some(6)),
+        "a worker whose store connection was cut exits 6: {codes:?}"
+    );
+    assert_view_complete(&db.url, "greenrich", KEYS).await;
+    let answers = env.sandbox.stats.answers_per_chat();
+    assert_eq!(answers.len(), KEYS);
+    let again: u32 = answers.values().map(|n| n - 1).sum();
+    // Only what was in flight (sent, or answered and not committed) at the kill is asked again.
+    assert!(again <= 12, "{again} keys answered twice");
+    let stats = &env.sandbox.stats;
+    let (refused, calls) = (
+        stats.http_429.load(std::sync::atomic::Ordering::Relaxed),
+        stats.contact_requests.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(refused * 100 < calls, "{refused} of {calls} calls refused with 429");
+}
+
+/// Waits for a child that is known to have exited, and returns its stderr.
+trait Finished {
+    async fn wait_with_output_ref(&mut self) -> String;
+}
+
+impl Finished for tokio::process::Child {
+    async fn wait_with_output_ref(&mut self) -> String {
+        let _ = self.wait().await;
+        let mut text = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crm_table_of_junk_enriches_into_a_postgres_store_once_per_row() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "junk").await else {
+        return;
+    };
+    let s = &db.name;
+    let long = "7".repeat(5000);
+    let long_text = "телефон ".repeat(700);
+    // Repeated junk, blanks, NULLs, one number in three notations, Cyrillic, very long values.
+    let phones = [
+        "'n/a'", "'n/a'", "''", "''", "NULL", "NULL", "'нет'", "'нет'", "'   '",
+        "'+7 (900) 123-45-67'", "'8 900 123 45 67'", "'79001234567'", "'79001234567@c.us'",
+        &format!("'{long}'"), &format!("'{long}'"), &format!("'{long_text}'"),
+        "'Иван Петров'", "'+7 900 765-43-21'", "'0'", "'-'", "'-'",
+    ];
+    let values: Vec<String> = phones.iter().map(|p| format!("({p})")).collect();
+    db.execute(&format!(
+        "CREATE TABLE {s}.customers (id serial PRIMARY KEY, phone text);
+         INSERT INTO {s}.customers (phone) VALUES {};
+         CREATE TABLE {s}.leads (id bigint PRIMARY KEY, phone numeric);
+         INSERT INTO {s}.leads VALUES (1, 79001234567), (2, NULL), (3, 0), (4, -5),
+           (5, 79007654321), (6, 79007654321), (7, 79001234567.0);",
+        values.join(", ")
+    ))
+    .await;
+    let env = env_with(greenrich::sandbox::Config {
+        rate: greenrich::config::Rate::Unlimited,
+        ..greenrich::sandbox::Config::default()
+    })
+    .await;
+    for (table, rows) in [("customers", phones.len()), ("leads", 7)] {
+        let qualified = format!("{s}.{table}");
+        let run = env
+            .enrich(
+                &db.url,
+                &db.url,
+                &["--table", &qualified, "--schema", s, "--default-country", "RU", "--allow-mostly-invalid"],
+            )
+            .await;
+        assert!([0, 2].contains(&run.code), "{table}: {}", run.stderr);
+        let got = db
+            .rows(&format!(
+                "SELECT COUNT(*)::text, COUNT(DISTINCT row_ref)::text FROM {s}.enriched WHERE source = '{table}'"
+            ))
+            .await;
+        assert_eq!(got, vec![vec![Some(rows.to_string()), Some(rows.to_string())]], "{table}");
+    }
+    // The one number in three notations is one contact, fetched once.
+    let answers = env.sandbox.stats.answers_per_chat();
+    assert_eq!(answers.get("79001234567@c.us"), Some(&1), "{answers:?}");
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT COUNT(*)::text FROM {s}.enriched WHERE chat_id = '79001234567@c.us' AND status = 'enriched'"
+        ))
+        .await,
+        vec![vec![Some("6".into())]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_and_empty_row_ids_keep_one_row_each_on_postgres() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "dup_ids").await else {
+        return;
+    };
+    let env = env_with(greenrich::sandbox::Config {
+        rate: greenrich::config::Rate::Unlimited,
+        ..greenrich::sandbox::Config::default()
+    })
+    .await;
+    env.write(
+        "in.csv",
+        "id,phone\n1,+79001234567\n1,+79001234568\n,+79001234569\n,n/a\n2,n/a\n 2 ,n/a\n".as_bytes(),
+    );
+    let run = env
+        .enrich("in.csv", &db.url, &["--schema", &db.name, "--id-column", "id"])
+        .await;
+    assert!([0, 2].contains(&run.code), "{}", run.stderr);
+    assert!(run.stderr.contains("repeat"), "the repeated ids are named: {}", run.stderr);
+    let got = db
+        .rows(&format!(
+            "SELECT row_ref, input_value FROM {}.enriched ORDER BY position",
+            db.name
+        ))
+        .await;
+    let values: Vec<Option<String>> = got.iter().map(|r| r[1].clone()).collect();
+    assert_eq!(
+        values,
+        ["+79001234567", "+79001234568", "+79001234569", "n/a", "n/a", "n/a"]
+            .map(|v| Some(v.to_string()))
+            .to_vec(),
+        "every row once, in input order: {got:?}"
+    );
+    assert_eq!(got[0][0].as_deref(), Some("1"), "the first row keeps its id: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_given_as_a_url_parameter_is_never_shown_or_stored() {
+    let Some(db) = ServerDb::create(Engine::Postgres, "password_param").await else {
+        return;
+    };
+    let env = env_with(greenrich::sandbox::Config {
+        rate: greenrich::config::Rate::Unlimited,
+        ..greenrich::sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    let secret = "Param-Secret-4711";
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    url.query_pairs_mut().append_pair("password", secret);
+    let url = url.to_string();
+    let s = &db.name;
+    db.execute(&format!(
+        "CREATE TABLE {s}.customers (id int PRIMARY KEY, phone text);
+         INSERT INTO {s}.customers VALUES (1, '+79001234567')"
+    ))
+    .await;
+    let table = format!("{s}.customers");
+    for (input, extra) in [("in.csv", vec![]), (url.as_str(), vec!["--table", table.as_str()])] {
+        let mut args = vec!["--schema", s.as_str()];
+        args.extend(extra);
+        let run = env.enrich(input, &url, &args).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!run.stderr.contains(secret), "{}", run.stderr);
+        assert!(run.stderr.contains("password=***"), "{}", run.stderr);
+    }
+    let status = env.run(&["status", "--db", &url, "--schema", s]).await;
+    assert!(!status.stdout.contains(secret) && !status.stderr.contains(secret), "{}", status.stdout);
+    let stored = db
+        .rows(&format!(
+            "SELECT COUNT(*)::text FROM {s}.runs WHERE options LIKE '%{secret}%' OR summary LIKE '%{secret}%'"
+        ))
+        .await;
+    assert_eq!(stored, vec![vec![Some("0".into())]], "no secret in the ledger");
+}
