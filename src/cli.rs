@@ -467,6 +467,13 @@ fn parse_encoding(text: &str) -> Result<&'static encoding_rs::Encoding, InvalidV
     })
 }
 
+/// The shortest `--lock-timeout`.
+const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The shortest and longest `--claim-lease`.
+const MIN_CLAIM_LEASE: Duration = Duration::from_secs(1);
+const MAX_CLAIM_LEASE: Duration = Duration::from_secs(86_400);
+
 fn flag_error(message: impl Into<String>) -> ConfigError {
     ConfigError::Flag(message.into())
 }
@@ -534,6 +541,27 @@ impl EnrichArgs {
         }
         if self.max_attempts == 0 {
             return Err(flag_error("--max-attempts must be at least 1"));
+        }
+        for (flag, value) in [
+            ("--timeout", self.timeout),
+            ("--status-interval", self.status_interval),
+        ] {
+            if value.0.is_zero() {
+                return Err(flag_error(format!("{flag} must be more than 0")));
+            }
+        }
+        if self.lock_timeout.0 < MIN_LOCK_TIMEOUT {
+            return Err(flag_error(format!(
+                "--lock-timeout must be at least {}: greenrich's own connections to the store wait for each other too",
+                HumanDuration(MIN_LOCK_TIMEOUT)
+            )));
+        }
+        if !(MIN_CLAIM_LEASE..=MAX_CLAIM_LEASE).contains(&self.claim_lease.0) {
+            return Err(flag_error(format!(
+                "--claim-lease must be between {} and {}: a worker's heartbeat renews it every third of it, and a dead worker's keys wait that long",
+                HumanDuration(MIN_CLAIM_LEASE),
+                HumanDuration(MAX_CLAIM_LEASE)
+            )));
         }
         let instances = match instances_from_env(&env) {
             Ok(instances) => instances,

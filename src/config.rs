@@ -358,6 +358,9 @@ impl Rate {
     }
 }
 
+/// The slowest rate taken: one call every 10,000 seconds.
+const MIN_RATE: f64 = 0.0001;
+
 impl FromStr for Rate {
     type Err = InvalidValue;
     /// A positive number of calls per second, or `0` / `unlimited` for no pacing.
@@ -368,7 +371,10 @@ impl FromStr for Rate {
         }
         match s.parse::<f64>() {
             Ok(0.0) => Ok(Rate::Unlimited),
-            Ok(rps) if rps.is_finite() && rps > 0.0 => Ok(Rate::PerSecond(rps)),
+            Ok(rps) if rps.is_finite() && rps >= MIN_RATE => Ok(Rate::PerSecond(rps)),
+            Ok(rps) if rps.is_finite() && rps > 0.0 => Err(InvalidValue(format!(
+                "'{s}' is too slow a rate: the least is {MIN_RATE} calls per second (one every 2.8 hours)"
+            ))),
             _ => Err(InvalidValue(format!(
                 "'{s}' is not a rate: use calls per second such as 1, or 0 (unlimited)"
             ))),
@@ -498,7 +504,9 @@ impl Deadline {
     /// The deadline as an instant, counted from now (the start of the run).
     pub fn resolve(self) -> Instant {
         let remaining = self.remaining_from(chrono::Local::now().naive_local());
-        Instant::now() + remaining
+        // A deadline past what the clock can hold is a century away: no run lasts that long.
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        Instant::now() + remaining.min(century)
     }
 }
 

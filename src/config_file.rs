@@ -9,7 +9,7 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use crate::cli::Cli;
-use crate::source::server_url::user_info;
+use crate::source::server_url::url_password;
 
 /// The arguments with `enrich --config FILE` replaced by the flags the file holds; other
 /// arguments as they are. The error names the file and the key.
@@ -126,7 +126,7 @@ fn unknown_key(key: &str, shown: &str) -> String {
 
 /// Refuses a value holding a password (a URL with `user:password@`).
 fn refuse_secret(key: &str, value: &str, shown: &str) -> Result<(), String> {
-    if user_info(value).is_some_and(|u| u.password.is_some()) {
+    if url_password(value).is_some() {
         return Err(format!(
             "{shown}: key '{key}' holds a password, and secrets stay out of config files: leave it out of the URL and give it to the server's client another way (for PostgreSQL, ~/.pgpass of the job's user), or pass the whole URL on the command line from the environment (--{key} \"$CRM_URL\")"
         ));

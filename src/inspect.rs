@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::config::defaults;
-use crate::normalise::format_time;
-use crate::progress::format_duration;
+use crate::normalise::{format_time, time_before};
+use crate::progress::{format_duration, format_eta};
 use crate::store::ledger::RunRecord;
 use crate::store::read::{FailureCount, StoreReader};
 use crate::store::workers::LiveWorker;
@@ -14,8 +14,7 @@ use crate::store::{StoreError, StoreLocation};
 /// The status report of the store at `db`; contacts older than `max_age` count as stale.
 pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<String, StoreError> {
     let mut store = StoreReader::open(db).await?;
-    let cutoff =
-        format_time(chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default());
+    let cutoff = format_time(time_before(chrono::Utc::now(), max_age));
     let o = store.overview(&cutoff).await?;
     let mut out = format!(
         "store {}\ncontacts: {} ({} fresh, {} stale at --max-age {}), {} products; oldest fetch {}, newest {}\n",
@@ -114,7 +113,7 @@ fn run_lines(runs: &[RunRecord]) -> String {
     let eta = match last.options.as_ref().and_then(|o| o.pool_rate()) {
         Some(rate) if rate > 0.0 => format!(
             "; about {} of calls at the last run's pool rate ({rate:.1}/s)",
-            format_duration(Duration::from_secs_f64(remaining as f64 / rate))
+            format_eta(remaining, rate)
         ),
         _ => String::new(),
     };

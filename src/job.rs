@@ -83,7 +83,6 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
 
 /// The run itself; `live` follows it for the metrics.
 async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobError> {
-    let started = live.started;
     let started_at = format_time(Utc::now());
     let _deadline = config
         .limits
@@ -100,16 +99,77 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
     };
     let opened = source::open(&config.input.source).await?;
     let store = Store::open(&config.output.target.store(), config.output.lock_timeout).await?;
-    let resume_from = store.resume_from().await?;
-    let run_id = match config.dry_run {
-        true => None,
-        false => Some(store.begin_run(&started_at, &run_options(config)).await?),
-    };
+    if config.dry_run {
+        return run_begun(config, stop, live, &store, opened, client, None, started_at).await;
+    }
+    let run_id = store.begin_run(&started_at, &run_options(config)).await?;
+    let result = run_begun(
+        config,
+        stop,
+        live,
+        &store,
+        opened,
+        client,
+        Some(run_id),
+        started_at,
+    )
+    .await;
+    if let Err(e) = &result {
+        // The run is over: the ledger says how, so that neither `status` nor the next run's
+        // resume take it for one that is still going or crashed.
+        let summary = failed_summary(config, live, e);
+        if let Err(ledger) = store
+            .finish_run(run_id, &format_time(Utc::now()), &summary)
+            .await
+        {
+            tracing::warn!("cannot record the run's end in the store: {ledger}");
+        }
+    }
+    result
+}
 
+/// The summary of a run that stopped with `error`.
+fn failed_summary(config: &Config, live: &Live, error: &JobError) -> RunSummary {
+    let mut counts = live
+        .counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    live.stats.fill(&mut counts);
+    RunSummary {
+        outcome: "failed".into(),
+        exit_code: crate::report::error_exit_code(error),
+        stopped_because: Some(crate::redact::mask(&format!("failed: {error}")).into_owned()),
+        counts,
+        failed_by_reason: live.stats.failed_by_reason(),
+        calls_per_instance: live.stats.calls_per_instance(),
+        elapsed_seconds: live.started.elapsed().as_secs_f64(),
+        output: config.output.target.describe(),
+        ..RunSummary::default()
+    }
+}
+
+/// The run once its row is in the ledger (`run_id`; `None` for a dry run).
+#[allow(clippy::too_many_arguments, reason = "the run's parts, handed on once")]
+async fn run_begun(
+    config: &Config,
+    stop: Stop,
+    live: &Live,
+    store: &Store,
+    opened: source::Opened,
+    client: Option<Client>,
+    run_id: Option<i64>,
+    started_at: String,
+) -> Result<Report, JobError> {
+    let started = live.started;
     let delays = RetryDelays::from(&config.plan);
-    let (mut planner, mut counts) = stage_input(config, opened, &store, &delays, run_id).await?;
+    let (mut planner, mut counts) = stage_input(config, opened, store, &delays, run_id).await?;
     let plan = planner
-        .plan(&plan::policy(&config.plan, resume_from, Utc::now()))
+        .plan(&plan::policy(
+            &config.plan,
+            run_id.map(|_| started_at.clone()),
+            Utc::now(),
+        ))
         .await?;
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
@@ -125,7 +185,7 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
         (Some(client), Some(run_id)) => {
             let run = Run {
                 config,
-                store: &store,
+                store,
                 run_id,
                 delays: &delays,
                 stats: &stats,
@@ -201,6 +261,7 @@ async fn stage_input(
             run_id,
             seen_at: &seen_at,
         },
+        ids_from_data: config.input.source.ids_from_data(),
     });
     let guard = (!config.input.allow_mostly_invalid).then(|| ColumnGuard {
         column: opened.column().to_string(),
@@ -284,7 +345,9 @@ async fn fetch_and_store(
     };
     let worker = store.join(run_id, &instances).await?;
     let claims = worker.map(|worker| (worker, config.output.claim_lease));
-    let writer = Writer::new(store, config.input.messenger, *delays).await?;
+    let writer = Writer::new(store, config.input.messenger, *delays)
+        .await?
+        .fenced_by(worker);
     let progress = Progress::start(stats.clone(), plan.due(), &config.ui);
     // A worker of a shared store claims only what it will call soon, so others get their share.
     let look_ahead = match claims {
@@ -314,6 +377,7 @@ async fn fetch_and_store(
         messenger: config.input.messenger,
         fetch: config.fetch.clone(),
         max_calls: config.limits.max_calls,
+        learnt_margin: learnt_margin(store, &instances, config.fetch.rate).await?,
     };
     let fetching = fetch::run(
         client,
@@ -330,7 +394,7 @@ async fn fetch_and_store(
             tokio::pin!(fetching);
             tokio::select! {
                 fetched = &mut fetching => fetched,
-                () = share::keep_alive(store, worker, lease) => fetching.await,
+                () = share::keep_alive(store, worker, lease, stats, stop) => fetching.await,
             }
         }
     };
@@ -350,6 +414,29 @@ async fn fetch_and_store(
         None => Outcome::Completed,
         Some(reason) => Outcome::Stopped(reason),
     })
+}
+
+/// The pacing margin the latest run that paced any of `instances` at `rate` had: as its worker
+/// last said (a shared store), or as it ended.
+async fn learnt_margin(
+    store: &Store,
+    instances: &[crate::api::Instance],
+    rate: crate::config::Rate,
+) -> Result<Option<f64>, JobError> {
+    let Some(interval) = rate.interval().filter(|t| !t.is_zero()) else {
+        return Ok(None);
+    };
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let learnt = match store.workers_spacing(&ids, rate).await? {
+        Some(found) => Some(found),
+        None => store.last_spacing(&ids, rate).await?,
+    };
+    let Some((run, spacing_ms)) = learnt else {
+        return Ok(None);
+    };
+    let margin = spacing_ms / (interval.as_secs_f64() * 1000.0) - 1.0;
+    tracing::info!("pacing starts from the spacing run #{run} ended with ({spacing_ms:.1} ms)");
+    Ok(Some(margin))
 }
 
 fn run_options(config: &Config) -> RunOptions {

@@ -224,7 +224,7 @@ async fn last_success(store: &mut StoreReader) -> Option<f64> {
 }
 
 async fn freshness(store: &mut StoreReader, max_age: Duration) -> Option<(u64, u64)> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(max_age).ok()?;
+    let cutoff = crate::normalise::time_before(chrono::Utc::now(), max_age);
     let o = store
         .overview(&crate::normalise::format_time(cutoff))
         .await

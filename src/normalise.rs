@@ -89,6 +89,32 @@ pub(crate) fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// The earliest and latest times [`format_time`] writes with four-digit years (text sorts as
+/// time only within them).
+fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        DateTime::<Utc>::from_timestamp(-62_167_219_200, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
+        DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
+}
+
+/// `by` after `t`, saturating at the year 9999 (a flag such as `--retry-failed-after 100000000d`
+/// means "not in any foreseeable time", not a panic).
+pub(crate) fn time_after(t: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| t.checked_add_signed(by))
+        .map_or(time_bounds().1, |later| later.min(time_bounds().1))
+}
+
+/// `by` before `t`, saturating at the year 0.
+pub(crate) fn time_before(t: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| t.checked_sub_signed(by))
+        .map_or(time_bounds().0, |earlier| earlier.max(time_bounds().0))
+}
+
 /// Builds the rows for `chat_id` from its answer.
 pub(crate) fn normalise(
     chat_id: &str,

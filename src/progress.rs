@@ -82,7 +82,7 @@ pub(crate) fn status_line(stats: &Stats, total: u64, elapsed: Duration) -> Strin
     let done = stats.done();
     let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
     let eta = if rate > 0.0 && total > done {
-        format_duration(Duration::from_secs_f64((total - done) as f64 / rate))
+        format_eta(total - done, rate)
     } else {
         "-".into()
     };
@@ -96,6 +96,11 @@ pub(crate) fn status_line(stats: &Stats, total: u64, elapsed: Duration) -> Strin
 }
 
 /// `1h02m03s`, `4m05s`, `6s`.
+/// How long `calls` take at `rate` a second (above zero), as [`format_duration`] writes it.
+pub(crate) fn format_eta(calls: u64, rate: f64) -> String {
+    format_duration(Duration::try_from_secs_f64(calls as f64 / rate).unwrap_or(Duration::MAX))
+}
+
 pub(crate) fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     match (s / 3600, (s % 3600) / 60, s % 60) {

@@ -27,6 +27,10 @@ pub mod exit {
     pub const NO_INSTANCE: i32 = 4;
     /// Another greenrich run holds the output store; nothing was done.
     pub const BUSY: i32 = 5;
+    /// A worker of a shared PostgreSQL store lost its connection to the store mid-run: its
+    /// instance leases ended with it, so it stopped calling at once; what it had received is
+    /// written, its other keys go back to the queue. Start it again.
+    pub const STORE_LOST: i32 = 6;
 }
 
 /// How a run ended.
@@ -47,7 +51,7 @@ impl Outcome {
             Outcome::Completed => "completed",
             Outcome::DryRun => "dry_run",
             Outcome::Stopped(StopReason::NoInstances(_)) => "stopped",
-            Outcome::Stopped(StopReason::Store(_)) => "failed",
+            Outcome::Stopped(StopReason::Store(_) | StopReason::StoreLost(_)) => "failed",
             Outcome::Stopped(_) => "partial",
         }
     }
@@ -65,6 +69,7 @@ impl Outcome {
             StopReason::Budget => "stopped: the --max-calls budget is spent; the next run resumes with the remaining due keys".into(),
             StopReason::Deadline => "stopped: the --deadline was reached; the next run resumes with the remaining due keys".into(),
             StopReason::Store(message) => format!("stopped: the store cannot be written ({message}); what was committed is kept"),
+            StopReason::StoreLost(message) => format!("stopped: the connection to the store was lost ({message}); this worker's instance leases ended with it, so it stopped calling at once. What it had received is written and its other keys go back to the queue: start it again"),
         })
     }
 }
@@ -73,10 +78,15 @@ impl Outcome {
 pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
     match result {
         Ok(report) => report.summary.exit_code,
-        Err(JobError::Store(StoreError::Locked { .. } | StoreError::InstancesBusy { .. })) => {
-            exit::BUSY
-        }
-        Err(_) => exit::FATAL,
+        Err(error) => error_exit_code(error),
+    }
+}
+
+/// The exit code of a run that stopped with `error`.
+pub fn error_exit_code(error: &JobError) -> i32 {
+    match error {
+        JobError::Store(StoreError::Locked { .. } | StoreError::InstancesBusy { .. }) => exit::BUSY,
+        _ => exit::FATAL,
     }
 }
 
@@ -86,6 +96,7 @@ fn outcome_exit_code(outcome: &Outcome, failed: u64) -> i32 {
         Outcome::Completed | Outcome::DryRun => exit::OK,
         Outcome::Stopped(StopReason::NoInstances(_)) => exit::NO_INSTANCE,
         Outcome::Stopped(StopReason::Store(_)) => exit::FATAL,
+        Outcome::Stopped(StopReason::StoreLost(_)) => exit::STORE_LOST,
         Outcome::Stopped(_) => exit::PARTIAL,
     }
 }

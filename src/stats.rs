@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::pacer::Margin;
 
 use crate::reason::Reason;
 use crate::store::ledger::RunCounts;
@@ -20,9 +23,23 @@ pub(crate) struct Stats {
     spacing_ms: Mutex<BTreeMap<String, f64>>,
     /// Answers per (instance, class): `200`, `429`, `4xx`, `5xx`, `error` (no answer).
     responses: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// The pool's pacing while it runs: its learnt margin and the limit's interval.
+    pacing: Mutex<Option<(Arc<Margin>, Duration)>>,
 }
 
 impl Stats {
+    /// Follows the pool's pacing (the fetch stage's margin, for a limit of `interval`).
+    pub(crate) fn follow_pacing(&self, margin: Arc<Margin>, interval: Duration) {
+        *lock(&self.pacing) = Some((margin, interval));
+    }
+
+    /// The spacing the pool's pacer uses now; `None` before it starts or when unpaced.
+    pub(crate) fn pool_spacing(&self) -> Option<Duration> {
+        let pacing = lock(&self.pacing);
+        let (margin, interval) = pacing.as_ref()?;
+        (!interval.is_zero()).then(|| interval.mul_f64(1.0 + margin.current()))
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

@@ -121,12 +121,7 @@ pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -
             Reason::InstanceStarting,
             "the instance is starting; waiting for it".into(),
         )),
-        400 if lower.contains("not authorized")
-            || lower.contains("notauthorized")
-            || lower.contains("expired")
-            || lower.contains("deleted")
-            || lower.contains("blocked") =>
-        {
+        400 if about_the_instance(&lower) => {
             Verdict::InstanceUnusable(problem(
                 Reason::InstanceUnusable,
                 format!("the instance cannot be used: {}", excerpt(body)),
@@ -163,6 +158,26 @@ pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -
             format!("unexpected HTTP {status}: {}", excerpt(body)),
         )),
     }
+}
+
+/// A 400 body (lower case) that says the instance cannot be used: it names the instance or its
+/// account and why (not authorized, expired, deleted, blocked). A validation failure is about the
+/// chat id, whatever words its details use ("the contact is blocked").
+fn about_the_instance(lower: &str) -> bool {
+    if lower.contains("validation failed") {
+        return false;
+    }
+    let names_it = lower.contains("instance") || lower.contains("account");
+    names_it
+        && [
+            "not authorized",
+            "notauthorized",
+            "expired",
+            "deleted",
+            "blocked",
+        ]
+        .iter()
+        .any(|why| lower.contains(why))
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP date.

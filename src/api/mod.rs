@@ -166,7 +166,9 @@ impl Client {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Verdict::KeyRejected(Problem::new(
+                        // Most likely a proxy's page or a glitch, not the key's fault: tried
+                        // again, and due again later if it lasts.
+                        return Verdict::Transient(Problem::new(
                             Reason::BodyTooLarge,
                             Some(status),
                             format!("the answer is larger than {MAX_BODY_BYTES} bytes; not read"),

@@ -12,7 +12,9 @@
 //!   calls sent before the last raise (or at its instant) were paced with the old margin and do
 //!   not raise it again;
 //! - every accepted call then lowers it by a thousandth of the last step, so in steady state
-//!   about one call in a thousand finds the edge (the 429 share stays near 0.1%).
+//!   about one call in a thousand finds the edge (the 429 share stays near 0.1%);
+//! - a run whose instances were paced before at the same rate (the store keeps each run's
+//!   spacing) starts from the margin that run ended with, probing down slowly from there.
 //!
 //! Time is tokio's, so tests run the pacer on a paused clock. (governor was used here before; its
 //! fixed schedule cannot learn, and its clock cannot be paused.)
@@ -63,6 +65,24 @@ impl Margin {
                 margin: initial.clamp(0.0, MAX_MARGIN),
                 last_raise: None,
                 fast_probe: FAST_PROBE.min(FAST_PROBE_PER_ROUND / instances.max(1) as f64),
+                raised_at: None,
+            }),
+        })
+    }
+
+    /// A margin an earlier run of these instances ended with: it starts there and probes down
+    /// slowly, as after a 429, so that a run that starts again (a worker restarted, the next
+    /// night) does not pay a 429 per instance to find the edge again.
+    pub(crate) fn learnt(margin: f64) -> Arc<Margin> {
+        Arc::new(Margin {
+            state: Mutex::new(MarginState {
+                margin: if margin.is_nan() {
+                    0.0
+                } else {
+                    margin.clamp(0.0, MAX_MARGIN)
+                },
+                last_raise: Some(MIN_RAISE),
+                fast_probe: FAST_PROBE,
                 raised_at: None,
             }),
         })
@@ -211,6 +231,22 @@ mod tests {
             margin.accepted();
         }
         assert_eq!(margin.current(), 0.0, "never below the limit itself");
+    }
+
+    #[test]
+    fn a_learnt_margin_starts_where_it_was_and_probes_slowly() {
+        let learnt = Margin::learnt(0.04);
+        for _ in 0..100 {
+            learnt.accepted();
+        }
+        let fresh = Margin::new(0.04, 1);
+        for _ in 0..100 {
+            fresh.accepted();
+        }
+        assert!(learnt.current() > 0.0389, "{}", learnt.current());
+        assert!(fresh.current() < 0.0151, "{}", fresh.current());
+        assert_eq!(Margin::learnt(f64::NAN).current(), 0.0);
+        assert_eq!(Margin::learnt(7.0).current(), MAX_MARGIN);
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
             "not a phone number or personal chat id (only @c.us and @lid ids are accepted)",
         ));
     }
-    let number = value.to_string();
+    let number = without_zero_decimals(value).to_string();
     if number.chars().any(|c| c.is_alphabetic()) {
         return Err(Invalid::new("contains letters: not a phone number"));
     }
@@ -171,6 +171,23 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
         id: format!("{phone}@c.us"),
         phone: Some(phone),
     })
+}
+
+/// A number a numeric cell wrote with zero decimals (`79001234567.0`, `79001234567,00`) without
+/// them; anything else as it is.
+fn without_zero_decimals(value: &str) -> &str {
+    let Some(at) = value.rfind(['.', ',']) else {
+        return value;
+    };
+    let (whole, decimals) = (&value[..at], &value[at + 1..]);
+    let digits = whole.strip_prefix('+').unwrap_or(whole);
+    let is_number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let zeros = !decimals.is_empty() && decimals.bytes().all(|b| b == b'0');
+    if is_number && zeros {
+        whole
+    } else {
+        value
+    }
 }
 
 /// Parses and validates a number, returning its international digits. Punctuation is dropped
@@ -330,6 +347,21 @@ mod tests {
         ] {
             assert_eq!(wa(raw).as_deref(), Ok("79001234567@c.us"), "{raw}");
         }
+    }
+
+    #[test]
+    fn numbers_written_as_decimals_keep_their_digits() {
+        // A numeric database column or a spreadsheet writes 79001234567 as 79001234567.0; the
+        // zero decimals must not become a twelfth digit (another person's number).
+        for raw in [
+            "79001234567.0",
+            "79001234567.00",
+            "79001234567,0",
+            "+79001234567.0",
+        ] {
+            assert_eq!(wa_ru(raw).as_deref(), Ok("79001234567@c.us"), "{raw}");
+        }
+        assert!(wa_ru("79001234567.5").is_err());
     }
 
     #[test]

@@ -1,34 +1,26 @@
 //! Planning policy and the plan line: which keys are due under the run's options (the store does
 //! the set work), and the one line that opens every run and is all `--dry-run` prints.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::config::PlanPolicy;
-use crate::normalise::format_time;
-use crate::progress::format_duration;
+use crate::normalise::{format_time, time_before};
+use crate::progress::format_eta;
 use crate::store::ledger::RunCounts;
 use crate::store::plan::{PlanCounts, Policy};
 
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// The store's policy at `now`. Fresh: younger than `--max-age`, or fetched since an unfinished
-/// run began (`resume_from`), so a resumed run fetches nothing twice.
-pub(crate) fn policy(plan: &PlanPolicy, resume_from: Option<String>, now: DateTime<Utc>) -> Policy {
-    let by_age = plan
-        .max_age
-        .map(|age| format_time(now - chrono_duration(age)));
-    let fresh_from = match (by_age, resume_from) {
-        (Some(a), Some(r)) => Some(a.min(r)),
-        (a, r) => a.or(r),
-    };
+/// The store's policy at `now` for a run that began at `run_started_at` (`None`: a dry run).
+/// Fresh: younger than `--max-age` (the store adds what runs that are not over fetched).
+pub(crate) fn policy(
+    plan: &PlanPolicy,
+    run_started_at: Option<String>,
+    now: DateTime<Utc>,
+) -> Policy {
     Policy {
         now: format_time(now),
-        fresh_from,
-        permanent_retry_before: format_time(now - chrono_duration(plan.retry_failed_after)),
+        fresh_from: plan.max_age.map(|age| format_time(time_before(now, age))),
+        run_started_at,
+        permanent_retry_before: format_time(time_before(now, plan.retry_failed_after)),
         only_failed: plan.only_failed,
     }
 }
@@ -43,10 +35,7 @@ pub(crate) fn plan_line(
     let calls = max_calls.map_or(plan.due(), |m| m.min(plan.due()));
     let pace = match pool_rate {
         None => "an unlimited rate".to_string(),
-        Some(rate) if rate > 0.0 => format!(
-            "{rate:.1}/s ≈ {}",
-            format_duration(Duration::from_secs_f64(calls as f64 / rate))
-        ),
+        Some(rate) if rate > 0.0 => format!("{rate:.1}/s ≈ {}", format_eta(calls, rate)),
         Some(rate) => format!("{rate:.1}/s ≈ -"),
     };
     format!(
@@ -68,30 +57,33 @@ pub(crate) fn plan_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
     #[test]
-    fn freshness_comes_from_max_age_or_resume() {
+    fn freshness_comes_from_max_age_and_saturates() {
         let none = policy(&PlanPolicy::default(), None, now());
         assert_eq!(none.fresh_from, None, "without --max-age nothing is fresh");
-        let resumed = policy(
-            &PlanPolicy::default(),
-            Some("2027-01-01T00:00:00.000Z".into()),
-            now(),
-        );
-        assert_eq!(
-            resumed.fresh_from.as_deref(),
-            Some("2027-01-01T00:00:00.000Z")
-        );
         let aged = PlanPolicy {
             max_age: Some(Duration::from_secs(86_400)),
             ..PlanPolicy::default()
         };
-        let both = policy(&aged, Some("2020-01-01T00:00:00.000Z".into()), now());
-        assert_eq!(both.fresh_from.as_deref(), Some("2020-01-01T00:00:00.000Z"));
+        let aged = policy(&aged, Some("2027-01-14T08:00:00.000Z".into()), now());
+        assert_eq!(aged.fresh_from.as_deref(), Some("2027-01-14T08:00:00.000Z"));
+        let forever = PlanPolicy {
+            max_age: Some(Duration::MAX),
+            retry_failed_after: Duration::from_secs(100_000_000 * 86_400),
+            ..PlanPolicy::default()
+        };
+        let forever = policy(&forever, None, now());
+        assert_eq!(
+            forever.fresh_from.as_deref(),
+            Some("0000-01-01T00:00:00.000Z")
+        );
+        assert_eq!(forever.permanent_retry_before, "0000-01-01T00:00:00.000Z");
     }
 
     #[test]

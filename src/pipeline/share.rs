@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::api::Instance;
 use crate::config::{Config, Rate};
 use crate::job::JobError;
 use crate::pipeline::fetch;
 use crate::pipeline::stop::{Stop, StopReason};
+use crate::stats::Stats;
 use crate::store::plan::Planner;
 use crate::store::workers::WorkerId;
 use crate::store::{Store, StoreError};
@@ -61,12 +64,37 @@ const CLAIM_RETRY: Duration = Duration::from_millis(200);
 /// How often a worker waiting for an instance tries again.
 const LEASE_RETRY: Duration = Duration::from_secs(1);
 
-/// The worker's heartbeat: its claims last `lease` from each beat (a third of it apart).
-pub(crate) async fn keep_alive(store: &Store, worker: WorkerId, lease: Duration) {
+/// How often a worker checks that its session, which holds its instance leases, is open.
+const SESSION_CHECK: Duration = Duration::from_millis(100);
+
+/// The worker's heartbeat: its claims last `lease` from each beat (a third of it apart), and the
+/// beat records its pacer's spacing for a worker that may take its instances over. Its
+/// session is checked every [`SESSION_CHECK`] between beats: when the session is gone (the
+/// server restarted, `pg_terminate_backend`, a network cut), so are the instance leases held on
+/// it, and the run stops calling at once (another worker may hold those instances now).
+pub(crate) async fn keep_alive(
+    store: &Store,
+    worker: WorkerId,
+    lease: Duration,
+    stats: &Stats,
+    stop: &Stop,
+) {
+    let mut next_beat = Instant::now() + lease / 3;
     loop {
-        tokio::time::sleep(lease / 3).await;
-        if let Err(e) = store.heartbeat(worker, lease).await {
-            tracing::warn!("cannot renew this worker's claims: {e}");
+        tokio::time::sleep(SESSION_CHECK).await;
+        let beat = Instant::now() >= next_beat;
+        let checked = match beat {
+            true => store.heartbeat(worker, lease, stats.pool_spacing()).await,
+            false => store.check_session().await,
+        };
+        match checked {
+            Ok(()) if beat => next_beat = Instant::now() + lease / 3,
+            Ok(()) => {}
+            Err(e) if e.is_connection_lost() => {
+                stop.trigger(StopReason::StoreLost(e.to_string()));
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew this worker's claims: {e}"),
         }
     }
 }
@@ -105,10 +133,7 @@ pub(crate) async fn feed(
         };
         let page = match next {
             Ok(page) => page,
-            Err(e) => {
-                stop.trigger(StopReason::Store(e.to_string()));
-                return;
-            }
+            Err(e) => return stop.trigger(store_stop(e)),
         };
         let Some(last) = page.last() else {
             let Some(c) = claims else { return };
@@ -123,10 +148,7 @@ pub(crate) async fn feed(
                     tokio::time::sleep(CLAIM_RETRY.min(c.lease)).await;
                     continue;
                 }
-                Err(e) => {
-                    stop.trigger(StopReason::Store(e.to_string()));
-                    return;
-                }
+                Err(e) => return stop.trigger(store_stop(e)),
             }
         };
         after = last.seq;
@@ -135,5 +157,13 @@ pub(crate) async fn feed(
                 return;
             }
         }
+    }
+}
+
+/// Why a store error stops the run.
+fn store_stop(e: StoreError) -> StopReason {
+    match e.is_connection_lost() {
+        true => StopReason::StoreLost(e.to_string()),
+        false => StopReason::Store(e.to_string()),
     }
 }

@@ -3,6 +3,8 @@
 //! link is recorded; values that cannot be chat ids become permanent failures and cost no call;
 //! a first batch of mostly invalid values stops the run (the wrong-column guard).
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use tokio::sync::mpsc;
 
@@ -41,6 +43,61 @@ pub(crate) struct Recording<'a> {
     pub(crate) messenger: Messenger,
     pub(crate) delays: &'a RetryDelays,
     pub(crate) links: LinkOwner<'a>,
+    /// The rows' ids come from the data, and may repeat or be empty.
+    pub(crate) ids_from_data: bool,
+}
+
+/// Keeps each row's id unique within one read, so that every input row has a link of its own: a
+/// row without an id is linked as `#ROW`, and a row whose id an earlier row had as `ID#ROW`
+/// (`ROW`: its place in the input). Only 64-bit hashes of the ids are kept.
+#[derive(Default)]
+struct RowIds {
+    seen: HashSet<u64>,
+    empty: u64,
+    repeated: u64,
+    example: Option<String>,
+}
+
+impl RowIds {
+    fn unique(&mut self, row_ref: &mut String, position: u64) {
+        if row_ref.trim().is_empty() {
+            self.empty += 1;
+            *row_ref = format!("#{position}");
+        } else if !self.seen.insert(hash_of(row_ref)) {
+            self.repeated += 1;
+            self.example.get_or_insert_with(|| row_ref.clone());
+            *row_ref = format!("{row_ref}#{position}");
+        }
+    }
+
+    /// What was renamed, for the log.
+    fn report(&self, source_name: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(example) = &self.example {
+            parts.push(format!(
+                "{} rows repeat an id that an earlier row has (such as '{}'): each is linked as ID#ROW",
+                self.repeated,
+                cut(example)
+            ));
+        }
+        if self.empty > 0 {
+            parts.push(format!(
+                "{} rows have no id: each is linked as #ROW",
+                self.empty
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "in {source_name}, {} (ROW is the row's place in the input), so every row keeps a link of its own",
+                parts.join("; ")
+            )
+        })
+    }
+}
+
+fn hash_of(text: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
 }
 
 /// What the wrong-column guard says when it stops a run.
@@ -78,6 +135,7 @@ pub(crate) async fn stage_input(
     let mut counts = RunCounts::default();
     let mut valid = 0;
     let mut guard = guard;
+    let mut row_ids = RowIds::default();
     while let Some(mut batch) = batches_rx.recv().await {
         if let Some(guard) = guard.take() {
             check_column(&guard, &batch)?;
@@ -85,8 +143,12 @@ pub(crate) async fn stage_input(
         for warning in &batch.warnings {
             tracing::warn!("{warning}");
         }
+        let ids_from_data = recording.as_ref().is_some_and(|r| r.ids_from_data);
         for (i, link) in batch.links.iter_mut().enumerate() {
             link.position = counts.input_rows + i as u64 + 1;
+            if ids_from_data {
+                row_ids.unique(&mut link.row_ref, link.position);
+            }
         }
         counts.input_rows += batch.rows;
         counts.invalid += batch.invalid.len() as u64;
@@ -110,6 +172,9 @@ pub(crate) async fn stage_input(
     task::join("the input reader", reader).await??;
     if counts.input_rows == 0 {
         tracing::warn!("{source_name} has a header but no rows: nothing to do");
+    }
+    if let Some(renamed) = row_ids.report(source_name) {
+        tracing::warn!("{renamed}");
     }
     if let Some(recording) = &recording {
         // The whole source was read: rows it no longer has are gone from it.
@@ -283,6 +348,7 @@ mod tests {
                 run_id: 1,
                 seen_at: "2026-01-01T00:00:00.000Z",
             },
+            ids_from_data: false,
         };
         stage_input(
             opened,
@@ -311,6 +377,27 @@ mod tests {
         };
         assert!(died.to_string().contains("the input normaliser"), "{died}");
         assert!(died.to_string().contains("normaliser bug"), "{died}");
+    }
+
+    #[test]
+    fn repeated_and_empty_row_ids_are_made_unique() {
+        let mut ids = RowIds::default();
+        let got: Vec<String> = [("7", 1), ("", 2), ("7", 3), ("8", 4), (" ", 5), ("7", 6)]
+            .into_iter()
+            .map(|(id, position)| {
+                let mut id = id.to_string();
+                ids.unique(&mut id, position);
+                id
+            })
+            .collect();
+        assert_eq!(got, ["7", "#2", "7#3", "8", "#5", "7#6"]);
+        let said = ids.report("crm").unwrap();
+        assert!(
+            said.contains("2 rows repeat an id") && said.contains("'7'"),
+            "{said}"
+        );
+        assert!(said.contains("2 rows have no id"), "{said}");
+        assert_eq!(RowIds::default().report("crm"), None);
     }
 
     #[test]

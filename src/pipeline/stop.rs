@@ -20,6 +20,8 @@ pub enum StopReason {
     Deadline,
     /// The store cannot take more writes.
     Store(String),
+    /// The connection to a shared store ended, and this worker's instance leases with it.
+    StoreLost(String),
 }
 
 /// A shared stop switch: the first reason given wins.

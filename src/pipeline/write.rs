@@ -2,6 +2,7 @@
 //! last batch was being committed) and counts them once committed.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -13,8 +14,13 @@ use crate::store::StoreError;
 /// Outcomes committed in one transaction at most.
 const MAX_BATCH: usize = 500;
 
-/// Commits every outcome received until the channel closes. A store error stops the run; the
-/// outcomes still arriving are then received and dropped, so no sender waits forever.
+/// How long the writer tries to reach the store again after its connection was lost.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
+/// Commits every outcome received until the channel closes. A lost connection is opened again
+/// and the batch committed again (for up to [`RECONNECT_FOR`]): answers already paid for are
+/// written once the store is back. Any other store error stops the run; the outcomes still
+/// arriving are then received and dropped, so no sender waits forever.
 pub(crate) async fn write_outcomes(
     mut writer: Writer,
     mut rx: mpsc::Receiver<KeyOutcome>,
@@ -25,9 +31,12 @@ pub(crate) async fn write_outcomes(
     let mut error = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if error.is_none() {
-            match writer.commit(&batch, chrono::Utc::now()).await {
-                Ok(()) => {
-                    for outcome in &batch {
+            match commit(&mut writer, &batch).await {
+                Ok(left_out) => {
+                    for outcome in batch
+                        .iter()
+                        .filter(|o| !left_out.iter().any(|k| k == o.key()))
+                    {
                         match outcome {
                             KeyOutcome::Enriched(_) => Stats::add(&stats.enriched, 1),
                             KeyOutcome::Failed(f) => stats.count_failure(f.reason),
@@ -46,4 +55,28 @@ pub(crate) async fn write_outcomes(
         batch.clear();
     }
     error.map_or(Ok(()), Err)
+}
+
+/// Commits `batch`, reconnecting while the store is unreachable (a commit is safe to repeat).
+async fn commit(writer: &mut Writer, batch: &[KeyOutcome]) -> Result<Vec<String>, StoreError> {
+    let since = Instant::now();
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let result = match writer.commit(batch, chrono::Utc::now()).await {
+            Err(e) if e.is_connection_lost() => Err(e),
+            done => return done,
+        };
+        if since.elapsed() >= RECONNECT_FOR {
+            return result;
+        }
+        tracing::warn!(
+            "the store's connection was lost while writing {} answers; connecting again",
+            batch.len()
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+        if let Err(e) = writer.reconnect().await {
+            tracing::warn!("cannot reach the store yet: {e}");
+        }
+    }
 }

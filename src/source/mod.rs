@@ -92,6 +92,17 @@ impl Source {
         }
     }
 
+    /// Whether rows' own ids come from the data (an id column, a primary key), which may repeat
+    /// or be empty; a row number never does.
+    pub fn ids_from_data(&self) -> bool {
+        match self {
+            Source::Csv { id_column, .. } | Source::Workbook { id_column, .. } => {
+                id_column.is_some()
+            }
+            Source::Sqlite { .. } | Source::Server { .. } => true,
+        }
+    }
+
     /// The name rows of this source are linked under when `--source-name` is not given: the
     /// file name of a CSV or workbook, the table name of a database table.
     pub fn default_name(&self) -> String {
@@ -242,10 +253,10 @@ fn pick_columns(
     ))
 }
 
-/// A database row as a record: its id (NULL: the line number) and its value (NULL reads as an
-/// empty value; a value that cannot be read as text is reported by row).
+/// A database row as a record: its id (NULL: empty, see the stage's row ids) and its value (NULL
+/// reads as an empty value; a value that cannot be read as text is reported by row).
 fn table_record<E>(line: u64, row_ref: Option<String>, value: Result<Option<String>, E>) -> Record {
-    let row_ref = row_ref.unwrap_or_else(|| line.to_string());
+    let row_ref = row_ref.unwrap_or_default();
     match value {
         Ok(value) => Record::Value {
             line,

@@ -78,10 +78,29 @@ impl ServerUrl {
             crate::redact::register(password);
             let _ = shown.set_password(Some(MASK));
         }
+        // libpq and sqlx also take the password as a parameter (`?password=…`).
+        if url.query_pairs().any(|(k, _)| is_password_key(&k)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    if is_password_key(&k) {
+                        crate::redact::register(&v);
+                        (k.into_owned(), MASK.to_string())
+                    } else {
+                        (k.into_owned(), v.into_owned())
+                    }
+                })
+                .collect();
+            if let Some(raw) = url_password(text) {
+                crate::redact::register(raw);
+            }
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let shown = shown.to_string().replace("=%2A%2A%2A", &format!("={MASK}"));
         Ok(Some(ServerUrl {
             engine,
             url: real,
-            shown: shown.to_string(),
+            shown,
         }))
     }
 
@@ -91,43 +110,39 @@ impl ServerUrl {
     }
 }
 
-/// The parts of `scheme://user[:password]@rest`, found by hand (the text need not be a valid
-/// URL); `None` without a scheme or a user.
-pub(crate) struct UserInfo<'a> {
-    scheme: &'a str,
-    user: &'a str,
-    pub(crate) password: Option<&'a str>,
-    /// The host and what follows it.
-    rest: &'a str,
-}
-
-/// `text` split as [`UserInfo`].
-pub(crate) fn user_info(text: &str) -> Option<UserInfo<'_>> {
-    let (scheme, after) = text.split_once("://")?;
+/// The password of `scheme://user:password@…`, found by hand (the text need not be a valid URL).
+fn user_password(text: &str) -> Option<&str> {
+    let (_, after) = text.split_once("://")?;
     let authority_end = after.find(['/', '?']).unwrap_or(after.len());
     let (user_info, _) = after[..authority_end].rsplit_once('@')?;
-    let (user, password) = match user_info.split_once(':') {
-        Some((user, password)) => (user, Some(password)),
-        None => (user_info, None),
-    };
-    Some(UserInfo {
-        scheme,
-        user,
-        password,
-        rest: &after[user_info.len() + 1..],
-    })
+    user_info.split_once(':').map(|(_, password)| password)
 }
 
-/// `scheme://user:password@…` with the password masked, for a URL that did not parse.
+/// Query parameters that carry a password (libpq's names).
+fn is_password_key(key: &str) -> bool {
+    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+}
+
+/// The password in `text`, as written: in the user part (`user:password@`) or as a parameter
+/// (`?password=…`). Found by hand, so it works on text that is not a valid URL too.
+pub(crate) fn url_password(text: &str) -> Option<&str> {
+    if let Some(password) = user_password(text) {
+        return Some(password);
+    }
+    let (_, query) = text.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| is_password_key(key))
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// `text` with its password masked, for a URL that did not parse.
 fn masked_by_hand(text: &str) -> String {
-    match user_info(text) {
-        Some(UserInfo {
-            scheme,
-            user,
-            password: Some(_),
-            rest,
-        }) => format!("{scheme}://{user}:{MASK}@{rest}"),
-        _ => text.to_string(),
+    match url_password(text) {
+        Some(password) => text.replace(password, MASK),
+        None => text.to_string(),
     }
 }
 
@@ -175,7 +190,10 @@ mod tests {
             "auth failed: ***"
         );
         assert_eq!(url_password("postgres://crm@db/crm?sslmode=require"), None);
-        assert_eq!(url_password("postgres://crm:pw-in-userinfo@db/crm"), Some("pw-in-userinfo"));
+        assert_eq!(
+            url_password("postgres://crm:pw-in-userinfo@db/crm"),
+            Some("pw-in-userinfo")
+        );
         let bad = ServerUrl::parse("postgres://crm@db host/crm?password=Param-secret-2")
             .unwrap_err()
             .to_string();
@@ -197,9 +215,4 @@ mod tests {
         assert!(err.contains("postgres://crm:***@db host/crm"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
-}
-
-/// BASELINE STUB (replaced by the fix).
-pub(crate) fn url_password(_text: &str) -> Option<&str> {
-    None
 }

@@ -3,7 +3,9 @@
 //! subset both engines share (`$N` placeholders, `ON CONFLICT`, `RETURNING`), and the few places
 //! where they differ ask [`Conn::engine`].
 
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, PgConnection, SqliteConnection};
 
 /// The engine behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,5 +39,22 @@ impl Conn {
             Conn::Sqlite(_) => Engine::Sqlite,
             Conn::Postgres(_) => Engine::Postgres,
         }
+    }
+}
+
+/// How to open a connection to a store: kept by whoever may need a new one.
+#[derive(Debug, Clone)]
+pub(crate) enum Connector {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+impl Connector {
+    /// A new connection.
+    pub(crate) async fn connect(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match self {
+            Connector::Sqlite(options) => Conn::Sqlite(options.connect().await?),
+            Connector::Postgres(options) => Conn::Postgres(options.connect().await?),
+        })
     }
 }

@@ -118,16 +118,29 @@ pub struct RunRecord {
 }
 
 impl Store {
-    /// The start of the earliest run in the unbroken chain of runs that did not complete (crashed,
-    /// interrupted or stopped early), if the last run did not complete: contacts fetched since
-    /// then are not fetched again when the job resumes.
-    pub async fn resume_from(&self) -> Result<Option<String>, StoreError> {
-        const SQL: &str = "SELECT MIN(started_at) FROM runs
-             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')";
+    /// The widest spacing (ms) the latest run that paced any of `instances` at `rate` ended
+    /// with, and that run's id.
+    pub(crate) async fn last_spacing(
+        &self,
+        instances: &[&str],
+        rate: Rate,
+    ) -> Result<Option<(i64, f64)>, StoreError> {
+        // Runs record their spacing in their summary; a few recent ones are enough to look at.
+        const SQL: &str = "SELECT id, options, summary FROM runs
+             WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 20";
         let mut conn = self.connect().await?;
-        let started: Option<String> =
-            on_conn!(&mut conn, c => sqlx::query_scalar(SQL).fetch_one(c).await?);
-        Ok(started)
+        let rows: Vec<(i64, String, String)> =
+            on_conn!(&mut conn, c => sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows.into_iter().find_map(|(id, options, summary)| {
+            let options: RunOptions = serde_json::from_str(&options).ok()?;
+            let summary: RunSummary = serde_json::from_str(&summary).ok()?;
+            let widest = instances
+                .iter()
+                .filter_map(|i| summary.spacing_ms_per_instance.get(*i).copied())
+                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                .reduce(f64::max)?;
+            (options.rps_per_instance == rate).then_some((id, widest))
+        }))
     }
 
     /// Opens the run's row.

@@ -1,12 +1,24 @@
 //! Row links: every input row read, with its own id and its chat id, in `input_rows`. Written by
 //! the planner's connection while the input is staged; the `enriched` view joins them to results.
+//!
+//! Several workers may read the same source at once (a shared PostgreSQL store), so a link is
+//! owned by the *latest read*, ordered by run id (runs are numbered as they begin):
+//! - a row's link is written only over a link of the same or an earlier run
+//!   (`WHERE input_rows.run_id <= excluded.run_id`), so a slow older reader never undoes a newer
+//!   one, and a statement names each row once;
+//! - after a complete read, a run deletes only the rows whose link is older than itself
+//!   (`run_id < mine`): a row a later run has linked is that run's to keep or drop.
+//!
+//! Whatever the interleaving, each row read by the latest complete read has exactly one link,
+//! from the latest run that read it, and rows no read saw since are removed by the next complete
+//! read; `enriched`, built on `input_rows`, has one row per input row.
 
 use sqlx::QueryBuilder;
 
 use super::conn::on_conn;
 
 use super::plan::Planner;
-use super::StoreError;
+use super::{last_per_key, StoreError};
 
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 100;
@@ -34,12 +46,14 @@ pub(crate) struct LinkOwner<'a> {
 }
 
 impl Planner {
-    /// Records (or updates) the links of one batch of rows.
+    /// Records (or updates) the links of one batch of rows. A row already linked by a later run
+    /// (a worker that began reading after this one) keeps that run's link.
     pub(crate) async fn record_links(
         &mut self,
         owner: LinkOwner<'_>,
         links: &[InputLink],
     ) -> Result<(), StoreError> {
+        let links = last_per_key(links, |l| l.row_ref.as_str());
         on_conn!(&mut self.conn, c => {
         let mut tx = sqlx::Connection::begin(c).await?;
         for chunk in links.chunks(ROWS_PER_STATEMENT) {
@@ -60,7 +74,8 @@ impl Planner {
             q.push(
                 " ON CONFLICT (source, row_ref) DO UPDATE SET position = excluded.position, \
                  input_value = excluded.input_value, chat_id = excluded.chat_id, \
-                 error = excluded.error, run_id = excluded.run_id, seen_at = excluded.seen_at",
+                 error = excluded.error, run_id = excluded.run_id, seen_at = excluded.seen_at \
+                 WHERE input_rows.run_id <= excluded.run_id",
             );
             q.build().execute(&mut *tx).await?;
         }
@@ -69,9 +84,10 @@ impl Planner {
         Ok(())
     }
 
-    /// After a complete read of `owner.source`: its rows this run did not see are gone from it.
+    /// After a complete read of `owner.source`: its rows that neither this run nor a later one
+    /// saw are gone from it.
     pub(crate) async fn forget_unseen(&mut self, owner: LinkOwner<'_>) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM input_rows WHERE source = $1 AND run_id <> $2";
+        const SQL: &str = "DELETE FROM input_rows WHERE source = $1 AND run_id < $2";
         let gone = on_conn!(&mut self.conn, c => sqlx::query(SQL)
             .bind(owner.source)
             .bind(owner.run_id)

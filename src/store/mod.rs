@@ -19,11 +19,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use conn::Conn;
+use conn::{Conn, Connector};
 pub use postgres::StoreLocation;
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
@@ -86,18 +85,32 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// The connection to the store ended (the server restarted, the session was terminated, the
+    /// network was cut): a new connection may work where this one cannot.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Sql(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+            StoreError::Sql(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                // Class 08: connection exception; 57P01–57P03: the server shut the session down.
+                code.starts_with("08") || code.starts_with("57P0")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// An open store. A SQLite store holds the run lock for as long as it lives.
 pub struct Store {
+    connector: Connector,
     kind: Kind,
 }
 
 enum Kind {
     Sqlite {
-        options: SqliteConnectOptions,
         _lock: File,
     },
     Postgres {
-        options: PgConnectOptions,
         /// The connection this process keeps open for its whole run: its instance leases are
         /// session locks on it.
         session: tokio::sync::Mutex<sqlx::PgConnection>,
@@ -112,31 +125,44 @@ impl Store {
         location: &StoreLocation,
         lock_timeout: Duration,
     ) -> Result<Store, StoreError> {
-        let kind = match location {
+        let (connector, kind) = match location {
             StoreLocation::Sqlite(path) => {
                 let (options, lock) = open_sqlite(path, lock_timeout).await?;
-                Kind::Sqlite {
-                    options,
-                    _lock: lock,
-                }
+                (Connector::Sqlite(options), Kind::Sqlite { _lock: lock })
             }
             StoreLocation::Postgres { url, schema } => {
                 let (options, session) = postgres::open(url, schema).await?;
-                Kind::Postgres {
-                    options,
-                    session: tokio::sync::Mutex::new(session),
-                }
+                let session = tokio::sync::Mutex::new(session);
+                (Connector::Postgres(options), Kind::Postgres { session })
             }
         };
-        Ok(Store { kind })
+        Ok(Store { connector, kind })
     }
 
     pub(crate) async fn connect(&self) -> Result<Conn, StoreError> {
-        Ok(match &self.kind {
-            Kind::Sqlite { options, .. } => Conn::Sqlite(options.connect().await?),
-            Kind::Postgres { options, .. } => Conn::Postgres(options.connect().await?),
-        })
+        Ok(self.connector.connect().await?)
     }
+
+    /// How to open more connections to this store.
+    pub(crate) fn connector(&self) -> Connector {
+        self.connector.clone()
+    }
+}
+
+/// The last item of each key, in their order: one multi-row `INSERT … ON CONFLICT DO UPDATE`
+/// may not name a row twice (PostgreSQL refuses it: "cannot affect row a second time"), and the
+/// last value is the one a row-by-row upsert would have left.
+pub(crate) fn last_per_key<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        last.insert(key(item), i);
+    }
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| last.get(key(item)) == Some(i))
+        .map(|(_, item)| item)
+        .collect()
 }
 
 async fn open_sqlite(
@@ -155,7 +181,8 @@ async fn open_sqlite(
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(lock_timeout)
+        // SQLite counts the wait in milliseconds in an i32 (24.8 days at most).
+        .busy_timeout(lock_timeout.min(Duration::from_millis(i32::MAX as u64)))
         .disable_statement_logging();
     let mut conn = options.connect().await.map_err(|e| StoreError::Open {
         path: shown.clone(),

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::conn::{on_conn, Conn, Engine};
 use super::writer::{upsert_failures, FailedKey, RetryDelays};
-use super::{Store, StoreError};
+use super::{last_per_key, Store, StoreError};
 use crate::chat_id::Messenger;
 
 /// Rows per multi-row INSERT statement.
@@ -29,8 +29,12 @@ pub(crate) struct InputKey {
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
     pub(crate) now: String,
-    /// A contact fetched at or after this time is fresh and skipped; `None`: nothing is fresh.
+    /// A contact fetched at or after this time is fresh and skipped (`--max-age`); `None`:
+    /// nothing is fresh by age. (Contacts fetched by runs that are not over are fresh too: see
+    /// [`Planner::plan`].)
     pub(crate) fresh_from: Option<String>,
+    /// When this run began (`None` for a dry run, which has no row in the ledger).
+    pub(crate) run_started_at: Option<String>,
     /// A permanently failed key last tried at or before this time is due again.
     pub(crate) permanent_retry_before: String,
     /// Only keys that have a failure row are due.
@@ -72,6 +76,22 @@ pub(crate) struct DueKey {
 /// retry time ($2, now) has come; a permanent one once --retry-failed-after has passed ($3).
 const FAILURE_IS_DUE: &str = "$1 OR (f.permanent = 0 AND f.next_due_at <= $2) \
                               OR (f.permanent = 1 AND f.last_attempt_at <= $3)";
+
+/// The start of the earliest run whose contacts count as fresh for a run that began at $1:
+/// the unbroken chain of runs since the last one that completed (interrupted, crashed, stopped
+/// early, or still going: this one included), and the runs that ended after this one began
+/// (workers of a shared store that ran beside it).
+const RUNS_NOT_OVER: &str = "SELECT MIN(started_at) FROM runs
+     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
+        OR finished_at >= $1";
+
+/// [`RUNS_NOT_OVER`], and on a shared store the runs of the workers alive now (their session is
+/// open), however the runs between them ended.
+const RUNS_NOT_OVER_WITH_WORKERS: &str = "SELECT MIN(started_at) FROM runs
+     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
+        OR finished_at >= $1
+        OR id IN (SELECT run_id FROM workers WHERE finished_at IS NULL
+                  AND session_pid IN (SELECT pid FROM pg_stat_activity))";
 
 pub(crate) struct Planner {
     pub(super) conn: Conn,
@@ -153,7 +173,7 @@ impl Planner {
         now: DateTime<Utc>,
         delays: &RetryDelays,
     ) -> Result<(), StoreError> {
-        let values: Vec<&FailedKey> = values.iter().collect();
+        let values = last_per_key(values, |f| f.key.as_str());
         on_conn!(&mut self.conn, c => {
             let mut tx = sqlx::Connection::begin(c).await?;
             for chunk in values.chunks(ROWS_PER_STATEMENT) {
@@ -167,17 +187,24 @@ impl Planner {
     /// Queues the due keys in priority order: never fetched (in input order), then failed keys
     /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
     /// walking the freshness index, so no sort is needed however big the store is).
+    ///
+    /// A contact fetched since the start of a run that is not over is fresh, whatever
+    /// `--max-age` says: a resumed run fetches nothing an interrupted one committed, and workers
+    /// of a shared store that run at the same time fetch nothing another has fetched. Those runs
+    /// are read in the plan's own snapshot (see [`RUNS_NOT_OVER`]), so a worker that began
+    /// before the snapshot is seen with everything it committed.
     pub(crate) async fn plan(&mut self, policy: &Policy) -> Result<PlanCounts, StoreError> {
         let create = match self.conn.engine() {
             Engine::Sqlite => "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
             Engine::Postgres => "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
         };
         // On PostgreSQL every query of the plan sees one snapshot, kept for publishing.
-        let (isolation, snapshot) = match self.conn.engine() {
-            Engine::Sqlite => (None, None),
+        let (isolation, snapshot, runs_not_over) = match self.conn.engine() {
+            Engine::Sqlite => (None, None, RUNS_NOT_OVER),
             Engine::Postgres => (
                 Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
                 Some("SELECT pg_current_snapshot()::text"),
+                RUNS_NOT_OVER_WITH_WORKERS,
             ),
         };
         let (never_fetched, retry, stale, failed_not_due, staged) = on_conn!(&mut self.conn, c => {
@@ -188,6 +215,14 @@ impl Planner {
         self.snapshot = match snapshot {
             Some(sql) => Some(sqlx::query_scalar(sql).fetch_one(&mut *tx).await?),
             None => None,
+        };
+        let not_over: Option<String> = sqlx::query_scalar(runs_not_over)
+            .bind(&policy.run_started_at)
+            .fetch_one(&mut *tx)
+            .await?;
+        let fresh_from = match (&policy.fresh_from, not_over) {
+            (Some(by_age), Some(since)) => Some(by_age.clone().min(since)),
+            (by_age, since) => by_age.clone().or(since),
         };
         sqlx::query("DROP TABLE IF EXISTS due_keys")
             .execute(&mut *tx)
@@ -227,7 +262,7 @@ impl Planner {
         .bind(policy.only_failed)
         // Without a freshness bound every contact is stale: a bound after every timestamp keeps
         // the range on the freshness index.
-        .bind(policy.fresh_from.as_deref().unwrap_or("9999"))
+        .bind(fresh_from.as_deref().unwrap_or("9999"))
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -15,9 +15,11 @@
 use std::time::Duration;
 
 use super::conn::Conn;
+use super::ledger::RunOptions;
 use super::plan::{DueKey, Planner};
 use super::{Kind, Store, StoreError};
 use crate::api::Instance;
+use crate::config::Rate;
 
 /// Advisory lock keys: the first of the pair names what is locked.
 const INSTANCE_LOCK: &str = "greenrich instance";
@@ -84,11 +86,12 @@ impl Store {
         Ok(Some(WorkerId(id)))
     }
 
-    /// Says `worker` is alive: its claims last `lease` from now.
+    /// Says `worker` is alive: its claims last `lease` from now; `spacing` is its pacer's now.
     pub(crate) async fn heartbeat(
         &self,
         worker: WorkerId,
         lease: Duration,
+        spacing: Option<Duration>,
     ) -> Result<(), StoreError> {
         let Kind::Postgres { session, .. } = &self.kind else {
             return Ok(());
@@ -102,29 +105,69 @@ impl Store {
         .bind(lease.as_secs_f64())
         .execute(&mut *session)
         .await?;
-        sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE id = $1")
+        sqlx::query("UPDATE workers SET heartbeat_at = now(), spacing_ms = $2 WHERE id = $1")
             .bind(worker.0)
+            .bind(spacing.map(|s| s.as_secs_f64() * 1000.0))
             .execute(&mut *session)
             .await?;
         Ok(())
     }
 
-    /// `worker` is done: the keys it claimed and did not finish go back to the queue.
-    pub(crate) async fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+    /// The spacing (ms) the workers that last paced any of `instances` at `rate` said they had
+    /// at their last heartbeat, and their run; `None` on SQLite (one run at a time: its
+    /// summary says it, see [`Store::last_spacing`]).
+    pub(crate) async fn workers_spacing(
+        &self,
+        instances: &[&str],
+        rate: Rate,
+    ) -> Result<Option<(i64, f64)>, StoreError> {
+        let Kind::Postgres { session, .. } = &self.kind else {
+            return Ok(None);
+        };
+        let rows: Vec<(i64, f64, String, String)> = sqlx::query_as(
+            "SELECT w.run_id, w.spacing_ms, w.instances, r.options
+             FROM workers w JOIN runs r ON r.id = w.run_id
+             WHERE w.spacing_ms IS NOT NULL ORDER BY w.heartbeat_at DESC LIMIT 20",
+        )
+        .fetch_all(&mut *session.lock().await)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .find_map(|(run, spacing, theirs, options)| {
+                let options: RunOptions = serde_json::from_str(&options).ok()?;
+                let shared = theirs.split(',').any(|id| instances.contains(&id));
+                (shared && options.rps_per_instance == rate && spacing.is_finite() && spacing > 0.0)
+                    .then_some((run, spacing))
+            }))
+    }
+
+    /// Fails when the session holding this worker's instance leases is gone.
+    pub(crate) async fn check_session(&self) -> Result<(), StoreError> {
         let Kind::Postgres { session, .. } = &self.kind else {
             return Ok(());
         };
-        let mut session = session.lock().await;
+        sqlx::query("SELECT 1")
+            .execute(&mut *session.lock().await)
+            .await?;
+        Ok(())
+    }
+
+    /// `worker` is done: the keys it claimed and did not finish go back to the queue. (On a
+    /// connection of its own: the session may be the reason the worker stops.)
+    pub(crate) async fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        let Conn::Postgres(mut conn) = self.connect().await? else {
+            return Ok(());
+        };
         sqlx::query(
             "UPDATE work_queue SET claimed_by = NULL, claimed_until = NULL
              WHERE claimed_by = $1 AND done_at IS NULL",
         )
         .bind(worker.0)
-        .execute(&mut *session)
+        .execute(&mut conn)
         .await?;
         sqlx::query("UPDATE workers SET finished_at = now() WHERE id = $1")
             .bind(worker.0)
-            .execute(&mut *session)
+            .execute(&mut conn)
             .await?;
         Ok(())
     }

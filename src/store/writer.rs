@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conn::{on_conn, Conn, Engine};
-use super::{Store, StoreError};
+use super::conn::{on_conn, Conn, Connector, Engine};
+use std::collections::HashSet;
+
+use super::workers::WorkerId;
+use super::{last_per_key, Store, StoreError};
 use crate::chat_id::Messenger;
 use crate::config::{defaults, PlanPolicy};
-use crate::normalise::{format_time, Enriched, ProductRow};
+use crate::normalise::{format_time, time_after, Enriched, ProductRow};
 use crate::reason::Reason;
 
 /// Rows per multi-row statement.
@@ -77,15 +80,18 @@ impl RetryDelays {
         } else {
             self.transient
         };
-        format_time(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+        format_time(time_after(now, delay))
     }
 }
 
 /// The single writer of a run's outcomes.
 pub struct Writer {
     conn: Conn,
+    connector: Connector,
     messenger: Messenger,
     delays: RetryDelays,
+    /// The worker whose claims fence the writes (a shared PostgreSQL store).
+    fence: Option<WorkerId>,
 }
 
 impl Writer {
@@ -97,43 +103,79 @@ impl Writer {
     ) -> Result<Writer, StoreError> {
         Ok(Writer {
             conn: store.connect().await?,
+            connector: store.connector(),
             messenger,
             delays,
+            fence: None,
         })
     }
 
-    /// Commits `batch` in one transaction.
+    /// Writes only the results of keys `worker` still holds the claim of (see [`Writer::commit`]).
+    pub(crate) fn fenced_by(mut self, worker: Option<WorkerId>) -> Writer {
+        self.fence = worker;
+        self
+    }
+
+    /// A new connection in place of one that was lost (the store restarted, a cut).
+    pub(crate) async fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.conn = self.connector.connect().await?;
+        Ok(())
+    }
+
+    /// Commits `batch` in one transaction; returns the keys left out. Behind a
+    /// fence (a worker of a shared store), a key's result is written only while the worker holds
+    /// the key's claim: the claim is checked and the key's queue row marked done first, in the
+    /// same transaction, and the results of keys whose claim passed to another worker are left
+    /// out (that worker writes its own). The same batch committed twice writes nothing the
+    /// second time, so a commit whose answer was lost with the connection can be retried.
     pub async fn commit(
         &mut self,
         batch: &[KeyOutcome],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let enriched: Vec<&Enriched> = batch
-            .iter()
-            .filter_map(|o| match o {
-                KeyOutcome::Enriched(e) => Some(e.as_ref()),
-                KeyOutcome::Failed(_) => None,
-            })
-            .collect();
-        let failed: Vec<&FailedKey> = batch
-            .iter()
-            .filter_map(|o| match o {
-                KeyOutcome::Failed(f) => Some(f),
-                KeyOutcome::Enriched(_) => None,
-            })
-            .collect();
-        let (messenger, delays) = (self.messenger, &self.delays);
-        // In PostgreSQL, the keys' rows of the shared queue are done with their results.
-        let done: Vec<&str> = match self.conn.engine() {
-            Engine::Sqlite => Vec::new(),
-            Engine::Postgres => enriched
-                .iter()
-                .map(|e| e.contact.chat_id.as_str())
-                .chain(failed.iter().map(|f| f.key.as_str()))
-                .collect(),
-        };
-        on_conn!(&mut self.conn, c => {
+    ) -> Result<Vec<String>, StoreError> {
+        let batch = last_per_key(batch, KeyOutcome::key);
+        let (messenger, delays, fence) = (self.messenger, &self.delays, self.fence);
+        let postgres = self.conn.engine() == Engine::Postgres;
+        let left_out = on_conn!(&mut self.conn, c => {
             let mut tx = sqlx::Connection::begin(c).await?;
+            // In PostgreSQL, the keys' rows of the shared queue are done with their results.
+            let mut held = HashSet::new();
+            if postgres {
+                for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "UPDATE work_queue SET done_at = clock_timestamp(), \
+                         done_xid = pg_current_xact_id(), claimed_by = NULL, claimed_until = NULL \
+                         WHERE done_at IS NULL",
+                    );
+                    if let Some(worker) = fence {
+                        q.push(" AND claimed_by = ").push_bind(worker.0);
+                    }
+                    q.push(" AND key IN ");
+                    q.push_tuples(chunk, |mut row, outcome| {
+                        row.push_bind(outcome.key());
+                    });
+                    q.push(" RETURNING key");
+                    let keys: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    held.extend(keys);
+                }
+            }
+            let kept = |key: &str| fence.is_none() || held.contains(key);
+            let enriched: Vec<&Enriched> = batch
+                .iter()
+                .filter_map(|o| match o {
+                    KeyOutcome::Enriched(e) => Some(e.as_ref()),
+                    KeyOutcome::Failed(_) => None,
+                })
+                .filter(|e| kept(&e.contact.chat_id))
+                .collect();
+            let failed: Vec<&FailedKey> = batch
+                .iter()
+                .filter_map(|o| match o {
+                    KeyOutcome::Enriched(_) => None,
+                    KeyOutcome::Failed(f) => Some(f),
+                })
+                .filter(|f| kept(&f.key))
+                .collect();
             for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
                 upsert_contacts!(&mut *tx, chunk);
                 delete_where_in!(&mut *tx, "DELETE FROM products WHERE chat_id IN ", chunk);
@@ -149,20 +191,32 @@ impl Writer {
             for chunk in failed.chunks(ROWS_PER_STATEMENT) {
                 upsert_failures!(&mut *tx, chunk, messenger, now, delays);
             }
-            for chunk in done.chunks(ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "UPDATE work_queue SET done_at = clock_timestamp(), \
-                     done_xid = pg_current_xact_id(), claimed_by = NULL, claimed_until = NULL \
-                     WHERE key IN ",
-                );
-                q.push_tuples(chunk, |mut row, key| {
-                    row.push_bind(*key);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
             tx.commit().await?;
+            let left_out: Vec<String> = batch
+                .iter()
+                .map(|o| o.key())
+                .filter(|key| !kept(key))
+                .map(str::to_string)
+                .collect();
+            left_out
         });
-        Ok(())
+        if !left_out.is_empty() {
+            tracing::warn!(
+                "{} answers were not written: their keys' claims had passed to another worker, which fetches them",
+                left_out.len()
+            );
+        }
+        Ok(left_out)
+    }
+}
+
+impl KeyOutcome {
+    /// The key this outcome is for.
+    pub fn key(&self) -> &str {
+        match self {
+            KeyOutcome::Enriched(e) => &e.contact.chat_id,
+            KeyOutcome::Failed(f) => &f.key,
+        }
     }
 }
 

@@ -179,7 +179,13 @@ async fn a_sqlite_value_that_is_not_utf8_is_reported_and_the_rest_goes_on() {
 async fn no_flag_value_panics() {
     let env = env_with(fast()).await;
     env.write("in.csv", phones_csv(3).as_bytes());
-    let huge = ["100000000d", "18446744073709551615s", "99999999999999999999d", "0s", "0.0001ms"];
+    let huge = [
+        "100000000d",
+        "18446744073709551615s",
+        "99999999999999999999d",
+        "0s",
+        "0.0001ms",
+    ];
     let mut cases: Vec<(&str, &str)> = Vec::new();
     for flag in [
         "--max-age",
@@ -196,20 +202,44 @@ async fn no_flag_value_panics() {
         cases.extend(huge.iter().map(|v| (flag, *v)));
     }
     for (flag, values) in [
-        ("--max-calls", &["0", "18446744073709551615", "-1", "1e3"][..]),
+        (
+            "--max-calls",
+            &["0", "18446744073709551615", "-1", "1e3"][..],
+        ),
         ("--max-attempts", &["0", "4294967295", "-1"][..]),
-        ("--rps-per-instance", &["1e-300", "1e300", "inf", "NaN", "-1"][..]),
-        ("--pacing-margin", &["-1", "-0.5", "1e300", "inf", "NaN"][..]),
+        (
+            "--rps-per-instance",
+            &["1e-300", "1e300", "inf", "NaN", "-1"][..],
+        ),
+        (
+            "--pacing-margin",
+            &["-1", "-0.5", "1e300", "inf", "NaN"][..],
+        ),
     ] {
         cases.extend(values.iter().map(|v| (flag, *v)));
     }
     for (flag, value) in cases {
         let out = format!("out-{}.db", fastrand::u32(..));
-        let run = env.enrich("in.csv", &out, &[flag, value]).await;
-        assert!(!run.stderr.contains("panicked"), "{flag} {value}: {}", run.stderr);
-        assert!([0, 1, 2, 3].contains(&run.code), "{flag} {value}: {}", run.stderr);
+        // `--flag=value`, so that a negative value is read as the flag's value.
+        let flag_value = format!("{flag}={value}");
+        let run = env.enrich("in.csv", &out, &[&flag_value]).await;
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+        // 4: a timeout too short for any instance to answer the preflight.
+        assert!(
+            [0, 1, 2, 3, 4].contains(&run.code),
+            "{flag} {value}: {}",
+            run.stderr
+        );
         if run.code == 1 {
-            assert!(run.stderr.contains(flag), "{flag} {value}: the refusal names the flag: {}", run.stderr);
+            assert!(
+                run.stderr.contains(flag),
+                "{flag} {value}: the refusal names the flag: {}",
+                run.stderr
+            );
         }
     }
 }

@@ -248,11 +248,23 @@ async fn a_column_of_mostly_invalid_values_stops_before_any_call() {
     .await;
     assert_eq!(
         ledger,
-        vec![vec![Some("failed".into()), Some("1".into()), Some("1".into())]]
+        vec![vec![
+            Some("failed".into()),
+            Some("1".into()),
+            Some("1".into())
+        ]]
     );
     let status = env.run(&["status", "--db", "out.db"]).await;
-    assert!(status.stdout.contains("#1") && status.stdout.contains("failed"), "{}", status.stdout);
-    assert!(!status.stdout.contains("running") && !status.stdout.contains("crashed"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("#1") && status.stdout.contains("failed"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("running") && !status.stdout.contains("crashed"),
+        "{}",
+        status.stdout
+    );
 
     let run = env
         .enrich(

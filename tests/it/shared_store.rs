@@ -11,15 +11,15 @@ use sqlx::{Connection, Executor};
 use crate::helpers::*;
 use crate::servers::{Engine, ServerDb};
 
-/// 3 instances, each refusing (429) any call sooner than 1/40 s after its last accepted one,
-/// 10–40 ms of latency and up to 2 ms of arrival jitter.
+/// 3 instances, each refusing (429) any call sooner than 1/20 s after its last accepted one,
+/// 10–40 ms of latency and up to 1 ms of arrival jitter.
 fn strict() -> greenrich::sandbox::Config {
     greenrich::sandbox::Config {
         instances: greenrich::sandbox::default_instances(3),
-        rate: greenrich::config::Rate::PerSecond(40.0),
+        rate: greenrich::config::Rate::PerSecond(20.0),
         latency_min: Duration::from_millis(10),
         latency_max: Duration::from_millis(40),
-        arrival_jitter: Duration::from_millis(2),
+        arrival_jitter: Duration::from_millis(1),
         ..greenrich::sandbox::Config::default()
     }
 }
@@ -31,7 +31,11 @@ fn shuffled_phones_csv(n: usize, copies: usize) -> String {
     fastrand::Rng::with_seed(16).shuffle(&mut rows);
     let mut csv = String::from("phone,name\n");
     for i in rows {
-        csv.push_str(&format!("+7 900 {:03} {:04},Person {i}\n", 100 + i / 9000, 1000 + i % 9000));
+        csv.push_str(&format!(
+            "+7 900 {:03} {:04},Person {i}\n",
+            100 + i / 9000,
+            1000 + i % 9000
+        ));
     }
     csv
 }
@@ -39,7 +43,7 @@ fn shuffled_phones_csv(n: usize, copies: usize) -> String {
 /// `enrich` flags for a worker of the store at `url` (schema `schema`), at the sandbox's pace.
 fn worker_args<'a>(url: &'a str, schema: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = enrich_args("in.csv", url, &["--schema", schema]);
-    args.extend_from_slice(&["--rps-per-instance", "40", "--claim-lease", "2s"]);
+    args.extend_from_slice(&["--rps-per-instance", "20", "--claim-lease", "2s"]);
     args.extend_from_slice(extra);
     args
 }
@@ -67,21 +71,28 @@ async fn assert_view_complete(url: &str, schema: &str, rows: usize) {
         ),
     )
     .await;
-    assert_eq!(got, format!("{rows} {rows} {rows}"), "rows, distinct rows, enriched");
+    assert_eq!(
+        got,
+        format!("{rows} {rows} {rows}"),
+        "rows, distinct rows, enriched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
 async fn three_workers_started_together_answer_each_key_once_per_round() {
-    let Some(db) = ServerDb::create(Engine::Postgres, "rounds").await else {
-        return;
-    };
+    let db = ServerDb::create(Engine::Postgres, "rounds").await;
     const KEYS: usize = 240;
     // Each key in 10 rows: staging overlaps between workers as it does on a big CRM table.
     const ROWS: usize = KEYS * 10;
     let env = process_env_with(strict()).await;
     env.write("in.csv", shuffled_phones_csv(KEYS, 10).as_bytes());
     for round in 1..=3u32 {
-        let extra: &[&str] = if round == 1 { &[] } else { &["--max-age", "0s"] };
+        let extra: &[&str] = if round == 1 {
+            &[]
+        } else {
+            &["--max-age", "0s"]
+        };
         let workers: Vec<tokio::process::Child> = (0..3)
             .map(|i| {
                 let credentials = instance(&env, i);
@@ -99,7 +110,10 @@ async fn three_workers_started_together_answer_each_key_once_per_round() {
         let answers = env.sandbox.stats.answers_per_chat();
         assert_eq!(answers.len(), KEYS, "round {round}");
         let off: Vec<_> = answers.iter().filter(|(_, n)| **n != round).collect();
-        assert!(off.is_empty(), "round {round}: answered other than once this round: {off:?}");
+        assert!(
+            off.is_empty(),
+            "round {round}: answered other than once this round: {off:?}"
+        );
         assert_view_complete(&db.url, &db.name, ROWS).await;
     }
 }
@@ -113,19 +127,25 @@ struct OwnDatabase {
 }
 
 impl OwnDatabase {
-    async fn create(test: &str) -> Option<OwnDatabase> {
-        let server = ServerDb::create(Engine::Postgres, test).await?;
-        let name = format!("greenrich_fault_{}_{}", std::process::id(), fastrand::u32(..));
+    async fn create(test: &str) -> OwnDatabase {
+        let server = ServerDb::create(Engine::Postgres, test).await;
+        let name = format!(
+            "greenrich_fault_{}_{}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
         let mut conn = sqlx::PgConnection::connect(&server.url).await.unwrap();
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
         conn.close().await.unwrap();
         let mut url = reqwest::Url::parse(&server.url).unwrap();
         url.set_path(&name);
-        Some(OwnDatabase {
+        OwnDatabase {
             admin: server.url.clone(),
             url: url.to_string(),
             name,
-        })
+        }
     }
 
     /// Ends every session of this database but the caller's: what a server restart does.
@@ -178,11 +198,12 @@ impl Drop for OwnDatabase {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
 async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
-    let Some(db) = OwnDatabase::create("kill_and_cut").await else {
-        return;
-    };
-    const KEYS: usize = 600;
+    let db = OwnDatabase::create("kill_and_cut").await;
+    // Enough keys that the pacer's finding of the edge (about one 429 per instance for a worker
+    // that starts without a spacing learnt before) stays under 1% of the calls.
+    const KEYS: usize = 1000;
     let env = process_env_with(strict()).await;
     env.write("in.csv", shuffled_phones_csv(KEYS, 1).as_bytes());
     let args = worker_args(&db.url, "greenrich", &[]);
@@ -192,19 +213,39 @@ async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
     let db = &db;
     let wait_for = |n: i64| async move {
         while db.contacts().await < n {
-            assert!(started.elapsed() < Duration::from_secs(40), "no progress to {n}");
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "no progress to {n}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    wait_for(150).await;
-    workers[0].kill().await.unwrap();
-    let _ = workers[0].wait().await;
-    wait_for(350).await;
-    assert!(db.cut_every_session().await >= 2, "the live workers' sessions were cut");
+    wait_for(200).await;
+    // The worker that holds instances and calls with them.
+    let calling: i64 = sqlx::query_scalar(
+        "SELECT pid FROM greenrich.workers WHERE finished_at IS NULL AND instances <> '' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+    .await
+    .unwrap();
+    let victim = workers
+        .iter_mut()
+        .find(|w| w.id().map(i64::from) == Some(calling))
+        .expect("the calling worker is one of ours");
+    victim.kill().await.unwrap();
+    let _ = victim.wait().await;
+    wait_for(500).await;
+    assert!(
+        db.cut_every_session().await >= 2,
+        "the live workers' sessions were cut"
+    );
     // Whatever exits is started again until every key is done.
-    let mut codes = Vec::new();
+    let (mut codes, mut logs) = (Vec::new(), Vec::new());
     loop {
-        assert!(started.elapsed() < Duration::from_secs(50), "not done: {codes:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(50),
+            "not done: {codes:?}"
+        );
         let done = db.contacts().await == KEYS as i64;
         let mut live = 0;
         for worker in workers.iter_mut() {
@@ -212,6 +253,7 @@ async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
                 None => live += 1,
                 Some(status) => {
                     codes.push(status.code());
+                    logs.push(worker.wait_with_output_ref().await);
                     if !done {
                         *worker = env.spawn(&args, "");
                         live += 1;
@@ -224,12 +266,18 @@ async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for worker in &mut workers {
-        let out = worker.wait_with_output_ref().await;
-        assert!(!out.contains("panicked"), "{out}");
+    for log in &logs {
+        assert!(!log.contains("panicked"), "{log}");
     }
+    let summaries: Vec<&str> = logs
+        .iter()
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains("summary:") || l.contains("stopped"))
+        })
+        .collect();
     assert!(
-        codes.iter().any(|c| *c == Some(6)),
+        codes.contains(&Some(6)),
         "a worker whose store connection was cut exits 6: {codes:?}"
     );
     assert_view_complete(&db.url, "greenrich", KEYS).await;
@@ -241,9 +289,15 @@ async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
     let stats = &env.sandbox.stats;
     let (refused, calls) = (
         stats.http_429.load(std::sync::atomic::Ordering::Relaxed),
-        stats.contact_requests.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .contact_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
-    assert!(refused * 100 < calls, "{refused} of {calls} calls refused with 429");
+    assert!(
+        refused * 100 < calls,
+        "{refused} of {calls} calls refused with 429:\n{}",
+        summaries.join("\n")
+    );
 }
 
 /// Waits for a child that is known to have exited, and returns its stderr.
@@ -264,19 +318,35 @@ impl Finished for tokio::process::Child {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
 async fn a_crm_table_of_junk_enriches_into_a_postgres_store_once_per_row() {
-    let Some(db) = ServerDb::create(Engine::Postgres, "junk").await else {
-        return;
-    };
+    let db = ServerDb::create(Engine::Postgres, "junk").await;
     let s = &db.name;
     let long = "7".repeat(5000);
     let long_text = "телефон ".repeat(700);
     // Repeated junk, blanks, NULLs, one number in three notations, Cyrillic, very long values.
     let phones = [
-        "'n/a'", "'n/a'", "''", "''", "NULL", "NULL", "'нет'", "'нет'", "'   '",
-        "'+7 (900) 123-45-67'", "'8 900 123 45 67'", "'79001234567'", "'79001234567@c.us'",
-        &format!("'{long}'"), &format!("'{long}'"), &format!("'{long_text}'"),
-        "'Иван Петров'", "'+7 900 765-43-21'", "'0'", "'-'", "'-'",
+        "'n/a'",
+        "'n/a'",
+        "''",
+        "''",
+        "NULL",
+        "NULL",
+        "'нет'",
+        "'нет'",
+        "'   '",
+        "'+7 (900) 123-45-67'",
+        "'8 900 123 45 67'",
+        "'79001234567'",
+        "'79001234567@c.us'",
+        &format!("'{long}'"),
+        &format!("'{long}'"),
+        &format!("'{long_text}'"),
+        "'Иван Петров'",
+        "'+7 900 765-43-21'",
+        "'0'",
+        "'-'",
+        "'-'",
     ];
     let values: Vec<String> = phones.iter().map(|p| format!("({p})")).collect();
     db.execute(&format!(
@@ -299,34 +369,48 @@ async fn a_crm_table_of_junk_enriches_into_a_postgres_store_once_per_row() {
             .enrich(
                 &db.url,
                 &db.url,
-                &["--table", &qualified, "--schema", s, "--default-country", "RU", "--allow-mostly-invalid"],
+                &[
+                    "--table",
+                    &qualified,
+                    "--schema",
+                    s,
+                    "--default-country",
+                    "RU",
+                    "--allow-mostly-invalid",
+                ],
             )
             .await;
         assert!([0, 2].contains(&run.code), "{table}: {}", run.stderr);
         let got = db
             .rows(&format!(
-                "SELECT COUNT(*)::text, COUNT(DISTINCT row_ref)::text FROM {s}.enriched WHERE source = '{table}'"
+                "SELECT COUNT(*)::text, COUNT(DISTINCT row_ref)::text FROM {s}.enriched WHERE source = '{qualified}'"
             ))
             .await;
-        assert_eq!(got, vec![vec![Some(rows.to_string()), Some(rows.to_string())]], "{table}");
+        assert_eq!(
+            got,
+            vec![vec![Some(rows.to_string()), Some(rows.to_string())]],
+            "{table}"
+        );
+        if table == "customers" {
+            // The one number in four notations is one contact, fetched once.
+            let answers = env.sandbox.stats.answers_per_chat();
+            assert_eq!(answers.get("79001234567@c.us"), Some(&1), "{answers:?}");
+        }
     }
-    // The one number in three notations is one contact, fetched once.
-    let answers = env.sandbox.stats.answers_per_chat();
-    assert_eq!(answers.get("79001234567@c.us"), Some(&1), "{answers:?}");
     assert_eq!(
         db.rows(&format!(
             "SELECT COUNT(*)::text FROM {s}.enriched WHERE chat_id = '79001234567@c.us' AND status = 'enriched'"
         ))
         .await,
-        vec![vec![Some("6".into())]]
+        vec![vec![Some("6".into())]],
+        "four rows of customers and two of leads"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
 async fn repeated_and_empty_row_ids_keep_one_row_each_on_postgres() {
-    let Some(db) = ServerDb::create(Engine::Postgres, "dup_ids").await else {
-        return;
-    };
+    let db = ServerDb::create(Engine::Postgres, "dup_ids").await;
     let env = env_with(greenrich::sandbox::Config {
         rate: greenrich::config::Rate::Unlimited,
         ..greenrich::sandbox::Config::default()
@@ -334,13 +418,22 @@ async fn repeated_and_empty_row_ids_keep_one_row_each_on_postgres() {
     .await;
     env.write(
         "in.csv",
-        "id,phone\n1,+79001234567\n1,+79001234568\n,+79001234569\n,n/a\n2,n/a\n 2 ,n/a\n".as_bytes(),
+        "id,phone\n1,+79001234567\n1,+79001234568\n,+79001234569\n,n/a\n2,n/a\n 2 ,n/a\n"
+            .as_bytes(),
     );
     let run = env
-        .enrich("in.csv", &db.url, &["--schema", &db.name, "--id-column", "id"])
+        .enrich(
+            "in.csv",
+            &db.url,
+            &["--schema", &db.name, "--id-column", "id"],
+        )
         .await;
     assert!([0, 2].contains(&run.code), "{}", run.stderr);
-    assert!(run.stderr.contains("repeat"), "the repeated ids are named: {}", run.stderr);
+    assert!(
+        run.stderr.contains("repeat"),
+        "the repeated ids are named: {}",
+        run.stderr
+    );
     let got = db
         .rows(&format!(
             "SELECT row_ref, input_value FROM {}.enriched ORDER BY position",
@@ -350,19 +443,29 @@ async fn repeated_and_empty_row_ids_keep_one_row_each_on_postgres() {
     let values: Vec<Option<String>> = got.iter().map(|r| r[1].clone()).collect();
     assert_eq!(
         values,
-        ["+79001234567", "+79001234568", "+79001234569", "n/a", "n/a", "n/a"]
-            .map(|v| Some(v.to_string()))
-            .to_vec(),
+        [
+            "+79001234567",
+            "+79001234568",
+            "+79001234569",
+            "n/a",
+            "n/a",
+            "n/a"
+        ]
+        .map(|v| Some(v.to_string()))
+        .to_vec(),
         "every row once, in input order: {got:?}"
     );
-    assert_eq!(got[0][0].as_deref(), Some("1"), "the first row keeps its id: {got:?}");
+    assert_eq!(
+        got[0][0].as_deref(),
+        Some("1"),
+        "the first row keeps its id: {got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
 async fn a_password_given_as_a_url_parameter_is_never_shown_or_stored() {
-    let Some(db) = ServerDb::create(Engine::Postgres, "password_param").await else {
-        return;
-    };
+    let db = ServerDb::create(Engine::Postgres, "password_param").await;
     let env = env_with(greenrich::sandbox::Config {
         rate: greenrich::config::Rate::Unlimited,
         ..greenrich::sandbox::Config::default()
@@ -380,7 +483,10 @@ async fn a_password_given_as_a_url_parameter_is_never_shown_or_stored() {
     ))
     .await;
     let table = format!("{s}.customers");
-    for (input, extra) in [("in.csv", vec![]), (url.as_str(), vec!["--table", table.as_str()])] {
+    for (input, extra) in [
+        ("in.csv", vec![]),
+        (url.as_str(), vec!["--table", table.as_str()]),
+    ] {
         let mut args = vec!["--schema", s.as_str()];
         args.extend(extra);
         let run = env.enrich(input, &url, &args).await;
@@ -389,11 +495,102 @@ async fn a_password_given_as_a_url_parameter_is_never_shown_or_stored() {
         assert!(run.stderr.contains("password=***"), "{}", run.stderr);
     }
     let status = env.run(&["status", "--db", &url, "--schema", s]).await;
-    assert!(!status.stdout.contains(secret) && !status.stderr.contains(secret), "{}", status.stdout);
+    assert!(
+        !status.stdout.contains(secret) && !status.stderr.contains(secret),
+        "{}",
+        status.stdout
+    );
     let stored = db
         .rows(&format!(
             "SELECT COUNT(*)::text FROM {s}.runs WHERE options LIKE '%{secret}%' OR summary LIKE '%{secret}%'"
         ))
         .await;
-    assert_eq!(stored, vec![vec![Some("0".into())]], "no secret in the ledger");
+    assert_eq!(
+        stored,
+        vec![vec![Some("0".into())]],
+        "no secret in the ledger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
+async fn a_result_is_written_only_while_its_worker_holds_the_claim() {
+    let db = ServerDb::create(Engine::Postgres, "fence").await;
+    const KEYS: usize = 12;
+    // Slow answers: the claims can pass to another worker while the calls are out.
+    let env = env_with(greenrich::sandbox::Config {
+        rate: greenrich::config::Rate::Unlimited,
+        latency_min: Duration::from_millis(700),
+        latency_max: Duration::from_millis(700),
+        ..greenrich::sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(KEYS).as_bytes());
+    let s = &db.name;
+    let worker = env.start_with_env(&worker_args(&db.url, s, &["--rps-per-instance", "0"]), &[]);
+    // Once every key is claimed and called, another worker (id -1 here) takes the claims over.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let started = Instant::now();
+    let taken = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the keys were never claimed"
+        );
+        let taken = sqlx::query(&format!(
+            "UPDATE {s}.work_queue SET claimed_by = -1, claimed_until = now() + interval '1 second'
+             WHERE done_at IS NULL AND claimed_by IS NOT NULL"
+        ))
+        .execute(&mut conn)
+        .await
+        .map(|r| r.rows_affected())
+        .unwrap_or(0);
+        if taken > 0 {
+            break taken;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stolen_at: String = sqlx::query_scalar(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let run = worker.finish().await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("answers were not written: their keys' claims had passed"),
+        "{}",
+        run.stderr
+    );
+    // Every answer came back after its claim had passed: none was written.
+    let count = |sql: String| {
+        let url = db.url.clone();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(&sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let contacts = format!("SELECT COUNT(*) FROM {s}.contacts");
+    assert_eq!(count(contacts.clone()).await, KEYS as i64 - taken as i64);
+    // The keys stay due: once the other worker's claims run out, the next worker fetches them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = env
+        .start_with_env(&worker_args(&db.url, s, &["--rps-per-instance", "0"]), &[])
+        .finish()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(count(contacts).await, KEYS as i64);
+    let late = count(format!(
+        "SELECT COUNT(*) FROM {s}.contacts WHERE fetched_at > '{stolen_at}'"
+    ))
+    .await;
+    assert_eq!(
+        late, taken as i64,
+        "the keys taken over were written after they were taken"
+    );
+    assert_view_complete(&db.url, s, KEYS).await;
 }

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     pub(crate) messenger: Messenger,
     pub(crate) fetch: FetchConfig,
     pub(crate) max_calls: Option<u64>,
+    /// The margin an earlier run of these instances ended with, at the same rate.
+    pub(crate) learnt_margin: Option<f64>,
 }
 
 /// One instance in the pool, with its pacer and state.
@@ -93,7 +95,13 @@ pub(crate) async fn run<A: ContactApi>(
 ) -> Result<(), TaskDied> {
     let per_instance = in_flight_limit(settings.fetch.rate);
     // One learnt margin for the pool: its instances share the network path to the API.
-    let margin = Margin::new(settings.fetch.pacing_margin, instances.len());
+    let margin = match settings.learnt_margin {
+        Some(learnt) => Margin::learnt(learnt),
+        None => Margin::new(settings.fetch.pacing_margin, instances.len()),
+    };
+    if let Some(interval) = settings.fetch.rate.interval() {
+        stats.follow_pacing(margin.clone(), interval);
+    }
     let members: Vec<Arc<Member>> = instances
         .into_iter()
         .map(|instance| {
@@ -376,7 +384,7 @@ fn mark_starting<A>(shared: &Shared<A>, member: &Member) -> bool {
     if waited >= fetch.starting_wait {
         return false;
     }
-    let delay = (fetch.backoff_base * 5)
+    let delay = (fetch.backoff_base.saturating_mul(5))
         .max(waited)
         .min(fetch.starting_wait - waited);
     tracing::warn!(instance = %member.instance.id, "the instance is starting; waiting {delay:?} before the next call");

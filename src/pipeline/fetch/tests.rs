@@ -146,6 +146,7 @@ fn settings(rate: Rate) -> Settings {
             ..FetchConfig::default()
         },
         max_calls: None,
+        learnt_margin: None,
     }
 }
 
