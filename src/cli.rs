@@ -674,6 +674,7 @@ impl SandboxArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalise::format_time;
 
     #[test]
     fn credentials_come_from_the_environment() {
@@ -780,6 +781,102 @@ mod tests {
         ] {
             let err = enrich_config(&flags).unwrap_err();
             assert!(err.contains(says), "{flags:?}: {err}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const DURATION_FLAGS: [&str; 10] = [
+            "--max-age",
+            "--retry-failed-after",
+            "--retry-transient-after",
+            "--backoff-base",
+            "--timeout",
+            "--starting-wait",
+            "--status-interval",
+            "--lock-timeout",
+            "--claim-lease",
+            "--deadline",
+        ];
+        const OTHER_FLAGS: [&str; 4] = [
+            "--max-calls",
+            "--max-attempts",
+            "--rps-per-instance",
+            "--pacing-margin",
+        ];
+
+        /// Values people type, and the edges: huge, zero, negative, fractions, units, noise.
+        fn values() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "-?[0-9]{1,25}(\\.[0-9]{0,6})?(e-?[0-9]{1,3})?(ms|s|m|h|d|w)?",
+                "[0-2][0-9]:[0-5][0-9]",
+                prop::sample::select(vec![
+                    "inf",
+                    "NaN",
+                    "-0",
+                    "0",
+                    "1e308",
+                    "1e-308",
+                    "18446744073709551616"
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Any value of any duration or count flag: a refusal that names the flag, or a
+            /// configuration whose times and paces compute without a panic.
+            #[test]
+            fn any_flag_value_saturates_or_is_refused_by_name(
+                flag in prop::sample::select([DURATION_FLAGS.as_slice(), OTHER_FLAGS.as_slice()].concat()),
+                value in values(),
+            ) {
+                let argv = [
+                    "greenrich".to_string(),
+                    "enrich".into(),
+                    "--input".into(),
+                    "a.csv".into(),
+                    "--output".into(),
+                    "o.db".into(),
+                    format!("{flag}={value}"),
+                ];
+                let cli = match Cli::try_parse_from(&argv) {
+                    Ok(cli) => cli,
+                    Err(e) => {
+                        prop_assert!(e.to_string().contains(flag), "{}", e);
+                        return Ok(());
+                    }
+                };
+                let Command::Enrich(args) = cli.command else {
+                    panic!("not enrich")
+                };
+                let env = |k: &str| (k == "GREEN_API_INSTANCES").then(|| "1:token-aaaaaa".to_string());
+                let config = match args.into_config(false, LogFormat::Plain, env) {
+                    Ok(config) => config,
+                    Err(e) => {
+                        prop_assert!(e.to_string().contains(flag), "{}", e);
+                        return Ok(());
+                    }
+                };
+                // What a run computes from them.
+                let now = chrono::Utc::now();
+                let policy = crate::pipeline::plan::policy(&config.plan, Some(format_time(now)), now);
+                prop_assert!(policy.permanent_retry_before <= policy.now);
+                let delays = crate::store::writer::RetryDelays::from(&config.plan);
+                prop_assert!(delays.next_due(true, now) >= policy.now);
+                prop_assert!(delays.next_due(false, now) >= policy.now);
+                if let Some(rps) = config.fetch.rate.per_second() {
+                    let _ = crate::progress::format_eta(u64::MAX, rps);
+                    let margin = crate::api::pacer::Margin::new(config.fetch.pacing_margin, 1);
+                    let _ = crate::api::pacer::Pacer::new(config.fetch.rate, margin).spacing();
+                }
+                let _ = config.fetch.backoff_base.saturating_mul(5);
+            }
         }
     }
 }

@@ -167,6 +167,14 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
         )));
     }
     let phone = country_rules::whatsapp(&parse_phone(&number, default_country)?);
+    // A national number with the country code put in front can pass libphonenumber's patterns
+    // with more digits than any chat id has (E.164 allows 15).
+    if !(8..=15).contains(&phone.len()) {
+        return Err(Invalid::new(format!(
+            "not a valid phone number: with its country code it has {} digits (a chat id has 8 to 15)",
+            phone.len()
+        )));
+    }
     Ok(ChatId {
         id: format!("{phone}@c.us"),
         phone: Some(phone),
@@ -365,6 +373,14 @@ mod tests {
     }
 
     #[test]
+    fn a_national_number_never_becomes_an_id_longer_than_fifteen_digits() {
+        // Found by the property test below: read as German, this became 4985000000000000.
+        let de = Some("DE".parse().unwrap());
+        let err = normalise("85000000000000", Messenger::Whatsapp, de).unwrap_err();
+        assert!(err.message.contains("16 digits"), "{}", err.message);
+    }
+
+    #[test]
     fn national_formats_need_a_default_country() {
         assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
         assert_eq!(wa_ru("8 (900) 1234567").as_deref(), Ok("79001234567@c.us"));
@@ -477,5 +493,49 @@ mod tests {
         assert!("telegram".parse::<Messenger>().is_err());
         assert!("ru".parse::<DefaultCountry>().is_ok());
         assert!("XX1".parse::<DefaultCountry>().is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn countries() -> impl Strategy<Value = Option<DefaultCountry>> {
+            prop::option::of(
+                prop::sample::select(vec!["RU", "KZ", "BR", "MX", "AR", "AZ", "US", "DE", "IN"])
+                    .prop_map(|c| c.parse().unwrap()),
+            )
+        }
+
+        /// Text shaped like what CRMs hold: numbers in many notations, ids, and noise.
+        fn crm_values() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "(\\+|00|8)?[0-9]{1,3}[ ()-]{0,2}[0-9]{2,5}[ .-]?[0-9]{2,4}[ -]?[0-9]{0,4}",
+                "[0-9]{1,22}(\\.0{1,3}|,0)?",
+                "[0-9]{0,20}@(c\\.us|C\\.US|lid|g\\.us)",
+                "-?[0-9]{1,25}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any text: no panic, an id or a reason; an id normalises to itself.
+            #[test]
+            fn any_value_is_an_id_that_is_its_own_normal_form_or_a_reason(
+                raw in crm_values(),
+                country in countries(),
+            ) {
+                for messenger in [Messenger::Whatsapp, Messenger::Max] {
+                    match normalise(&raw, messenger, country) {
+                        Ok(id) => {
+                            let again = normalise(&id.id, messenger, country).map(|c| c.id);
+                            prop_assert_eq!(again.as_ref().ok(), Some(&id.id), "{:?} from {:?}", again, raw);
+                        }
+                        Err(e) => prop_assert!(!e.message.is_empty()),
+                    }
+                }
+            }
+        }
     }
 }

@@ -441,4 +441,52 @@ mod tests {
             .to_string();
         assert!(err.contains("'a', 'b'"), "{err}");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Bytes shaped like CSV exports: separators, quotes, line ends, BOMs, Cyrillic, noise.
+        fn csv_bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..2048),
+                "(\u{feff})?([a-zA-Zа-я\"]{0,6}[,;\t|]){0,5}(\r?\n[0-9 +()\";,-]{0,30}){0,20}"
+                    .prop_map(String::into_bytes),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Any file: read to the end with a guess of its shape, or refused with a message;
+            /// never a panic.
+            #[test]
+            fn any_file_is_read_or_refused_with_a_message(bytes in csv_bytes()) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("in.csv");
+                std::fs::write(&path, &bytes).unwrap();
+                let source = Source::Csv {
+                    path,
+                    column: None,
+                    id_column: None,
+                    options: CsvOptions::default(),
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let read: Result<usize, SourceError> = runtime.block_on(async {
+                    let opened = open(&source).await?;
+                    let (tx, mut rx) = mpsc::channel(4);
+                    let reading = tokio::spawn(opened.stream(tx));
+                    let mut rows = 0;
+                    while let Some(batch) = rx.recv().await {
+                        rows += batch.len();
+                    }
+                    reading.await.unwrap()?;
+                    Ok(rows)
+                });
+                if let Err(e) = read {
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+    }
 }

@@ -138,4 +138,22 @@ mod tests {
         assert_eq!(delimiter("phone\n79001234567\n"), b',');
         assert_eq!(delimiter(""), b',');
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any bytes: an encoding that decodes them and one of the delimiters, no panic.
+            #[test]
+            fn any_bytes_get_an_encoding_and_a_delimiter(
+                bytes in prop::collection::vec(any::<u8>(), 0..4096),
+            ) {
+                let (text, _, _) = encoding(&bytes).decode(&bytes);
+                prop_assert!(DELIMITERS.contains(&delimiter(&text)));
+            }
+        }
+    }
 }

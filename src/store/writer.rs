@@ -74,7 +74,7 @@ impl From<&PlanPolicy> for RetryDelays {
 }
 
 impl RetryDelays {
-    pub(super) fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
+    pub(crate) fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
         let delay = if permanent {
             self.permanent
         } else {
