@@ -100,20 +100,14 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
     let opened = source::open(&config.input.source).await?;
     let store = Store::open(&config.output.target.store(), config.output.lock_timeout).await?;
     if config.dry_run {
-        return run_begun(config, stop, live, &store, opened, client, None, started_at).await;
+        return run_begun(config, stop, live, &store, opened, client, None).await;
     }
     let run_id = store.begin_run(&started_at, &run_options(config)).await?;
-    let result = run_begun(
-        config,
-        stop,
-        live,
-        &store,
-        opened,
-        client,
-        Some(run_id),
+    let begun = Begun {
+        id: run_id,
         started_at,
-    )
-    .await;
+    };
+    let result = run_begun(config, stop, live, &store, opened, client, Some(begun)).await;
     if let Err(e) = &result {
         // The run is over: the ledger says how, so that neither `status` nor the next run's
         // resume take it for one that is still going or crashed.
@@ -149,8 +143,13 @@ fn failed_summary(config: &Config, live: &Live, error: &JobError) -> RunSummary 
     }
 }
 
-/// The run once its row is in the ledger (`run_id`; `None` for a dry run).
-#[allow(clippy::too_many_arguments, reason = "the run's parts, handed on once")]
+/// A run's row in the ledger.
+struct Begun {
+    id: i64,
+    started_at: String,
+}
+
+/// The run once its row is in the ledger (`None` for a dry run, which has none).
 async fn run_begun(
     config: &Config,
     stop: Stop,
@@ -158,18 +157,17 @@ async fn run_begun(
     store: &Store,
     opened: source::Opened,
     client: Option<Client>,
-    run_id: Option<i64>,
-    started_at: String,
+    begun: Option<Begun>,
 ) -> Result<Report, JobError> {
     let started = live.started;
+    let (run_id, started_at) = match begun {
+        Some(run) => (Some(run.id), Some(run.started_at)),
+        None => (None, None),
+    };
     let delays = RetryDelays::from(&config.plan);
     let (mut planner, mut counts) = stage_input(config, opened, store, &delays, run_id).await?;
     let plan = planner
-        .plan(&plan::policy(
-            &config.plan,
-            run_id.map(|_| started_at.clone()),
-            Utc::now(),
-        ))
+        .plan(&plan::policy(&config.plan, started_at, Utc::now()))
         .await?;
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();

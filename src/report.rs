@@ -86,6 +86,7 @@ pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
 pub fn error_exit_code(error: &JobError) -> i32 {
     match error {
         JobError::Store(StoreError::Locked { .. } | StoreError::InstancesBusy { .. }) => exit::BUSY,
+        JobError::Store(e) if e.is_connection_lost() => exit::STORE_LOST,
         _ => exit::FATAL,
     }
 }

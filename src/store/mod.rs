@@ -88,7 +88,7 @@ pub enum StoreError {
 impl StoreError {
     /// The connection to the store ended (the server restarted, the session was terminated, the
     /// network was cut): a new connection may work where this one cannot.
-    pub(crate) fn is_connection_lost(&self) -> bool {
+    pub fn is_connection_lost(&self) -> bool {
         match self {
             StoreError::Sql(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
             StoreError::Sql(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {

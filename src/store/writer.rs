@@ -202,7 +202,7 @@ impl Writer {
         });
         if !left_out.is_empty() {
             tracing::warn!(
-                "{} answers were not written: their keys' claims had passed to another worker, which fetches them",
+                "{} answers were not written: their keys are no longer this worker's (their claims had passed to another worker, which fetches them, or they were written already)",
                 left_out.len()
             );
         }
