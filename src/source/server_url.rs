@@ -96,7 +96,7 @@ impl ServerUrl {
             }
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
-        let shown = shown.to_string().replace("=%2A%2A%2A", &format!("={MASK}"));
+        let shown = shown.to_string();
         Ok(Some(ServerUrl {
             engine,
             url: real,
