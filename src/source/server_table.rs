@@ -288,13 +288,13 @@ impl ServerTable {
             let Some(last) = rows.last() else {
                 break;
             };
-            last_id = last.try_get::<Option<String>, _>(0).ok().flatten();
+            last_id = text_cell(last, 0).ok().flatten();
             let full_page = rows.len() == BATCH;
             let batch: Vec<Record> = rows
                 .iter()
                 .map(|row| {
                     line += 1;
-                    table_record(line, row.try_get(0).ok().flatten(), row.try_get(1))
+                    table_record(line, text_cell(row, 0).ok().flatten(), text_cell(row, 1))
                 })
                 .collect();
             if tx.send(batch).await.is_err() || !full_page || last_id.is_none() {
@@ -303,6 +303,18 @@ impl ServerTable {
         }
         let _ = self.conn.close().await;
         Ok(())
+    }
+}
+
+/// A cell as text. MySQL hands `TEXT` columns, and a `CAST(… AS CHAR)` of them, over as bytes
+/// (WooCommerce keeps phones in `LONGTEXT` meta values): those are read as UTF-8.
+fn text_cell(row: &AnyRow, i: usize) -> Result<Option<String>, ()> {
+    match row.try_get::<Option<String>, _>(i) {
+        Ok(text) => Ok(text),
+        Err(_) => match row.try_get::<Option<Vec<u8>>, _>(i) {
+            Ok(bytes) => bytes.map(String::from_utf8).transpose().map_err(|_| ()),
+            Err(_) => Err(()),
+        },
     }
 }
 

@@ -576,3 +576,55 @@ async fn a_result_is_written_only_while_its_worker_holds_the_claim() {
     );
     assert_view_complete(&db.url, s, KEYS).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL and GREENRICH_TEST_MYSQL_URL"]
+async fn a_mysql_crm_table_of_junk_enriches_into_a_postgres_store_once_per_row() {
+    let store = ServerDb::create(Engine::Postgres, "mysql_junk_store").await;
+    let crm = ServerDb::create(Engine::Mysql, "mysql_junk").await;
+    let m = &crm.name;
+    let long = "7".repeat(3000);
+    crm.execute(&format!(
+        "CREATE TABLE {m}.wp_customers (customer_id INT UNSIGNED PRIMARY KEY, phone TEXT) CHARACTER SET utf8mb4;
+         INSERT INTO {m}.wp_customers VALUES (1, 'n/a'), (2, 'n/a'), (3, ''), (4, ''), (5, NULL),
+           (6, NULL), (7, 'нет'), (8, 'нет'), (9, '+7 (900) 123-45-67'), (10, '8 900 123 45 67'),
+           (11, '79001234567'), (12, '79001234567.0'), (13, '{long}'), (14, '{long}'),
+           (15, 'Иван Петров'), (16, '+7 900 765-43-21')"
+    ))
+    .await;
+    let env = env_with(fast()).await;
+    let table = format!("{m}.wp_customers");
+    let run = env
+        .enrich(
+            &crm.url,
+            &store.url,
+            &[
+                "--table",
+                &table,
+                "--schema",
+                &store.name,
+                "--default-country",
+                "RU",
+                "--allow-mostly-invalid",
+            ],
+        )
+        .await;
+    assert!([0, 2].contains(&run.code), "{}", run.stderr);
+    let s = &store.name;
+    assert_eq!(
+        store
+            .rows(&format!(
+                "SELECT COUNT(*)::text, COUNT(DISTINCT row_ref)::text,
+                        (COUNT(*) FILTER (WHERE status = 'enriched'))::text FROM {s}.enriched"
+            ))
+            .await,
+        vec![vec![Some("16".into()), Some("16".into()), Some("5".into())]],
+        "every row once; the four notations of one number and the other number enriched: {:?}\n{}",
+        store
+            .rows(&format!(
+                "SELECT row_ref, status, error FROM {s}.enriched ORDER BY position"
+            ))
+            .await,
+        run.stderr
+    );
+}
