@@ -276,7 +276,9 @@ async fn workers_killed_and_cut_off_lose_nothing_and_never_share_an_instance() {
     let answers = env.sandbox.stats.answers_per_chat();
     assert_eq!(answers.len(), KEYS);
     let again: u32 = answers.values().map(|n| n - 1).sum();
-    // Only what was in flight (sent, or answered and not committed) at the kill is asked again.
+    // Only what was in flight (sent, or answered and not committed) at the kill is asked again:
+    // at 3 × 30 calls a second with answers within 40 ms about 4 calls are out at a time, and
+    // the writer commits what has arrived every few milliseconds; 12 leaves room for a commit.
     assert!(again <= 12, "{again} keys answered twice");
     let stats = &env.sandbox.stats;
     let (refused, calls) = (
