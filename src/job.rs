@@ -414,8 +414,8 @@ async fn fetch_and_store(
     })
 }
 
-/// The pacing margin the latest run that paced any of `instances` at `rate` had: as its worker
-/// last said (a shared store), or as it ended.
+/// The pacing margin the latest run of the last two days that paced any of `instances` at
+/// `rate` had: as its worker last said (a shared store), or as it ended.
 async fn learnt_margin(
     store: &Store,
     instances: &[crate::api::Instance],
@@ -424,10 +424,13 @@ async fn learnt_margin(
     let Some(interval) = rate.interval().filter(|t| !t.is_zero()) else {
         return Ok(None);
     };
+    // A network changes: a spacing learnt long ago (a bad night) is not worth keeping to.
+    const LEARNT_WITHIN: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-    let learnt = match store.workers_spacing(&ids, rate).await? {
+    let since = format_time(crate::normalise::time_before(Utc::now(), LEARNT_WITHIN));
+    let learnt = match store.workers_spacing(&ids, rate, LEARNT_WITHIN).await? {
         Some(found) => Some(found),
-        None => store.last_spacing(&ids, rate).await?,
+        None => store.last_spacing(&ids, rate, &since).await?,
     };
     let Some((run, spacing_ms)) = learnt else {
         return Ok(None);

@@ -118,19 +118,20 @@ pub struct RunRecord {
 }
 
 impl Store {
-    /// The widest spacing (ms) the latest run that paced any of `instances` at `rate` ended
-    /// with, and that run's id.
+    /// The widest spacing (ms) the latest run that paced any of `instances` at `rate` and ended
+    /// at or after `since` ended with, and that run's id.
     pub(crate) async fn last_spacing(
         &self,
         instances: &[&str],
         rate: Rate,
+        since: &str,
     ) -> Result<Option<(i64, f64)>, StoreError> {
         // Runs record their spacing in their summary; a few recent ones are enough to look at.
         const SQL: &str = "SELECT id, options, summary FROM runs
-             WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 20";
+             WHERE summary IS NOT NULL AND finished_at >= $1 ORDER BY id DESC LIMIT 20";
         let mut conn = self.connect().await?;
         let rows: Vec<(i64, String, String)> =
-            on_conn!(&mut conn, c => sqlx::query_as(SQL).fetch_all(c).await?);
+            on_conn!(&mut conn, c => sqlx::query_as(SQL).bind(since).fetch_all(c).await?);
         Ok(rows.into_iter().find_map(|(id, options, summary)| {
             let options: RunOptions = serde_json::from_str(&options).ok()?;
             let summary: RunSummary = serde_json::from_str(&summary).ok()?;

@@ -114,12 +114,13 @@ impl Store {
     }
 
     /// The spacing (ms) the workers that last paced any of `instances` at `rate` said they had
-    /// at their last heartbeat, and their run; `None` on SQLite (one run at a time: its
-    /// summary says it, see [`Store::last_spacing`]).
+    /// at their last heartbeat, within `within` of now, and their run; `None` on SQLite (one run
+    /// at a time: its summary says it, see [`Store::last_spacing`]).
     pub(crate) async fn workers_spacing(
         &self,
         instances: &[&str],
         rate: Rate,
+        within: Duration,
     ) -> Result<Option<(i64, f64)>, StoreError> {
         let Kind::Postgres { session, .. } = &self.kind else {
             return Ok(None);
@@ -127,8 +128,11 @@ impl Store {
         let rows: Vec<(i64, f64, String, String)> = sqlx::query_as(
             "SELECT w.run_id, w.spacing_ms, w.instances, r.options
              FROM workers w JOIN runs r ON r.id = w.run_id
-             WHERE w.spacing_ms IS NOT NULL ORDER BY w.heartbeat_at DESC LIMIT 20",
+             WHERE w.spacing_ms IS NOT NULL
+               AND w.heartbeat_at > now() - make_interval(secs => $1)
+             ORDER BY w.heartbeat_at DESC LIMIT 20",
         )
+        .bind(within.as_secs_f64())
         .fetch_all(&mut *session.lock().await)
         .await?;
         Ok(rows

@@ -432,3 +432,36 @@ fn messenger_names() {
         Messenger::Whatsapp
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_starts_pacing_from_the_spacing_the_last_one_learnt_at_its_rate() {
+    let env = env_with(sandbox::Config {
+        instances: sandbox::default_instances(2),
+        rate: Rate::PerSecond(50.0),
+        ..sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(30).as_bytes());
+    let run = |rps: &'static str| {
+        let env = &env;
+        async move {
+            let run = env
+                .enrich(
+                    "in.csv",
+                    "out.db",
+                    &["--rps-per-instance", rps, "--max-age", "0s"],
+                )
+                .await;
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            run.stderr
+        }
+    };
+    assert!(!run("50").await.contains("pacing starts from"));
+    let second = run("50").await;
+    assert!(
+        second.contains("pacing starts from the spacing run #1 ended with"),
+        "{second}"
+    );
+    // Learnt at another rate, a spacing says nothing about this one.
+    assert!(!run("25").await.contains("pacing starts from"));
+}
