@@ -19,6 +19,7 @@
 mod bad_input;
 mod commands;
 mod crash;
+mod docs;
 mod enrich;
 mod faults;
 mod helpers;
