@@ -12,10 +12,7 @@ use crate::source::server_url::ServerUrl;
 use crate::source::Source;
 use crate::store::StoreLocation;
 
-/// A value that cannot be parsed; the message says what is expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidValue(pub String);
+pub use crate::domain::InvalidValue;
 
 /// The working store's file name in a `--format csv` output directory.
 pub const WORKING_STORE: &str = "greenrich.db";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::api::Instance;
 use crate::chat_id::Messenger;
 use crate::config::{ApiConfig, Config, InputConfig, Output, Rate};
-use crate::job::JobError;
+use crate::error::JobError;
 use crate::pipeline::stop::Stop;
 use crate::report;
 use crate::sandbox;

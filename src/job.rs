@@ -7,54 +7,28 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::api::{Client, ClientError};
+use crate::api::Client;
 use crate::config::{Config, Output};
-use crate::export::{self, EnrichedCsv, ExportError};
+use crate::error::JobError;
+use crate::export::{self, EnrichedCsv};
 use crate::metrics::{self, Live};
 use crate::normalise::format_time;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
-use crate::pipeline::output::{self, OutputError};
+use crate::pipeline::output;
 use crate::pipeline::share::{self, Claims};
 use crate::pipeline::stage::{self, ColumnGuard, Recording};
 use crate::pipeline::stop::{Stop, StopReason};
-use crate::pipeline::task::{self, TaskDied};
+use crate::pipeline::task;
 use crate::pipeline::{plan, preflight, write};
 use crate::progress::Progress;
 use crate::report::{Outcome, Report};
-use crate::source::{self, SourceError};
+use crate::source;
 use crate::stats::Stats;
 use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
 use crate::store::links::LinkOwner;
 use crate::store::plan::{PlanCounts, Planner};
 use crate::store::writer::{RetryDelays, Writer};
-use crate::store::{Store, StoreError};
-
-/// A run that could not start or had to stop with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The input cannot be read.
-    #[error("{0}")]
-    Input(#[from] SourceError),
-    /// The store cannot be opened or written.
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    /// The output location cannot be used.
-    #[error(transparent)]
-    Output(#[from] OutputError),
-    /// The HTTP client cannot be built.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// The CSV files cannot be written.
-    #[error(transparent)]
-    Export(#[from] ExportError),
-    /// A task of the pipeline died.
-    #[error(transparent)]
-    Task(#[from] TaskDied),
-    /// Nearly every value of the column read is invalid: the column, delimiter or encoding is
-    /// probably wrong.
-    #[error("{0}")]
-    MostlyInvalid(String),
-}
+use crate::store::Store;
 
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
 /// fetched and reports a partial outcome. A `--deadline` counts from the start of this call.

@@ -9,6 +9,7 @@ pub mod chat_id;
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod domain;
 pub mod normalise;
 pub mod reason;
 pub mod redact;
@@ -18,6 +19,7 @@ pub mod store;
 
 mod api;
 mod demo;
+mod error;
 mod export;
 mod inspect;
 mod job;
@@ -28,7 +30,8 @@ mod source;
 mod stats;
 
 pub use api::{ClientError, Instance, InvalidInstance};
-pub use job::{enrich, JobError};
+pub use error::JobError;
+pub use job::enrich;
 pub use pipeline::output::OutputError;
 pub use pipeline::stop::{Stop, StopReason};
 pub use pipeline::task::TaskDied;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::job::JobError;
+use crate::error::JobError;
 use crate::pipeline::stop::StopReason;
 use crate::progress::format_duration;
 use crate::reason::Reason;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use phonenumber::country;
 
-use crate::config::InvalidValue;
+use crate::domain::InvalidValue;
 
 /// Which messenger the instance talks to; decides the chat id shape and the URL prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -9,12 +9,12 @@ use tokio::time::Instant;
 
 use crate::api::Instance;
 use crate::config::{Config, Rate};
-use crate::job::JobError;
+use crate::error::JobError;
 use crate::pipeline::fetch;
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::stats::Stats;
 use crate::store::plan::Planner;
-use crate::store::workers::WorkerId;
+use crate::store::WorkerId;
 use crate::store::{Store, StoreError};
 
 /// Leases the instances no other worker of the store uses (all of them but on a shared

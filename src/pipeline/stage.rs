@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::chat_id::{self, DefaultCountry, Messenger};
-use crate::job::JobError;
+use crate::error::JobError;
 use crate::pipeline::task;
 use crate::reason::Reason;
 use crate::source::{Opened, Record};

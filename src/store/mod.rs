@@ -85,6 +85,10 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
 }
 
+/// This process, as a worker of a PostgreSQL store (its row in `workers`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerId(pub(crate) i64);
+
 impl StoreError {
     /// The connection to the store ended (the server restarted, the session was terminated, the
     /// network was cut): a new connection may work where this one cannot.

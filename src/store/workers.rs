@@ -17,16 +17,12 @@ use std::time::Duration;
 use super::conn::Conn;
 use super::ledger::RunOptions;
 use super::plan::{DueKey, Planner};
-use super::{Kind, Store, StoreError};
+use super::{Kind, Store, StoreError, WorkerId};
 use crate::api::Instance;
 use crate::config::Rate;
 
 /// Advisory lock keys: the first of the pair names what is locked.
 const INSTANCE_LOCK: &str = "greenrich instance";
-
-/// This process, as a worker of a PostgreSQL store.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WorkerId(pub(crate) i64);
 
 /// A live worker, as `status` shows it.
 pub(crate) struct LiveWorker {

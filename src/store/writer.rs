@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use super::conn::{on_conn, Conn, Connector, Engine};
 use std::collections::HashSet;
 
-use super::workers::WorkerId;
-use super::{last_per_key, Store, StoreError};
+use super::{last_per_key, Store, StoreError, WorkerId};
 use crate::chat_id::Messenger;
 use crate::config::{defaults, PlanPolicy};
 use crate::normalise::{format_time, time_after, Enriched, ProductRow};
