@@ -16,8 +16,10 @@
 //! - a run whose instances were paced before at the same rate (the store keeps each run's
 //!   spacing) starts from the margin that run ended with, probing down slowly from there.
 //!
-//! Time is tokio's, so tests run the pacer on a paused clock. (governor was used here before; its
-//! fixed schedule cannot learn, and its clock cannot be paused.)
+//! Under the learnt spacing, every call passes governor: one limiter per instance at the
+//! configured rate with a burst of 1, the hard floor that no pacing decision can go below (the
+//! margin only adds delay on top of it). Time is tokio's for both, governor's through a clock
+//! that reads tokio's, so tests run the pacer on a paused clock.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,27 +121,52 @@ impl Margin {
     }
 }
 
+/// governor's clock for the floor: tokio's, so that it follows a paused clock in tests.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokioClock;
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+}
+
+/// The hard floor: one call per interval, burst 1, whatever the margin says.
+type Floor = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
+
 /// One instance's pacer.
 pub(crate) struct Pacer {
     /// The limit's interval T; zero when unlimited.
     interval: Duration,
     margin: Arc<Margin>,
     last_call: Mutex<Option<Instant>>,
+    /// governor's limiter at the configured rate, which every call passes (`None`: unlimited).
+    floor: Option<Floor>,
 }
 
 impl Pacer {
     /// A pacer for `rate`, spacing calls by T plus the pool's learnt `margin`.
     pub(crate) fn new(rate: Rate, margin: Arc<Margin>) -> Self {
+        let interval = rate.interval().unwrap_or(Duration::ZERO);
         Pacer {
-            interval: rate.interval().unwrap_or(Duration::ZERO),
+            interval,
             margin,
             last_call: Mutex::new(None),
+            floor: governor::Quota::with_period(interval)
+                .map(|quota| governor::RateLimiter::direct_with_clock(quota, TokioClock)),
         }
     }
 
-    /// The spacing between this instance's calls now.
+    /// The spacing between this instance's calls now (never under T: the margin is added).
     pub(crate) fn spacing(&self) -> Duration {
-        self.interval.mul_f64(1.0 + self.margin.current())
+        self.interval + self.interval.mul_f64(self.margin.current())
     }
 
     /// Waits for this instance's next slot and returns when the call starts. Called by one
@@ -152,9 +179,22 @@ impl Pacer {
         if let Some(last) = last {
             tokio::time::sleep_until(last + self.spacing()).await;
         }
+        self.pass_the_floor().await;
         let now = Instant::now();
         *self.lock() = Some(now);
         now
+    }
+
+    /// Waits until governor lets a call through at the configured rate. The learnt spacing is
+    /// never shorter, so this waits only if pacing ever went wrong.
+    async fn pass_the_floor(&self) {
+        let Some(floor) = &self.floor else {
+            return;
+        };
+        while let Err(not_until) = floor.check() {
+            let now = governor::clock::Clock::now(&TokioClock);
+            tokio::time::sleep(not_until.wait_time_from(now)).await;
+        }
     }
 
     /// A call of this instance sent at `sent_at` was answered 429.
@@ -190,6 +230,28 @@ mod tests {
         }
         // The first call is free; five intervals of 21 ms follow.
         assert_eq!(start.elapsed(), Duration::from_millis(105));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_margin_of_zero_never_goes_faster_than_the_rate() {
+        let (pacer, _) = pacer(3.0, 0.0);
+        let interval = Rate::PerSecond(3.0).interval().unwrap();
+        let mut last = pacer.ready().await;
+        for _ in 0..50 {
+            let now = pacer.ready().await;
+            assert!(now - last >= interval, "{:?}", now - last);
+            last = now;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn governor_holds_the_floor_when_the_spacing_goes_wrong() {
+        let (pacer, _) = pacer(10.0, 0.0);
+        let first = pacer.ready().await;
+        // As if the pacer had lost track of its last call: governor still spaces the next one.
+        *pacer.lock() = None;
+        let second = pacer.ready().await;
+        assert_eq!(second - first, Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]
