@@ -317,13 +317,27 @@ pub(crate) async fn open(source: &Source) -> Result<Opened, SourceError> {
             sheet,
             column,
             id_column,
-        } => workbook::open(
-            path,
-            sheet.as_deref(),
-            column.as_deref(),
-            id_column.as_deref(),
-        )
-        .map(Opened::Workbook),
+        } => {
+            // A sheet is read whole when the workbook opens: on a blocking thread, not the
+            // runtime's.
+            let (path, sheet, column, id_column) = (
+                path.clone(),
+                sheet.clone(),
+                column.clone(),
+                id_column.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                workbook::open(
+                    &path,
+                    sheet.as_deref(),
+                    column.as_deref(),
+                    id_column.as_deref(),
+                )
+            })
+            .await
+            .map_err(|e| SourceError::Unusable(format!("reading the workbook failed: {e}")))?
+            .map(Opened::Workbook)
+        }
         Source::Sqlite {
             path,
             table,
