@@ -79,19 +79,26 @@ const FAILURE_IS_DUE: &str = "$1 OR (f.permanent = 0 AND f.next_due_at <= $2) \
 
 /// The start of the earliest run whose contacts count as fresh for a run that began at $1:
 /// the unbroken chain of runs since the last one that completed (interrupted, crashed, stopped
-/// early, or still going: this one included), and the runs that ended after this one began
-/// (workers of a shared store that ran beside it).
-const RUNS_NOT_OVER: &str = "SELECT MIN(started_at) FROM runs
-     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
-        OR finished_at >= $1";
+/// early, or still going: this one included), the runs that ended after this one began (workers
+/// of a shared store that ran beside it), and whatever else `$extra` adds.
+macro_rules! runs_not_over {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT MIN(started_at) FROM runs
+             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
+                OR finished_at >= $1"
+            $(, $extra)?
+        )
+    };
+}
+const RUNS_NOT_OVER: &str = runs_not_over!();
 
 /// [`RUNS_NOT_OVER`], and on a shared store the runs of the workers alive now (their session is
 /// open), however the runs between them ended.
-const RUNS_NOT_OVER_WITH_WORKERS: &str = "SELECT MIN(started_at) FROM runs
-     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
-        OR finished_at >= $1
-        OR id IN (SELECT run_id FROM workers WHERE finished_at IS NULL
-                  AND session_pid IN (SELECT pid FROM pg_stat_activity))";
+const RUNS_NOT_OVER_WITH_WORKERS: &str = runs_not_over!(
+    " OR id IN (SELECT run_id FROM workers WHERE finished_at IS NULL
+                AND session_pid IN (SELECT pid FROM pg_stat_activity))"
+);
 
 pub(crate) struct Planner {
     pub(super) conn: Conn,
