@@ -674,7 +674,6 @@ impl SandboxArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::format_time;
 
     #[test]
     fn credentials_come_from_the_environment() {
@@ -865,7 +864,7 @@ mod tests {
                 };
                 // What a run computes from them.
                 let now = chrono::Utc::now();
-                let policy = crate::pipeline::plan::policy(&config.plan, Some(format_time(now)), now);
+                let policy = crate::pipeline::plan::policy(&config.plan, Some(now), now);
                 prop_assert!(policy.permanent_retry_before <= policy.now);
                 let delays = crate::store::writer::RetryDelays::from(&config.plan);
                 prop_assert!(delays.next_due(true, now) >= policy.now);

@@ -8,14 +8,15 @@ use crate::normalise::{format_time, time_before};
 use crate::progress::{format_duration, format_eta};
 use crate::store::ledger::RunRecord;
 use crate::store::read::{FailureCount, StoreReader};
-use crate::store::workers::LiveWorker;
+use crate::store::shared::{live_workers, LiveWorker};
 use crate::store::{StoreError, StoreLocation};
 
 /// The status report of the store at `db`; contacts older than `max_age` count as stale.
 pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<String, StoreError> {
     let mut store = StoreReader::open(db).await?;
-    let cutoff = format_time(time_before(chrono::Utc::now(), max_age));
-    let o = store.overview(&cutoff).await?;
+    let o = store
+        .overview(time_before(chrono::Utc::now(), max_age))
+        .await?;
     let mut out = format!(
         "store {}\ncontacts: {} ({} fresh, {} stale at --max-age {}), {} products; oldest fetch {}, newest {}\n",
         db,
@@ -24,18 +25,20 @@ pub(crate) async fn status(db: &StoreLocation, max_age: Duration) -> Result<Stri
         o.contacts - o.fresh,
         format_duration(max_age),
         o.products,
-        o.oldest.as_deref().unwrap_or("-"),
-        o.newest.as_deref().unwrap_or("-"),
+        shown_time(o.oldest),
+        shown_time(o.newest),
     );
     out.push_str(&failure_line(&store.failure_counts().await?));
     out.push_str(&run_lines(&store.last_runs(5).await?));
-    out.push_str(&worker_lines(
-        &store.live_workers(3 * defaults::CLAIM_LEASE).await?,
-    ));
+    if let Some(conn) = store.postgres() {
+        out.push_str(&worker_lines(
+            &live_workers(conn, 3 * defaults::CLAIM_LEASE).await?,
+        ));
+    }
     Ok(out)
 }
 
-/// The live workers of a shared PostgreSQL store (nothing for a SQLite store).
+/// The live workers of a shared PostgreSQL store.
 fn worker_lines(workers: &[LiveWorker]) -> String {
     workers
         .iter()
@@ -66,6 +69,11 @@ fn failure_line(counts: &[FailureCount]) -> String {
     format!("failures: {}\n", parts.join(", "))
 }
 
+/// A time as the store keeps it, or `-`.
+fn shown_time(time: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    time.map_or_else(|| "-".into(), format_time)
+}
+
 fn run_lines(runs: &[RunRecord]) -> String {
     let Some(last) = runs.first() else {
         return "runs: none yet\n".into();
@@ -76,9 +84,9 @@ fn run_lines(runs: &[RunRecord]) -> String {
         out.push_str(&format!(
             "  #{} {} → {} {}: {} due, {} enriched, {} failed, {} requests, {} 429s\n",
             r.id,
-            r.started_at,
-            r.finished_at.as_deref().unwrap_or("-"),
-            r.outcome.as_deref().unwrap_or("crashed or running"),
+            format_time(r.started_at),
+            shown_time(r.finished_at),
+            r.outcome.map_or("crashed or running", |o| o.as_str()),
             c.planned,
             c.enriched,
             c.failed,

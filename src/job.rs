@@ -4,18 +4,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::api::Client;
-use crate::config::{Config, Output};
+use crate::api::{Client, Instance};
+use crate::config::{Config, Output, Rate};
 use crate::error::JobError;
 use crate::export::{self, EnrichedCsv};
 use crate::metrics::{self, Live};
-use crate::normalise::format_time;
+use crate::normalise::{format_time, time_before};
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output;
-use crate::pipeline::share::{self, Claims};
+use crate::pipeline::share::{self, Claims, Feed};
 use crate::pipeline::stage::{self, ColumnGuard, Recording};
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::pipeline::task;
@@ -24,11 +24,13 @@ use crate::progress::Progress;
 use crate::report::{Outcome, Report};
 use crate::source;
 use crate::stats::Stats;
-use crate::store::ledger::{RunCounts, RunOptions, RunSummary};
+use crate::store::ledger::{RunCounts, RunOptions, RunOutcome, RunSummary};
 use crate::store::links::LinkOwner;
-use crate::store::plan::{PlanCounts, Planner};
+use crate::store::plan::{DuePlan, PlanCounts, StagedKeys};
+use crate::store::shared::{SharedStore, WorkQueue};
+use crate::store::staging::Stager;
 use crate::store::writer::{RetryDelays, Writer};
-use crate::store::Store;
+use crate::store::{Store, Work, WorkerId};
 
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
 /// fetched and reports a partial outcome. A `--deadline` counts from the start of this call.
@@ -57,7 +59,7 @@ pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
 
 /// The run itself; `live` follows it for the metrics.
 async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobError> {
-    let started_at = format_time(Utc::now());
+    let started_at = Utc::now();
     let _deadline = config
         .limits
         .deadline
@@ -73,23 +75,20 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
     };
     let opened = source::open(&config.input.source).await?;
     let store = Store::open(&config.output.target.store(), config.output.lock_timeout).await?;
-    if config.dry_run {
-        return run_begun(config, stop, live, &store, opened, client, None).await;
-    }
-    let run_id = store.begin_run(&started_at, &run_options(config)).await?;
+    let Some(client) = client else {
+        return dry_run(config, live, &store, opened).await;
+    };
+    let run_id = store.begin_run(started_at, &run_options(config)).await?;
     let begun = Begun {
         id: run_id,
         started_at,
     };
-    let result = run_begun(config, stop, live, &store, opened, client, Some(begun)).await;
+    let result = run_begun(config, stop, live, &store, opened, client, begun).await;
     if let Err(e) = &result {
         // The run is over: the ledger says how, so that neither `status` nor the next run's
         // resume take it for one that is still going or crashed.
         let summary = failed_summary(config, live, e);
-        if let Err(ledger) = store
-            .finish_run(run_id, &format_time(Utc::now()), &summary)
-            .await
-        {
+        if let Err(ledger) = store.finish_run(run_id, Utc::now(), &summary).await {
             tracing::warn!("cannot record the run's end in the store: {ledger}");
         }
     }
@@ -105,7 +104,7 @@ fn failed_summary(config: &Config, live: &Live, error: &JobError) -> RunSummary 
         .clone();
     live.stats.fill(&mut counts);
     RunSummary {
-        outcome: "failed".into(),
+        outcome: RunOutcome::Failed,
         exit_code: crate::report::error_exit_code(error),
         stopped_because: Some(crate::redact::mask(&format!("failed: {error}")).into_owned()),
         counts,
@@ -120,74 +119,53 @@ fn failed_summary(config: &Config, live: &Live, error: &JobError) -> RunSummary 
 /// A run's row in the ledger.
 struct Begun {
     id: i64,
-    started_at: String,
+    started_at: DateTime<Utc>,
 }
 
-/// The run once its row is in the ledger (`None` for a dry run, which has none).
+/// `--dry-run`: the input staged and the plan made, on a run that has no row in the ledger.
+async fn dry_run(
+    config: &Config,
+    live: &Live,
+    store: &Store,
+    opened: source::Opened,
+) -> Result<Report, JobError> {
+    let delays = RetryDelays::from(&config.plan);
+    let planned = plan_run(config, store, opened, &delays, None).await?;
+    *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
+    let report = report(config, live, Outcome::DryRun, planned.summary);
+    write_summary_json(config, &report);
+    Ok(report)
+}
+
+/// The run once its row is in the ledger.
 async fn run_begun(
     config: &Config,
     stop: Stop,
     live: &Live,
     store: &Store,
     opened: source::Opened,
-    client: Option<Client>,
-    begun: Option<Begun>,
+    client: Client,
+    begun: Begun,
 ) -> Result<Report, JobError> {
-    let started = live.started;
-    let (run_id, started_at) = match begun {
-        Some(run) => (Some(run.id), Some(run.started_at)),
-        None => (None, None),
-    };
     let delays = RetryDelays::from(&config.plan);
-    let (mut planner, mut counts) = stage_input(config, opened, store, &delays, run_id).await?;
-    let plan = planner
-        .plan(&plan::policy(&config.plan, started_at, Utc::now()))
-        .await?;
-    counts.skipped_fresh = plan.skipped_fresh;
-    counts.planned = plan.due();
-    let plan_line = plan::plan_line(&counts, &plan, config.pool_rate(), config.limits.max_calls);
-    if !config.dry_run {
-        tracing::info!("{plan_line}");
-        planner.publish().await?;
-    }
-
-    *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts.clone();
-    let stats = live.stats.clone();
-    let outcome = match (client, run_id) {
-        (Some(client), Some(run_id)) => {
-            let run = Run {
-                config,
-                store,
-                run_id,
-                delays: &delays,
-                stats: &stats,
-                stop: &stop,
-            };
-            fetch_and_store(run, client, planner, &plan).await?
-        }
-        _ => Outcome::DryRun,
+    let planned = plan_run(config, store, opened, &delays, Some(&begun)).await?;
+    tracing::info!("{}", planned.summary.plan_line);
+    let work = store.hand_out(planned.due).await?;
+    *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
+    let run = Run {
+        config,
+        store,
+        run_id: begun.id,
+        delays: &delays,
+        stats: &live.stats,
+        stop: &stop,
     };
-    stats.fill(&mut counts);
-    let mut report = Report::new(
-        outcome,
-        RunSummary {
-            plan_line,
-            plan,
-            counts,
-            failed_by_reason: stats.failed_by_reason(),
-            calls_per_instance: stats.calls_per_instance(),
-            spacing_ms_per_instance: stats.spacing_ms(),
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-            output: config.output.target.describe(),
-            ..RunSummary::default()
-        },
-    );
-    if let Some(run_id) = run_id {
-        store
-            .finish_run(run_id, &format_time(Utc::now()), &report.summary)
-            .await?;
-    }
-    if let (Output::Csv { dir, raw }, false) = (&config.output.target, config.dry_run) {
+    let outcome = fetch_and_store(run, client, work, &planned.summary.plan).await?;
+    let mut report = report(config, live, outcome, planned.summary);
+    store
+        .finish_run(begun.id, Utc::now(), &report.summary)
+        .await?;
+    if let Output::Csv { dir, raw } = &config.output.target {
         let enriched = EnrichedCsv::new(
             &config.input.source,
             Some(config.input.source_name()),
@@ -199,38 +177,89 @@ async fn run_begun(
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }
-    report.summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    if let Some(path) = &config.output.summary_json {
-        export::write_summary_json(path, &report.summary);
-    }
+    report.summary.elapsed_seconds = live.started.elapsed().as_secs_f64();
+    write_summary_json(config, &report);
     Ok(report)
 }
 
-/// Reads the whole input into a new planner; returns it with the input's counts. A real run
-/// (`run_id`) records invalid values and every row's link as it reads.
+/// The report of a run that ended with `outcome`, its counts and times as they are now.
+fn report(config: &Config, live: &Live, outcome: Outcome, mut summary: RunSummary) -> Report {
+    let stats = &live.stats;
+    stats.fill(&mut summary.counts);
+    Report::new(
+        outcome,
+        RunSummary {
+            failed_by_reason: stats.failed_by_reason(),
+            calls_per_instance: stats.calls_per_instance(),
+            spacing_ms_per_instance: stats.spacing_ms(),
+            elapsed_seconds: live.started.elapsed().as_secs_f64(),
+            output: config.output.target.describe(),
+            ..summary
+        },
+    )
+}
+
+fn write_summary_json(config: &Config, report: &Report) {
+    if let Some(path) = &config.output.summary_json {
+        export::write_summary_json(path, &report.summary);
+    }
+}
+
+/// A run's plan: its due keys, and the summary's plan line and counts so far.
+struct Planned {
+    due: DuePlan,
+    summary: RunSummary,
+}
+
+/// Reads the whole input and plans; a real run (`begun`) records invalid values and every row's
+/// link as it reads.
+async fn plan_run(
+    config: &Config,
+    store: &Store,
+    opened: source::Opened,
+    delays: &RetryDelays,
+    begun: Option<&Begun>,
+) -> Result<Planned, JobError> {
+    let (staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
+    let policy = plan::policy(&config.plan, begun.map(|b| b.started_at), Utc::now());
+    let (due, plan) = staged.plan(&policy).await?;
+    counts.skipped_fresh = plan.skipped_fresh;
+    counts.planned = plan.due();
+    let plan_line = plan::plan_line(&counts, &plan, config.pool_rate(), config.limits.max_calls);
+    let summary = RunSummary {
+        plan_line,
+        plan,
+        counts,
+        ..RunSummary::default()
+    };
+    Ok(Planned { due, summary })
+}
+
+/// Reads the whole input into the store's staging; returns the staged keys with the input's
+/// counts. A real run (`begun`) records invalid values and every row's link as it reads.
 async fn stage_input(
     config: &Config,
     opened: source::Opened,
     store: &Store,
     delays: &RetryDelays,
-    run_id: Option<i64>,
-) -> Result<(Planner, RunCounts), JobError> {
+    begun: Option<&Begun>,
+) -> Result<(StagedKeys, RunCounts), JobError> {
     let described = config.input.source.describe();
     tracing::info!(
         "reading {described} (column '{}'{})",
         opened.column(),
         opened.format()
     );
-    let mut planner = Planner::new(store).await?;
+    let stager = Stager::new(store).await?;
     let (messenger, country) = (config.input.messenger, config.input.default_country);
     let source_name = config.input.source_name();
     let seen_at = format_time(Utc::now());
-    let recording = run_id.map(|run_id| Recording {
+    let recording = begun.map(|run| Recording {
         messenger,
         delays,
         links: LinkOwner {
             source: &source_name,
-            run_id,
+            run_id: run.id,
             seen_at: &seen_at,
         },
         ids_from_data: config.input.source.ids_from_data(),
@@ -240,16 +269,15 @@ async fn stage_input(
         columns: opened.columns().to_vec(),
         format: opened.format(),
     });
-    let counts = stage::stage_input(
+    stage::stage_input(
         opened,
         move |records| stage::normalise_batch(records, messenger, country),
-        &mut planner,
+        stager,
         recording,
         guard,
         &described,
     )
-    .await?;
-    Ok((planner, counts))
+    .await
 }
 
 /// Triggers the stop at `at`; the timer ends with the returned guard.
@@ -285,59 +313,99 @@ struct Run<'a> {
 async fn fetch_and_store(
     run: Run<'_>,
     client: Client,
-    planner: Planner,
+    work: Work<'_>,
     plan: &PlanCounts,
 ) -> Result<Outcome, JobError> {
-    let Run {
-        config,
-        store,
-        run_id,
-        delays,
-        stats,
-        stop,
-    } = run;
-    if let Some(reason) = stop.reason() {
+    if let Some(reason) = run.stop.reason() {
         return Ok(Outcome::Stopped(reason));
     }
     if plan.due() == 0 {
         return Ok(Outcome::Completed);
     }
-    let instances = if config.api.preflight {
-        match preflight::usable_instances(&client, &config.api.instances).await {
+    let instances = if run.config.api.preflight {
+        match preflight::usable_instances(&client, &run.config.api.instances).await {
             Ok(usable) => usable,
             Err(none) => return Ok(Outcome::Stopped(StopReason::NoInstances(none.0))),
         }
     } else {
-        config.api.instances.clone()
+        run.config.api.instances.clone()
     };
-    let Some(instances) = share::lease_instances(config, store, instances, stop).await? else {
+    match work {
+        Work::Plan(due) => {
+            let stages = stages(&run, client, instances, Feed::Plan(due), None, plan);
+            stages.await
+        }
+        Work::Shared(shared, queue) => as_worker(run, client, instances, shared, queue, plan).await,
+    }
+}
+
+/// The fetch and write stages as a worker of a shared store: with the instances no other worker
+/// uses, on keys claimed from the store's queue, its claims kept alive while it runs and given
+/// back when it ends.
+async fn as_worker(
+    run: Run<'_>,
+    client: Client,
+    instances: Vec<Instance>,
+    shared: &SharedStore,
+    queue: WorkQueue,
+    plan: &PlanCounts,
+) -> Result<Outcome, JobError> {
+    let (config, stop) = (run.config, run.stop);
+    let Some(instances) = share::lease_instances(config, shared, instances, stop).await? else {
         return Ok(Outcome::Stopped(
             stop.reason().unwrap_or(StopReason::Interrupted),
         ));
     };
-    let worker = store.join(run_id, &instances).await?;
-    let claims = worker.map(|worker| (worker, config.output.claim_lease));
+    let worker = shared.join(run.run_id, &instances).await?;
+    let claims = Claims {
+        worker,
+        lease: config.output.claim_lease,
+        // A worker claims only what it will call soon, so others get their share.
+        batch: share::claim_batch(config.fetch.rate, instances.len()) as i64,
+    };
+    let feed = Feed::Queue(queue, claims);
+    let stages = stages(&run, client, instances, feed, Some(worker), plan);
+    tokio::pin!(stages);
+    let outcome = tokio::select! {
+        outcome = &mut stages => outcome,
+        () = share::keep_alive(shared, worker, claims.lease, run.stats, stop) => stages.await,
+    };
+    if let Err(e) = shared.leave(worker).await {
+        tracing::warn!(
+            "cannot give back this worker's unfinished keys ({e}); they return when its claims end"
+        );
+    }
+    outcome
+}
+
+/// The fetch and write stages on `instances`, with keys from `feed`, until it is empty or the
+/// run stops; `fence`: the worker whose claims fence the writes (a shared store).
+async fn stages(
+    run: &Run<'_>,
+    client: Client,
+    instances: Vec<Instance>,
+    feed: Feed,
+    fence: Option<WorkerId>,
+    plan: &PlanCounts,
+) -> Result<Outcome, JobError> {
+    let Run {
+        config,
+        store,
+        delays,
+        stats,
+        stop,
+        ..
+    } = *run;
     let writer = Writer::new(store, config.input.messenger, *delays)
         .await?
-        .fenced_by(worker);
+        .fenced_by(fence);
     let progress = Progress::start(stats.clone(), plan.due(), &config.ui);
-    // A worker of a shared store claims only what it will call soon, so others get their share.
-    let look_ahead = match claims {
-        None => 256,
-        Some(_) => share::claim_batch(config.fetch.rate, instances.len()),
+    let look_ahead = match &feed {
+        Feed::Plan(_) => 256,
+        Feed::Queue(_, claims) => claims.batch as usize,
     };
     let (queue, feeder) = Queue::new(look_ahead);
-    let claiming = claims.map(|(worker, lease)| Claims {
-        worker,
-        lease,
-        batch: look_ahead as i64,
-    });
-    let feeding = AbortOnDrop(tokio::spawn(share::feed(
-        planner,
-        feeder,
-        claiming,
-        stop.clone(),
-    )));
+    let feeding = AbortOnDrop(tokio::spawn(share::feed(feed, feeder, stop.clone())));
     let (outcome_tx, outcome_rx) = mpsc::channel(512);
     let writing = tokio::spawn(write::write_outcomes(
         writer,
@@ -351,32 +419,13 @@ async fn fetch_and_store(
         max_calls: config.limits.max_calls,
         learnt_margin: learnt_margin(store, &instances, config.fetch.rate).await?,
     };
-    let fetching = fetch::run(
-        client,
-        instances,
-        settings,
-        queue,
-        outcome_tx,
-        stats.clone(),
-        stop.clone(),
-    );
-    let fetched = match claims {
-        None => fetching.await,
-        Some((worker, lease)) => {
-            tokio::pin!(fetching);
-            tokio::select! {
-                fetched = &mut fetching => fetched,
-                () = share::keep_alive(store, worker, lease, stats, stop) => fetching.await,
-            }
-        }
-    };
+    let (stats_, stop_) = (stats.clone(), stop.clone());
+    let fetched = fetch::run(
+        client, instances, settings, queue, outcome_tx, stats_, stop_,
+    )
+    .await;
     drop(feeding);
     let written = task::join("the writer", writing).await;
-    if let Some((worker, _)) = claims {
-        if let Err(e) = store.leave(worker).await {
-            tracing::warn!("cannot give back this worker's unfinished keys ({e}); they return when its claims end");
-        }
-    }
     progress.finish(stats);
     fetched?;
     if let Err(e) = written? {
@@ -392,8 +441,8 @@ async fn fetch_and_store(
 /// `rate` had: as its worker last said (a shared store), or as it ended.
 async fn learnt_margin(
     store: &Store,
-    instances: &[crate::api::Instance],
-    rate: crate::config::Rate,
+    instances: &[Instance],
+    rate: Rate,
 ) -> Result<Option<f64>, JobError> {
     let Some(interval) = rate.interval().filter(|t| !t.is_zero()) else {
         return Ok(None);
@@ -401,10 +450,14 @@ async fn learnt_margin(
     // A network changes: a spacing learnt long ago (a bad night) is not worth keeping to.
     const LEARNT_WITHIN: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-    let since = format_time(crate::normalise::time_before(Utc::now(), LEARNT_WITHIN));
-    let learnt = match store.workers_spacing(&ids, rate, LEARNT_WITHIN).await? {
+    let since = time_before(Utc::now(), LEARNT_WITHIN);
+    let from_workers = match store.shared() {
+        Some(shared) => shared.workers_spacing(&ids, rate, LEARNT_WITHIN).await?,
+        None => None,
+    };
+    let learnt = match from_workers {
         Some(found) => Some(found),
-        None => store.last_spacing(&ids, rate, &since).await?,
+        None => store.last_spacing(&ids, rate, since).await?,
     };
     let Some((run, spacing_ms)) = learnt else {
         return Ok(None);

@@ -220,15 +220,12 @@ async fn stored_last_success(location: &StoreLocation) -> Option<f64> {
 
 async fn last_success(store: &mut StoreReader) -> Option<f64> {
     let at = store.last_success().await.ok()??;
-    epoch_seconds(&at)
+    Some(at.timestamp_millis() as f64 / 1000.0)
 }
 
 async fn freshness(store: &mut StoreReader, max_age: Duration) -> Option<(u64, u64)> {
     let cutoff = crate::normalise::time_before(chrono::Utc::now(), max_age);
-    let o = store
-        .overview(&crate::normalise::format_time(cutoff))
-        .await
-        .ok()?;
+    let o = store.overview(cutoff).await.ok()?;
     Some((o.fresh as u64, (o.contacts - o.fresh) as u64))
 }
 
@@ -240,13 +237,6 @@ fn write_or_warn(path: &Path, snapshot: &Snapshot) {
 
 fn now_seconds() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
-}
-
-/// Seconds since the epoch of an RFC 3339 time, as the store keeps them.
-pub(crate) fn epoch_seconds(time: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(time)
-        .ok()
-        .map(|t| t.timestamp_millis() as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -284,11 +274,5 @@ mod tests {
             ..snapshot
         });
         assert!(!running.contains("exit_code"), "no exit code while it runs");
-    }
-
-    #[test]
-    fn the_store_times_read_as_epoch_seconds() {
-        assert_eq!(epoch_seconds("1970-01-01T00:00:01.500Z"), Some(1.5));
-        assert_eq!(epoch_seconds("yesterday"), None);
     }
 }

@@ -89,6 +89,13 @@ pub(crate) fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// A time as the store keeps it (RFC 3339), if it is one.
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// The earliest and latest times [`format_time`] writes with four-digit years (text sorts as
 /// time only within them).
 fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
@@ -257,6 +264,14 @@ fn format_seconds(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_times_read_back() {
+        let t = DateTime::from_timestamp(1, 500_000_000).unwrap();
+        assert_eq!(parse_time(&format_time(t)), Some(t));
+        assert_eq!(parse_time("1970-01-01T00:00:01.500Z"), Some(t));
+        assert_eq!(parse_time("yesterday"), None);
+    }
 
     fn fixed_time() -> DateTime<Utc> {
         DateTime::from_timestamp(1_754_632_014, 0).unwrap()

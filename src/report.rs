@@ -8,7 +8,7 @@ use crate::error::JobError;
 use crate::pipeline::stop::StopReason;
 use crate::progress::format_duration;
 use crate::reason::Reason;
-use crate::store::ledger::RunSummary;
+use crate::store::ledger::{RunOutcome, RunSummary};
 use crate::store::StoreError;
 
 /// Exit codes (documented in the README).
@@ -45,14 +45,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The `runs.outcome` value.
-    pub fn label(&self) -> &'static str {
+    /// How the ledger keeps it.
+    pub fn stored(&self) -> RunOutcome {
         match self {
-            Outcome::Completed => "completed",
-            Outcome::DryRun => "dry_run",
-            Outcome::Stopped(StopReason::NoInstances(_)) => "stopped",
-            Outcome::Stopped(StopReason::Store(_) | StopReason::StoreLost(_)) => "failed",
-            Outcome::Stopped(_) => "partial",
+            Outcome::Completed => RunOutcome::Completed,
+            Outcome::DryRun => RunOutcome::DryRun,
+            Outcome::Stopped(StopReason::NoInstances(_)) => RunOutcome::Stopped,
+            Outcome::Stopped(StopReason::Store(_) | StopReason::StoreLost(_)) => RunOutcome::Failed,
+            Outcome::Stopped(_) => RunOutcome::Partial,
         }
     }
 
@@ -114,7 +114,7 @@ pub struct Report {
 impl Report {
     /// The report of a run that ended with `outcome`; the summary's outcome fields follow it.
     pub(crate) fn new(outcome: Outcome, mut summary: RunSummary) -> Report {
-        summary.outcome = outcome.label().into();
+        summary.outcome = outcome.stored();
         summary.exit_code = outcome_exit_code(&outcome, summary.counts.failed);
         summary.stopped_because = outcome.explanation();
         Report { outcome, summary }
@@ -214,6 +214,9 @@ mod tests {
         let s = report(Outcome::Completed, 2).summary_text();
         assert!(s.contains("2 failed (timeout: 2)"), "{s}");
         assert!(s.contains("elapsed 3s"), "{s}");
-        assert_eq!(report(Outcome::Completed, 2).summary.outcome, "completed");
+        assert_eq!(
+            report(Outcome::Completed, 2).summary.outcome,
+            RunOutcome::Completed
+        );
     }
 }

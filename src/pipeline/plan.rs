@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::PlanPolicy;
-use crate::normalise::{format_time, time_before};
+use crate::normalise::time_before;
 use crate::progress::format_eta;
 use crate::store::ledger::RunCounts;
 use crate::store::plan::{PlanCounts, Policy};
@@ -13,14 +13,14 @@ use crate::store::plan::{PlanCounts, Policy};
 /// Fresh: younger than `--max-age` (the store adds what runs that are not over fetched).
 pub(crate) fn policy(
     plan: &PlanPolicy,
-    run_started_at: Option<String>,
+    run_started_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Policy {
     Policy {
-        now: format_time(now),
-        fresh_from: plan.max_age.map(|age| format_time(time_before(now, age))),
+        now,
+        fresh_from: plan.max_age.map(|age| time_before(now, age)),
         run_started_at,
-        permanent_retry_before: format_time(time_before(now, plan.retry_failed_after)),
+        permanent_retry_before: time_before(now, plan.retry_failed_after),
         only_failed: plan.only_failed,
     }
 }
@@ -71,19 +71,18 @@ mod tests {
             max_age: Some(Duration::from_secs(86_400)),
             ..PlanPolicy::default()
         };
-        let aged = policy(&aged, Some("2027-01-14T08:00:00.000Z".into()), now());
-        assert_eq!(aged.fresh_from.as_deref(), Some("2027-01-14T08:00:00.000Z"));
+        let aged = policy(&aged, Some(now()), now());
+        let day_before = DateTime::from_timestamp(1_800_000_000 - 86_400, 0);
+        assert_eq!(aged.fresh_from, day_before);
         let forever = PlanPolicy {
             max_age: Some(Duration::MAX),
             retry_failed_after: Duration::from_secs(100_000_000 * 86_400),
             ..PlanPolicy::default()
         };
         let forever = policy(&forever, None, now());
-        assert_eq!(
-            forever.fresh_from.as_deref(),
-            Some("0000-01-01T00:00:00.000Z")
-        );
-        assert_eq!(forever.permanent_retry_before, "0000-01-01T00:00:00.000Z");
+        let year_zero = crate::normalise::parse_time("0000-01-01T00:00:00.000Z");
+        assert_eq!(forever.fresh_from, year_zero);
+        assert_eq!(Some(forever.permanent_retry_before), year_zero);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Sharing a store's work (PostgreSQL): this worker leases the instances no other worker uses,
 //! keeps its claims alive, and feeds the fetch stage with keys claimed from the store's queue.
-//! On a SQLite store (one run at a time) the worker is the run: it has every instance, and its
-//! keys come from its own plan a page at a time.
+//! On a SQLite store (one run at a time) the run has every instance, and its keys come from its
+//! own plan a page at a time.
 
 use std::time::Duration;
 
@@ -13,16 +13,15 @@ use crate::error::JobError;
 use crate::pipeline::fetch;
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::stats::Stats;
-use crate::store::plan::Planner;
-use crate::store::WorkerId;
-use crate::store::{Store, StoreError};
+use crate::store::plan::DuePlan;
+use crate::store::shared::{SharedStore, WorkQueue};
+use crate::store::{StoreError, WorkerId};
 
-/// Leases the instances no other worker of the store uses (all of them but on a shared
-/// PostgreSQL store). When every one is in use: exits (`--no-wait`) or waits for one; `None`
+/// Leases the instances no other worker of the shared store uses. When every one is in use: exits (`--no-wait`) or waits for one; `None`
 /// when the run is stopped while it waits.
 pub(crate) async fn lease_instances(
     config: &Config,
-    store: &Store,
+    store: &SharedStore,
     instances: Vec<Instance>,
     stop: &Stop,
 ) -> Result<Option<Vec<Instance>>, JobError> {
@@ -73,7 +72,7 @@ const SESSION_CHECK: Duration = Duration::from_millis(100);
 /// server restarted, `pg_terminate_backend`, a network cut), so are the instance leases held on
 /// it, and the run stops calling at once (another worker may hold those instances now).
 pub(crate) async fn keep_alive(
-    store: &Store,
+    store: &SharedStore,
     worker: WorkerId,
     lease: Duration,
     stats: &Stats,
@@ -115,34 +114,39 @@ pub(crate) struct Claims {
     pub(crate) batch: i64,
 }
 
+/// Where the fetch stage's keys come from.
+pub(crate) enum Feed {
+    /// The run's own plan, a page at a time (a SQLite store).
+    Plan(DuePlan),
+    /// The shared store's queue, claimed a batch at a time by this worker.
+    Queue(WorkQueue, Claims),
+}
+
 /// Feeds due keys to the fetch stage: from the plan a page at a time, or, for a worker of a
 /// shared store, claimed from the store's queue a batch at a time until no key is left to do
 /// (keys other workers hold may come back if they die: it waits for those).
-pub(crate) async fn feed(
-    mut planner: Planner,
-    feeder: fetch::queue::Feeder,
-    claims: Option<Claims>,
-    stop: Stop,
-) {
+pub(crate) async fn feed(mut keys: Feed, feeder: fetch::queue::Feeder, stop: Stop) {
     const PAGE: i64 = 1000;
     let mut after = 0;
     loop {
-        let next = match claims {
-            None => planner.page(after, PAGE).await,
-            Some(c) => planner.claim(c.worker, c.lease, after, c.batch).await,
+        let next = match &mut keys {
+            Feed::Plan(plan) => plan.page(after, PAGE).await,
+            Feed::Queue(queue, c) => queue.claim(c.worker, c.lease, after, c.batch).await,
         };
         let page = match next {
             Ok(page) => page,
             Err(e) => return stop.trigger(store_stop(e)),
         };
         let Some(last) = page.last() else {
-            let Some(c) = claims else { return };
+            let Feed::Queue(queue, c) = &mut keys else {
+                return;
+            };
             if after > 0 {
                 // Claims of a worker that died may have come back behind the last one.
                 after = 0;
                 continue;
             }
-            match planner.held_by_others(c.worker).await {
+            match queue.held_by_others(c.worker).await {
                 Ok(0) => return,
                 Ok(_) => {
                     tokio::time::sleep(CLAIM_RETRY.min(c.lease)).await;

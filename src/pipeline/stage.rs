@@ -1,4 +1,4 @@
-//! Staging: reads the whole input into the planner. Three stages overlap: reading, normalising
+//! Staging: reads the whole input into the stager. Three stages overlap: reading, normalising
 //! (on a blocking thread: phone parsing is the costly part) and staging in SQLite. Every row's
 //! link is recorded; values that cannot be chat ids become permanent failures and cost no call;
 //! a first batch of mostly invalid values stops the run (the wrong-column guard).
@@ -15,7 +15,8 @@ use crate::reason::Reason;
 use crate::source::{Opened, Record};
 use crate::store::ledger::RunCounts;
 use crate::store::links::{InputLink, LinkOwner};
-use crate::store::plan::{InputKey, Planner};
+use crate::store::plan::StagedKeys;
+use crate::store::staging::{InputKey, Stager};
 use crate::store::writer::{FailedKey, RetryDelays};
 
 /// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
@@ -110,18 +111,19 @@ pub(crate) struct ColumnGuard {
     pub(crate) format: String,
 }
 
-/// Reads `opened` to the end through `normalise` into `planner`; returns the input counts. A
+/// Reads `opened` to the end through `normalise` into `stager`; returns the staged keys and the
+/// input counts. A
 /// reader or normaliser that dies fails the run: half an input is never taken for all of it.
 /// With a `guard`, a first batch of mostly invalid values stops the run before anything is
 /// recorded.
 pub(crate) async fn stage_input(
     opened: Opened,
     normalise: impl Fn(Vec<Record>) -> NormalisedBatch + Send + 'static,
-    planner: &mut Planner,
+    mut stager: Stager,
     recording: Option<Recording<'_>>,
     guard: Option<ColumnGuard>,
     source_name: &str,
-) -> Result<RunCounts, JobError> {
+) -> Result<(StagedKeys, RunCounts), JobError> {
     let (records_tx, mut records_rx) = mpsc::channel(4);
     let reader = tokio::spawn(opened.stream(records_tx));
     let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
@@ -153,10 +155,10 @@ pub(crate) async fn stage_input(
         counts.input_rows += batch.rows;
         counts.invalid += batch.invalid.len() as u64;
         valid += batch.valid.len() as u64;
-        planner.stage(&batch.valid).await?;
+        stager.stage(&batch.valid).await?;
         if let Some(recording) = &recording {
             if !batch.invalid.is_empty() {
-                planner
+                stager
                     .record_invalid(
                         &batch.invalid,
                         recording.messenger,
@@ -165,7 +167,7 @@ pub(crate) async fn stage_input(
                     )
                     .await?;
             }
-            planner.record_links(recording.links, &batch.links).await?;
+            stager.record_links(recording.links, &batch.links).await?;
         }
     }
     task::join("the input normaliser", normaliser).await?;
@@ -178,13 +180,14 @@ pub(crate) async fn stage_input(
     }
     if let Some(recording) = &recording {
         // The whole source was read: rows it no longer has are gone from it.
-        let gone = planner.forget_unseen(recording.links).await?;
+        let gone = stager.forget_unseen(recording.links).await?;
         if gone > 0 {
             tracing::info!("{gone} rows of {source_name} seen before are gone from it");
         }
     }
-    counts.duplicates = valid - planner.finish_staging().await?;
-    Ok(counts)
+    let (keys, distinct) = stager.finish().await?;
+    counts.duplicates = valid - distinct;
+    Ok((keys, counts))
 }
 
 /// The wrong-column guard, on the first batch of rows.
@@ -330,7 +333,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut planner = Planner::new(&store).await.unwrap();
+        let stager = Stager::new(&store).await.unwrap();
         let opened = source::open(&Source::Csv {
             path: csv,
             column: None,
@@ -350,15 +353,9 @@ mod tests {
             },
             ids_from_data: false,
         };
-        stage_input(
-            opened,
-            normalise,
-            &mut planner,
-            Some(recording),
-            None,
-            "in.csv",
-        )
-        .await
+        stage_input(opened, normalise, stager, Some(recording), None, "in.csv")
+            .await
+            .map(|(_, counts)| counts)
     }
 
     #[tokio::test]

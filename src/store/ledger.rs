@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use super::conn::on_conn;
 use super::plan::PlanCounts;
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
 use crate::config::Rate;
+use crate::normalise::format_time;
 use crate::reason::Reason;
 
 /// The counts a run ends with.
@@ -69,12 +72,55 @@ impl RunOptions {
     }
 }
 
+/// How a run ended, as `runs.outcome` keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every due key has an outcome (some may have failed).
+    Completed,
+    /// Stopped early (budget, deadline, signal, quota); the next run resumes.
+    Partial,
+    /// Stopped because no instance can be used.
+    Stopped,
+    /// Stopped by an error.
+    #[default]
+    Failed,
+    /// Planned, and no call made.
+    DryRun,
+}
+
+impl RunOutcome {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Stopped => "stopped",
+            RunOutcome::Failed => "failed",
+            RunOutcome::DryRun => "dry_run",
+        }
+    }
+
+    /// The outcome stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<RunOutcome> {
+        [
+            RunOutcome::Completed,
+            RunOutcome::Partial,
+            RunOutcome::Stopped,
+            RunOutcome::Failed,
+            RunOutcome::DryRun,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
 /// The final summary of a run (`runs.summary`, and `--summary-json`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct RunSummary {
-    /// `completed`, `partial`, `stopped`, `failed` or `dry_run`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: RunOutcome,
     /// The plan line that opened the run.
     pub plan_line: String,
     /// The exit code of the run.
@@ -103,12 +149,12 @@ pub struct RunSummary {
 pub struct RunRecord {
     /// The run's id.
     pub id: i64,
-    /// RFC 3339 UTC.
-    pub started_at: String,
-    /// RFC 3339 UTC; `None` while running or after a crash.
-    pub finished_at: Option<String>,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while running or after a crash.
+    pub finished_at: Option<DateTime<Utc>>,
     /// `None` while running or after a crash.
-    pub outcome: Option<String>,
+    pub outcome: Option<RunOutcome>,
     /// The counts recorded when it finished.
     pub counts: RunCounts,
     /// Its options, when they can be read.
@@ -124,14 +170,13 @@ impl Store {
         &self,
         instances: &[&str],
         rate: Rate,
-        since: &str,
+        since: DateTime<Utc>,
     ) -> Result<Option<(i64, f64)>, StoreError> {
         // Runs record their spacing in their summary; a few recent ones are enough to look at.
         const SQL: &str = "SELECT id, options, summary FROM runs
              WHERE summary IS NOT NULL AND finished_at >= $1 ORDER BY id DESC LIMIT 20";
         let mut conn = self.connect().await?;
-        let rows: Vec<(i64, String, String)> =
-            on_conn!(&mut conn, c => sqlx::query_as(SQL).bind(since).fetch_all(c).await?);
+        let rows: Vec<(i64, String, String)> = on_conn!(&mut conn, c => sqlx::query_as(SQL).bind(format_time(since)).fetch_all(c).await?);
         Ok(rows.into_iter().find_map(|(id, options, summary)| {
             let options: RunOptions = serde_json::from_str(&options).ok()?;
             let summary: RunSummary = serde_json::from_str(&summary).ok()?;
@@ -147,14 +192,14 @@ impl Store {
     /// Opens the run's row.
     pub async fn begin_run(
         &self,
-        started_at: &str,
+        started_at: DateTime<Utc>,
         options: &RunOptions,
     ) -> Result<i64, StoreError> {
         const SQL: &str = "INSERT INTO runs (started_at, options) VALUES ($1, $2) RETURNING id";
         let mut conn = self.connect().await?;
         let options = to_json(options);
         let id: i64 = on_conn!(&mut conn, c => sqlx::query_scalar(SQL)
-            .bind(started_at)
+            .bind(format_time(started_at))
             .bind(&options)
             .fetch_one(c)
             .await?);
@@ -165,7 +210,7 @@ impl Store {
     pub async fn finish_run(
         &self,
         id: i64,
-        finished_at: &str,
+        finished_at: DateTime<Utc>,
         summary: &RunSummary,
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE runs SET finished_at = $1, outcome = $2, input_rows = $3,
@@ -177,8 +222,8 @@ impl Store {
         let summary_json = to_json(summary);
         on_conn!(&mut conn, c => {
             sqlx::query(SQL)
-            .bind(finished_at)
-            .bind(&summary.outcome)
+            .bind(format_time(finished_at))
+            .bind(summary.outcome.as_str())
             .bind(counts.input_rows as i64)
             .bind(counts.invalid as i64)
             .bind(counts.duplicates as i64)

@@ -1,5 +1,5 @@
 //! Row links: every input row read, with its own id and its chat id, in `input_rows`. Written by
-//! the planner's connection while the input is staged; the `enriched` view joins them to results.
+//! the stager's connection while the input is staged; the `enriched` view joins them to results.
 //!
 //! Several workers may read the same source at once (a shared PostgreSQL store), so a link is
 //! owned by the *latest read*, ordered by run id (runs are numbered as they begin):
@@ -17,7 +17,7 @@ use sqlx::QueryBuilder;
 
 use super::conn::on_conn;
 
-use super::plan::Planner;
+use super::staging::Stager;
 use super::{last_per_key, StoreError};
 
 /// Rows per multi-row statement.
@@ -45,7 +45,7 @@ pub(crate) struct LinkOwner<'a> {
     pub(crate) seen_at: &'a str,
 }
 
-impl Planner {
+impl Stager {
     /// Records (or updates) the links of one batch of rows. A row already linked by a later run
     /// (a worker that began reading after this one) keeps that run's link.
     pub(crate) async fn record_links(

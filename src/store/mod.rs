@@ -11,19 +11,18 @@ pub(crate) mod links;
 pub mod plan;
 mod postgres;
 pub(crate) mod read;
-pub(crate) mod workers;
+pub(crate) mod shared;
+mod sqlite;
+pub(crate) mod staging;
 pub mod writer;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
-
 use conn::{Conn, Connector};
+use plan::DuePlan;
 pub use postgres::StoreLocation;
+use shared::{SharedStore, WorkQueue};
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
@@ -104,21 +103,27 @@ impl StoreError {
     }
 }
 
-/// An open store. A SQLite store holds the run lock for as long as it lives.
+/// An open store: a SQLite file, which holds the run lock for as long as it lives, or a
+/// PostgreSQL schema, which many workers share.
 pub struct Store {
     connector: Connector,
-    kind: Kind,
+    engine: Engine,
 }
 
-enum Kind {
-    Sqlite {
-        _lock: File,
-    },
-    Postgres {
-        /// The connection this process keeps open for its whole run: its instance leases are
-        /// session locks on it.
-        session: tokio::sync::Mutex<sqlx::PgConnection>,
-    },
+/// A run's due keys, as they reach it.
+pub(crate) enum Work<'a> {
+    /// Its own plan, read a page at a time (a SQLite store: one run at a time).
+    Plan(DuePlan),
+    /// The store's queue, which every worker of the store claims from (PostgreSQL).
+    Shared(&'a SharedStore, WorkQueue),
+}
+
+/// What each engine's store holds beyond its connections.
+enum Engine {
+    /// The run lock of the SQLite file.
+    Sqlite { _lock: File },
+    /// The PostgreSQL store's shared work.
+    Postgres(Box<SharedStore>),
 }
 
 impl Store {
@@ -129,22 +134,43 @@ impl Store {
         location: &StoreLocation,
         lock_timeout: Duration,
     ) -> Result<Store, StoreError> {
-        let (connector, kind) = match location {
+        let (connector, engine) = match location {
             StoreLocation::Sqlite(path) => {
-                let (options, lock) = open_sqlite(path, lock_timeout).await?;
-                (Connector::Sqlite(options), Kind::Sqlite { _lock: lock })
+                let (options, lock) = sqlite::open(path, lock_timeout).await?;
+                (Connector::Sqlite(options), Engine::Sqlite { _lock: lock })
             }
             StoreLocation::Postgres { url, schema } => {
                 let (options, session) = postgres::open(url, schema).await?;
-                let session = tokio::sync::Mutex::new(session);
-                (Connector::Postgres(options), Kind::Postgres { session })
+                let shared = Box::new(SharedStore::new(session, options.clone()));
+                (Connector::Postgres(options), Engine::Postgres(shared))
             }
         };
-        Ok(Store { connector, kind })
+        Ok(Store { connector, engine })
+    }
+
+    /// The work this store shares between workers: only a PostgreSQL store has it (a SQLite
+    /// store has one run at a time, which holds every instance and its own plan).
+    pub(crate) fn shared(&self) -> Option<&SharedStore> {
+        match &self.engine {
+            Engine::Postgres(shared) => Some(shared),
+            Engine::Sqlite { .. } => None,
+        }
     }
 
     pub(crate) async fn connect(&self) -> Result<Conn, StoreError> {
         Ok(self.connector.connect().await?)
+    }
+
+    /// Hands a run's plan out: on a SQLite store the run reads it a page at a time; on a
+    /// PostgreSQL store it is published to the store's queue, which every worker claims from.
+    pub(crate) async fn hand_out(&self, plan: DuePlan) -> Result<Work<'_>, StoreError> {
+        Ok(match (&self.engine, plan.conn) {
+            (Engine::Postgres(shared), Conn::Postgres(conn)) => {
+                let queue = WorkQueue::publish(conn, plan.snapshot.as_deref()).await?;
+                Work::Shared(shared, queue)
+            }
+            (_, conn) => Work::Plan(DuePlan { conn, ..plan }),
+        })
     }
 
     /// How to open more connections to this store.
@@ -167,109 +193,6 @@ pub(crate) fn last_per_key<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> 
         .filter(|(i, item)| last.get(key(item)) == Some(i))
         .map(|(_, item)| item)
         .collect()
-}
-
-async fn open_sqlite(
-    path: &Path,
-    lock_timeout: Duration,
-) -> Result<(SqliteConnectOptions, File), StoreError> {
-    let shown = path.display().to_string();
-    check_tables_are_ours(path).await?;
-    let lock = take_lock(path)?;
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        // SQLite counts the wait in milliseconds in an i32 (24.8 days at most).
-        .busy_timeout(lock_timeout.min(Duration::from_millis(i32::MAX as u64)))
-        .disable_statement_logging();
-    let mut conn = options.connect().await.map_err(|e| StoreError::Open {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
-    sqlx::migrate!("./migrations/sqlite")
-        .run(&mut conn)
-        .await
-        .map_err(|e| StoreError::Migrate {
-            path: shown,
-            message: e.to_string(),
-        })?;
-    conn.close().await?;
-    Ok((options, lock))
-}
-
-/// Opens an existing store read-only.
-async fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Open {
-            path: path.display().to_string(),
-            message: "no such file".into(),
-        });
-    }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .disable_statement_logging();
-    options.connect().await.map_err(|e| StoreError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    path.with_file_name(name)
-}
-
-/// An OS file lock beside the database: released by the kernel when the process dies, so a
-/// crashed run never blocks the next one.
-fn take_lock(path: &Path) -> Result<File, StoreError> {
-    let lock = lock_path(path);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: format!("cannot create the lock file {}: {e}", lock.display()),
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-            path: path.display().to_string(),
-            lock: format!("lock file {}", lock.display()),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
-            path: path.display().to_string(),
-            message: format!("cannot lock {}: {e}", lock.display()),
-        }),
-    }
-}
-
-/// Refuses a database that holds a table named like ours that greenrich did not create. Uses a
-/// read-only connection, so a refused database is not changed in any way.
-async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let mut conn = open_read_only(path).await?;
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-            .fetch_all(&mut conn)
-            .await
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: format!("not a SQLite database ({e})"),
-            })?;
-    conn.close().await?;
-    refuse_foreign_tables(&path.display().to_string(), &names)
 }
 
 /// A database (or schema) whose tables are `names` is ours, or new, or someone else's.

@@ -1,7 +1,8 @@
 //! Where a store lives, and opening one in PostgreSQL: a schema of greenrich's own (created when
 //! missing, `greenrich` by default), which every connection of the store puts first on its
 //! `search_path`, so the store's SQL names its tables without a schema. The CRM's own schemas are
-//! never touched. Several processes may share a store (see [`super::workers`]).
+//! never touched. Several processes may share a store (see [`super::shared`]). The statements
+//! whose PostgreSQL text differs from SQLite's are here too.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -9,6 +10,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 
+use super::conn::{runs_not_over, Dialect};
 use super::{refuse_foreign_tables, StoreError};
 use crate::source::server_url::ServerUrl;
 
@@ -34,6 +36,26 @@ impl std::fmt::Display for StoreLocation {
         }
     }
 }
+
+/// PostgreSQL's text of the statements that differ.
+pub(super) const DIALECT: Dialect = Dialect {
+    create_input_keys: "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line BIGINT NOT NULL)",
+    fill_input_keys: "INSERT INTO input_keys (chat_id, phone, line)
+         SELECT DISTINCT ON (chat_id) chat_id, phone, line FROM staged_keys
+         ORDER BY chat_id, line",
+    create_due_keys: "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+    // Every query of the plan sees one snapshot, kept for publishing its keys.
+    plan_isolation: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    plan_snapshot: Some("SELECT pg_current_snapshot()::text"),
+    // On a shared store the runs of the workers alive now (their session is open) too, however
+    // the runs between them ended.
+    runs_not_over: runs_not_over!(
+        " OR id IN (SELECT run_id FROM workers WHERE finished_at IS NULL
+                    AND session_pid IN (SELECT pid FROM pg_stat_activity))"
+    ),
+    table_columns: "SELECT column_name::text FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+};
 
 /// Creates the schema when missing, checks that the tables there are ours, applies the
 /// migrations, and returns the options every connection of the store uses, with the session

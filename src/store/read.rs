@@ -1,12 +1,14 @@
 //! Reading the store for people: the figures of `status` and `failures`, the demo's sample rows,
 //! and whole tables for CSV export. Read-only; the formatting lives with the commands.
 
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
 
-use super::conn::{on_conn, Conn, Engine};
-use super::ledger::{RunCounts, RunRecord};
-use super::{open_read_only, postgres, StoreError, StoreLocation};
+use super::conn::{on_conn, Conn};
+use super::ledger::{RunCounts, RunOutcome, RunRecord};
+use super::{postgres, sqlite, StoreError, StoreLocation};
+use crate::normalise::{format_time, parse_time};
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {
@@ -18,8 +20,8 @@ pub(crate) struct Overview {
     pub(crate) contacts: i64,
     pub(crate) fresh: i64,
     pub(crate) products: i64,
-    pub(crate) oldest: Option<String>,
-    pub(crate) newest: Option<String>,
+    pub(crate) oldest: Option<DateTime<Utc>>,
+    pub(crate) newest: Option<DateTime<Utc>>,
 }
 
 /// Failed keys of one reason and kind.
@@ -55,7 +57,7 @@ impl StoreReader {
     /// Opens an existing store read-only.
     pub(crate) async fn open(location: &StoreLocation) -> Result<StoreReader, StoreError> {
         let conn = match location {
-            StoreLocation::Sqlite(path) => Conn::Sqlite(open_read_only(path).await?),
+            StoreLocation::Sqlite(path) => Conn::Sqlite(sqlite::open_read_only(path).await?),
             StoreLocation::Postgres { url, schema } => {
                 Conn::Postgres(postgres::connect_existing(url, schema).await?)
             }
@@ -63,28 +65,42 @@ impl StoreReader {
         Ok(StoreReader { conn })
     }
 
+    /// The connection, when the store is in PostgreSQL (which alone has workers to show).
+    pub(crate) fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match &mut self.conn {
+            Conn::Postgres(c) => Some(c),
+            Conn::Sqlite(_) => None,
+        }
+    }
+
     /// Contact counts; contacts fetched at or after `fresh_from` are fresh.
-    pub(crate) async fn overview(&mut self, fresh_from: &str) -> Result<Overview, StoreError> {
+    pub(crate) async fn overview(
+        &mut self,
+        fresh_from: DateTime<Utc>,
+    ) -> Result<Overview, StoreError> {
         const SQL: &str = "SELECT COUNT(*),
                     CAST(COALESCE(SUM(CASE WHEN fetched_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT),
                     MIN(fetched_at), MAX(fetched_at), (SELECT COUNT(*) FROM products)
              FROM contacts";
         Ok(on_conn!(&mut self.conn, c => {
-            let row = sqlx::query(SQL).bind(fresh_from).fetch_one(c).await?;
+            let row = sqlx::query(SQL).bind(format_time(fresh_from)).fetch_one(c).await?;
+            let time = |i: usize| row.get::<Option<String>, _>(i).as_deref().and_then(parse_time);
             Overview {
                 contacts: row.get(0),
                 fresh: row.get(1),
-                oldest: row.get(2),
-                newest: row.get(3),
+                oldest: time(2),
+                newest: time(3),
                 products: row.get(4),
             }
         }))
     }
 
     /// When the last run that completed ended.
-    pub(crate) async fn last_success(&mut self) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn last_success(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
         const SQL: &str = "SELECT MAX(finished_at) FROM runs WHERE outcome = 'completed'";
-        Ok(on_conn!(&mut self.conn, c => sqlx::query_scalar(SQL).fetch_one(c).await?))
+        let at: Option<String> =
+            on_conn!(&mut self.conn, c => sqlx::query_scalar(SQL).fetch_one(c).await?);
+        Ok(at.as_deref().and_then(parse_time))
     }
 
     /// Failed keys counted by reason and kind, most common first.
@@ -114,12 +130,13 @@ impl StoreReader {
             rows.iter()
                 .map(|r| {
                     let count = |i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
-                    let json = |i: usize| r.get::<Option<String>, _>(i);
+                    let text = |i: usize| r.get::<Option<String>, _>(i);
+                    let json = text;
                     RunRecord {
                         id: r.get(0),
-                        started_at: r.get(1),
-                        finished_at: r.get(2),
-                        outcome: r.get(3),
+                        started_at: text(1).as_deref().and_then(parse_time).unwrap_or_default(),
+                        finished_at: text(2).as_deref().and_then(parse_time),
+                        outcome: text(3).as_deref().and_then(RunOutcome::parse),
                         counts: RunCounts {
                             input_rows: count(4),
                             invalid: count(5),
@@ -238,13 +255,7 @@ impl StoreReader {
         order: &str,
         mut sink: impl FnMut(&[String]) -> std::io::Result<()>,
     ) -> Result<u64, DumpError> {
-        let columns_sql = match self.conn.engine() {
-            Engine::Sqlite => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
-            Engine::Postgres => {
-                "SELECT column_name::text FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
-            }
-        };
+        let columns_sql = self.conn.dialect().table_columns;
         on_conn!(&mut self.conn, c => {
             let columns: Vec<String> = sqlx::query_scalar(columns_sql)
                 .bind(table)

@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conn::{on_conn, Conn, Connector, Engine};
-use std::collections::HashSet;
-
-use super::{last_per_key, Store, StoreError, WorkerId};
+use super::conn::{on_conn, Conn, Connector};
+use super::{last_per_key, shared, Store, StoreError, WorkerId};
 use crate::chat_id::Messenger;
 use crate::config::{defaults, PlanPolicy};
-use crate::normalise::{format_time, time_after, Enriched, ProductRow};
+use crate::normalise::{time_after, Enriched, ProductRow};
 use crate::reason::Reason;
 
 /// Rows per multi-row statement.
@@ -73,13 +71,13 @@ impl From<&PlanPolicy> for RetryDelays {
 }
 
 impl RetryDelays {
-    pub(crate) fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> String {
+    pub(crate) fn next_due(&self, permanent: bool, now: DateTime<Utc>) -> DateTime<Utc> {
         let delay = if permanent {
             self.permanent
         } else {
             self.transient
         };
-        format_time(time_after(now, delay))
+        time_after(now, delay)
     }
 }
 
@@ -133,72 +131,27 @@ impl Writer {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let batch = last_per_key(batch, KeyOutcome::key);
-        let (messenger, delays, fence) = (self.messenger, &self.delays, self.fence);
-        let postgres = self.conn.engine() == Engine::Postgres;
-        let left_out = on_conn!(&mut self.conn, c => {
-            let mut tx = sqlx::Connection::begin(c).await?;
-            // In PostgreSQL, the keys' rows of the shared queue are done with their results.
-            let mut held = HashSet::new();
-            if postgres {
-                for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-                    let mut q = sqlx::QueryBuilder::new(
-                        "UPDATE work_queue SET done_at = clock_timestamp(), \
-                         done_xid = pg_current_xact_id(), claimed_by = NULL, claimed_until = NULL \
-                         WHERE done_at IS NULL",
-                    );
-                    if let Some(worker) = fence {
-                        q.push(" AND claimed_by = ").push_bind(worker.0);
-                    }
-                    q.push(" AND key IN ");
-                    q.push_tuples(chunk, |mut row, outcome| {
-                        row.push_bind(outcome.key());
-                    });
-                    q.push(" RETURNING key");
-                    let keys: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-                    held.extend(keys);
-                }
+        let (messenger, delays) = (self.messenger, &self.delays);
+        let left_out: Vec<String> = match (&mut self.conn, self.fence) {
+            (Conn::Postgres(c), Some(worker)) => {
+                let mut tx = sqlx::Connection::begin(c).await?;
+                let keys: Vec<&str> = batch.iter().map(|o| o.key()).collect();
+                let held = shared::finish_claims(&mut tx, worker, &keys).await?;
+                let (kept, left_out): (Vec<&KeyOutcome>, Vec<&KeyOutcome>) =
+                    batch.iter().partition(|o| held.contains(o.key()));
+                write_results!(&mut *tx, &kept, messenger, now, delays);
+                tx.commit().await?;
+                left_out.iter().map(|o| o.key().to_string()).collect()
             }
-            let kept = |key: &str| fence.is_none() || held.contains(key);
-            let enriched: Vec<&Enriched> = batch
-                .iter()
-                .filter_map(|o| match o {
-                    KeyOutcome::Enriched(e) => Some(e.as_ref()),
-                    KeyOutcome::Failed(_) => None,
-                })
-                .filter(|e| kept(&e.contact.chat_id))
-                .collect();
-            let failed: Vec<&FailedKey> = batch
-                .iter()
-                .filter_map(|o| match o {
-                    KeyOutcome::Enriched(_) => None,
-                    KeyOutcome::Failed(f) => Some(f),
-                })
-                .filter(|f| kept(&f.key))
-                .collect();
-            for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
-                upsert_contacts!(&mut *tx, chunk);
-                delete_where_in!(&mut *tx, "DELETE FROM products WHERE chat_id IN ", chunk);
-                delete_where_in!(&mut *tx, "DELETE FROM failures WHERE key IN ", chunk);
-                let products: Vec<(&str, &ProductRow)> = chunk
-                    .iter()
-                    .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
-                    .collect();
-                for products in products.chunks(ROWS_PER_STATEMENT) {
-                    insert_products!(&mut *tx, products);
-                }
+            (conn, _) => {
+                on_conn!(conn, c => {
+                    let mut tx = sqlx::Connection::begin(c).await?;
+                    write_results!(&mut *tx, &batch, messenger, now, delays);
+                    tx.commit().await?;
+                });
+                Vec::new()
             }
-            for chunk in failed.chunks(ROWS_PER_STATEMENT) {
-                upsert_failures!(&mut *tx, chunk, messenger, now, delays);
-            }
-            tx.commit().await?;
-            let left_out: Vec<String> = batch
-                .iter()
-                .map(|o| o.key())
-                .filter(|key| !kept(key))
-                .map(str::to_string)
-                .collect();
-            left_out
-        });
+        };
         if !left_out.is_empty() {
             tracing::warn!(
                 "{} answers were not written: their keys are no longer this worker's (their claims had passed to another worker, which fetches them, or they were written already)",
@@ -218,6 +171,43 @@ impl KeyOutcome {
         }
     }
 }
+
+/// Writes `batch` (`&[&KeyOutcome]`) on `tx`: each contact with its products, replacing its
+/// failure row, and each failure.
+macro_rules! write_results {
+    ($tx:expr, $batch:expr, $messenger:expr, $now:expr, $delays:expr) => {{
+        let enriched: Vec<&Enriched> = $batch
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Enriched(e) => Some(e.as_ref()),
+                KeyOutcome::Failed(_) => None,
+            })
+            .collect();
+        let failed: Vec<&FailedKey> = $batch
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Enriched(_) => None,
+                KeyOutcome::Failed(f) => Some(f),
+            })
+            .collect();
+        for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
+            upsert_contacts!($tx, chunk);
+            delete_where_in!($tx, "DELETE FROM products WHERE chat_id IN ", chunk);
+            delete_where_in!($tx, "DELETE FROM failures WHERE key IN ", chunk);
+            let products: Vec<(&str, &ProductRow)> = chunk
+                .iter()
+                .flat_map(|e| e.products.iter().map(|p| (e.contact.chat_id.as_str(), p)))
+                .collect();
+            for products in products.chunks(ROWS_PER_STATEMENT) {
+                insert_products!($tx, products);
+            }
+        }
+        for chunk in failed.chunks(ROWS_PER_STATEMENT) {
+            upsert_failures!($tx, chunk, $messenger, $now, $delays);
+        }
+    }};
+}
+use write_results;
 
 // The statements below are macros, not functions: each is compiled once per engine inside
 // `on_conn!`, with sqlx's typed binding (a function generic over the engine would need a bound
@@ -328,7 +318,7 @@ macro_rules! upsert_failures {
                 .push_bind(i64::from(f.permanent))
                 .push_bind(now_text.clone())
                 .push_bind(now_text.clone())
-                .push_bind($delays.next_due(f.permanent, $now));
+                .push_bind($crate::normalise::format_time($delays.next_due(f.permanent, $now)));
         });
         q.push(
             " ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, message = excluded.message, \

@@ -10,14 +10,19 @@
 //!   passes if it died;
 //! - `workers` records each worker (host, pid, instances), and `status` shows the live ones.
 //!
-//! A SQLite store has one run at a time (its file lock), so there the worker is the run itself.
+//! These types exist for a PostgreSQL store only ([`super::Store::shared`]): a SQLite store has
+//! one run at a time (its file lock), which holds every instance and reads its own plan.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use super::conn::Conn;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+use tokio::sync::Mutex;
+
 use super::ledger::RunOptions;
-use super::plan::{DueKey, Planner};
-use super::{Kind, Store, StoreError, WorkerId};
+use super::plan::DueKey;
+use super::{StoreError, WorkerId};
 use crate::api::Instance;
 use crate::config::Rate;
 
@@ -33,17 +38,27 @@ pub(crate) struct LiveWorker {
     pub(crate) since: String,
 }
 
-impl Store {
-    /// Leases those of `instances` no other worker holds, and returns them (all of them on a
-    /// SQLite store, which one run holds whole).
+/// The part of a PostgreSQL store its workers share: the session this process keeps open for
+/// its whole run (its instance leases are session locks on it), and a way to open others.
+pub(crate) struct SharedStore {
+    session: Mutex<PgConnection>,
+    options: PgConnectOptions,
+}
+
+impl SharedStore {
+    pub(super) fn new(session: PgConnection, options: PgConnectOptions) -> SharedStore {
+        SharedStore {
+            session: Mutex::new(session),
+            options,
+        }
+    }
+
+    /// Leases those of `instances` no other worker holds, and returns them.
     pub(crate) async fn lease_instances(
         &self,
         instances: &[Instance],
     ) -> Result<Vec<Instance>, StoreError> {
-        let Kind::Postgres { session, .. } = &self.kind else {
-            return Ok(instances.to_vec());
-        };
-        let mut session = session.lock().await;
+        let mut session = self.session.lock().await;
         let mut leased = Vec::new();
         for instance in instances {
             let got: bool =
@@ -59,15 +74,12 @@ impl Store {
         Ok(leased)
     }
 
-    /// Records this process as a worker of run `run_id` with `instances`; `None` on SQLite.
+    /// Records this process as a worker of run `run_id` with `instances`.
     pub(crate) async fn join(
         &self,
         run_id: i64,
         instances: &[Instance],
-    ) -> Result<Option<WorkerId>, StoreError> {
-        let Kind::Postgres { session, .. } = &self.kind else {
-            return Ok(None);
-        };
+    ) -> Result<WorkerId, StoreError> {
         let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO workers (run_id, host, pid, instances, session_pid)
@@ -77,9 +89,9 @@ impl Store {
         .bind(host_name())
         .bind(i64::from(std::process::id()))
         .bind(ids.join(","))
-        .fetch_one(&mut *session.lock().await)
+        .fetch_one(&mut *self.session.lock().await)
         .await?;
-        Ok(Some(WorkerId(id)))
+        Ok(WorkerId(id))
     }
 
     /// Says `worker` is alive: its claims last `lease` from now; `spacing` is its pacer's now.
@@ -89,10 +101,7 @@ impl Store {
         lease: Duration,
         spacing: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let Kind::Postgres { session, .. } = &self.kind else {
-            return Ok(());
-        };
-        let mut session = session.lock().await;
+        let mut session = self.session.lock().await;
         sqlx::query(
             "UPDATE work_queue SET claimed_until = now() + make_interval(secs => $2)
              WHERE claimed_by = $1 AND done_at IS NULL",
@@ -110,17 +119,14 @@ impl Store {
     }
 
     /// The spacing (ms) the workers that last paced any of `instances` at `rate` said they had
-    /// at their last heartbeat, within `within` of now, and their run; `None` on SQLite (one run
-    /// at a time: its summary says it, see [`Store::last_spacing`]).
+    /// at their last heartbeat, within `within` of now, and their run. (A run that ended says it
+    /// in its summary: see [`super::Store::last_spacing`].)
     pub(crate) async fn workers_spacing(
         &self,
         instances: &[&str],
         rate: Rate,
         within: Duration,
     ) -> Result<Option<(i64, f64)>, StoreError> {
-        let Kind::Postgres { session, .. } = &self.kind else {
-            return Ok(None);
-        };
         let rows: Vec<(i64, f64, String, String)> = sqlx::query_as(
             "SELECT w.run_id, w.spacing_ms, w.instances, r.options
              FROM workers w JOIN runs r ON r.id = w.run_id
@@ -129,7 +135,7 @@ impl Store {
              ORDER BY w.heartbeat_at DESC LIMIT 20",
         )
         .bind(within.as_secs_f64())
-        .fetch_all(&mut *session.lock().await)
+        .fetch_all(&mut *self.session.lock().await)
         .await?;
         Ok(rows
             .into_iter()
@@ -143,11 +149,8 @@ impl Store {
 
     /// Fails when the session holding this worker's instance leases is gone.
     pub(crate) async fn check_session(&self) -> Result<(), StoreError> {
-        let Kind::Postgres { session, .. } = &self.kind else {
-            return Ok(());
-        };
         sqlx::query("SELECT 1")
-            .execute(&mut *session.lock().await)
+            .execute(&mut *self.session.lock().await)
             .await?;
         Ok(())
     }
@@ -155,9 +158,7 @@ impl Store {
     /// `worker` is done: the keys it claimed and did not finish go back to the queue. (On a
     /// connection of its own: the session may be the reason the worker stops.)
     pub(crate) async fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        let Conn::Postgres(mut conn) = self.connect().await? else {
-            return Ok(());
-        };
+        let mut conn = self.options.connect().await?;
         sqlx::query(
             "UPDATE work_queue SET claimed_by = NULL, claimed_until = NULL
              WHERE claimed_by = $1 AND done_at IS NULL",
@@ -173,15 +174,21 @@ impl Store {
     }
 }
 
-impl Planner {
-    /// Publishes the last plan's due keys to the shared queue (PostgreSQL). A key already there
-    /// and not done is left as it is (to do, or claimed by a worker); a done key is reopened
-    /// only when the plan saw that result (it is in the plan's snapshot) and still found the key
-    /// due.
-    pub(crate) async fn publish(&mut self) -> Result<(), StoreError> {
-        let (Conn::Postgres(c), Some(snapshot)) = (&mut self.conn, &self.snapshot) else {
-            return Ok(());
-        };
+/// The store's queue of due keys, on the planner's connection: workers claim keys from it in
+/// batches (see the module's notes).
+pub(crate) struct WorkQueue {
+    conn: PgConnection,
+}
+
+impl WorkQueue {
+    /// Publishes the plan's due keys (the temporary `due_keys` on `conn`), made in `snapshot`, to
+    /// the shared queue. A key already there and not done is left as it is (to do, or claimed by
+    /// a worker); a done key is reopened only when the plan saw that result (it is in the plan's
+    /// snapshot) and still found the key due.
+    pub(super) async fn publish(
+        mut conn: PgConnection,
+        snapshot: Option<&str>,
+    ) -> Result<WorkQueue, StoreError> {
         sqlx::query(
             "INSERT INTO work_queue (key, phone, position)
              SELECT chat_id, phone, seq FROM due_keys
@@ -192,9 +199,9 @@ impl Planner {
                AND pg_visible_in_snapshot(work_queue.done_xid, $1::pg_snapshot)",
         )
         .bind(snapshot)
-        .execute(c)
+        .execute(&mut conn)
         .await?;
-        Ok(())
+        Ok(WorkQueue { conn })
     }
 
     /// Claims up to `limit` keys of the shared queue after position `after` for `worker`, for
@@ -207,9 +214,6 @@ impl Planner {
         after: i64,
         limit: i64,
     ) -> Result<Vec<DueKey>, StoreError> {
-        let Conn::Postgres(c) = &mut self.conn else {
-            return Ok(Vec::new());
-        };
         let mut keys: Vec<(String, Option<String>, i64)> = sqlx::query_as(
             "UPDATE work_queue q SET claimed_by = $1,
                claimed_until = now() + make_interval(secs => $2)
@@ -224,7 +228,7 @@ impl Planner {
         .bind(lease.as_secs_f64())
         .bind(limit)
         .bind(after)
-        .fetch_all(c)
+        .fetch_all(&mut self.conn)
         .await?;
         keys.sort_by_key(|(_, _, position)| *position);
         Ok(keys
@@ -236,22 +240,44 @@ impl Planner {
             })
             .collect())
     }
-}
 
-impl Planner {
     /// Keys still to do that other workers hold (their claims may come back).
     pub(crate) async fn held_by_others(&mut self, worker: WorkerId) -> Result<i64, StoreError> {
-        let Conn::Postgres(c) = &mut self.conn else {
-            return Ok(0);
-        };
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM work_queue
              WHERE done_at IS NULL AND claimed_by IS DISTINCT FROM $1",
         )
         .bind(worker.0)
-        .fetch_one(c)
+        .fetch_one(&mut self.conn)
         .await?)
     }
+}
+
+/// The fence of a worker's writes, in the writer's transaction `tx`: marks done the queue rows
+/// of those of `keys` that `worker` still holds, and returns them. The writer then writes only
+/// their results: a key whose claim passed to another worker is that worker's to write.
+pub(super) async fn finish_claims(
+    tx: &mut PgConnection,
+    worker: WorkerId,
+    keys: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    const ROWS_PER_STATEMENT: usize = 100;
+    let mut held = HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE work_queue SET done_at = clock_timestamp(), \
+             done_xid = pg_current_xact_id(), claimed_by = NULL, claimed_until = NULL \
+             WHERE done_at IS NULL AND claimed_by = ",
+        );
+        q.push_bind(worker.0).push(" AND key IN ");
+        q.push_tuples(chunk, |mut row, key| {
+            row.push_bind(*key);
+        });
+        q.push(" RETURNING key");
+        let done: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        held.extend(done);
+    }
+    Ok(held)
 }
 
 /// This machine's name, for the worker's row.
@@ -265,36 +291,31 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-impl super::read::StoreReader {
-    /// The workers of a PostgreSQL store that are running: their session is open (and, in case
-    /// the server has given its process id to another session since, they said so within
-    /// `within`).
-    pub(crate) async fn live_workers(
-        &mut self,
-        within: Duration,
-    ) -> Result<Vec<LiveWorker>, StoreError> {
-        let Conn::Postgres(c) = &mut self.conn else {
-            return Ok(Vec::new());
-        };
-        let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
-            "SELECT id, host, pid, instances, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM workers
-             WHERE finished_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)
-               AND session_pid IN (SELECT pid FROM pg_stat_activity)
-             ORDER BY id",
-        )
-        .bind(within.as_secs_f64())
-        .fetch_all(c)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, host, pid, instances, since)| LiveWorker {
-                id,
-                host,
-                pid,
-                instances,
-                since,
-            })
-            .collect())
-    }
+/// The workers of a PostgreSQL store (on connection `c`) that are running: their session is
+/// open (and, in case the server has given its process id to another session since, they said
+/// so within `within`).
+pub(crate) async fn live_workers(
+    c: &mut PgConnection,
+    within: Duration,
+) -> Result<Vec<LiveWorker>, StoreError> {
+    let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+        "SELECT id, host, pid, instances, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM workers
+         WHERE finished_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)
+           AND session_pid IN (SELECT pid FROM pg_stat_activity)
+         ORDER BY id",
+    )
+    .bind(within.as_secs_f64())
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, host, pid, instances, since)| LiveWorker {
+            id,
+            host,
+            pid,
+            instances,
+            since,
+        })
+        .collect())
 }

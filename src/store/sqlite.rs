@@ -1,0 +1,133 @@
+//! A store in a SQLite file: opened with its run lock (one run at a time), WAL journal and
+//! migrations, and the statements whose SQLite text differs from PostgreSQL's.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+use super::conn::{runs_not_over, Dialect};
+use super::{refuse_foreign_tables, StoreError};
+
+/// SQLite's text of the statements that differ.
+pub(super) const DIALECT: Dialect = Dialect {
+    // GROUP BY sorts once; the sorted rows then fill the key's index in order. (SQLite takes the
+    // bare `phone` from the row of MIN(line).)
+    create_input_keys: "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
+    fill_input_keys: "INSERT INTO input_keys (chat_id, phone, line)
+         SELECT chat_id, phone, MIN(line) FROM staged_keys GROUP BY chat_id",
+    create_due_keys: "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+    // One run at a time holds the file: its transaction sees what it needs.
+    plan_isolation: None,
+    plan_snapshot: None,
+    runs_not_over: runs_not_over!(),
+    table_columns: "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+};
+
+/// Opens (creating if missing) the store at `path`: checks that its tables are ours, takes the
+/// run lock, applies the migrations. Returns the options of every connection, and the lock.
+pub(super) async fn open(
+    path: &Path,
+    lock_timeout: Duration,
+) -> Result<(SqliteConnectOptions, File), StoreError> {
+    let shown = path.display().to_string();
+    check_tables_are_ours(path).await?;
+    let lock = take_lock(path)?;
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        // SQLite counts the wait in milliseconds in an i32 (24.8 days at most).
+        .busy_timeout(lock_timeout.min(Duration::from_millis(i32::MAX as u64)))
+        .disable_statement_logging();
+    let mut conn = options.connect().await.map_err(|e| StoreError::Open {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Migrate {
+            path: shown,
+            message: e.to_string(),
+        })?;
+    conn.close().await?;
+    Ok((options, lock))
+}
+
+/// Opens an existing store read-only.
+pub(super) async fn open_read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: "no such file".into(),
+        });
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .disable_statement_logging();
+    options.connect().await.map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// An OS file lock beside the database: released by the kernel when the process dies, so a
+/// crashed run never blocks the next one.
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let lock = lock_path(path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot create the lock file {}: {e}", lock.display()),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.display().to_string(),
+            lock: format!("lock file {}", lock.display()),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot lock {}: {e}", lock.display()),
+        }),
+    }
+}
+
+/// Refuses a database that holds a table named like ours that greenrich did not create. Uses a
+/// read-only connection, so a refused database is not changed in any way.
+async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut conn = open_read_only(path).await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("not a SQLite database ({e})"),
+            })?;
+    conn.close().await?;
+    refuse_foreign_tables(&path.display().to_string(), &names)
+}
