@@ -1,18 +1,21 @@
-//! The commands, run in-process: `main` calls [`run`] with the real environment, stdout, stderr
-//! and signals; the tests call it the same way with their own.
+//! The commands, run in-process: `main` calls [`parse`], [`run`] and [`finish`] with the real
+//! environment, stdout, stderr and signals; the tests call the same three with their own.
 
 use std::io::Write;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, DbArgs, ExportArgs};
+use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs};
 use crate::config::{LogFormat, Output};
-use crate::export::{self, EnrichedCsv};
-use crate::pipeline::output;
+use crate::demo::DemoError;
+use crate::error::JobError;
+use crate::export::{self, EnrichedCsv, ExportError};
+use crate::pipeline::output::{self, OutputError};
 use crate::pipeline::stop::Stop;
 use crate::redact::mask;
-use crate::report::{self, exit};
+use crate::report::{self, exit, Report};
+use crate::store::StoreError;
 use crate::{demo, inspect, job, sandbox};
 
 /// The log subscriber for these flags: `filter` (`RUST_LOG`) overrides the level the flags set.
@@ -46,106 +49,181 @@ where
     }
 }
 
-/// Runs one command. Data goes to `out`; messages for people to `err` (and the log). Returns
-/// the exit code.
+/// A command that did its work.
+#[derive(Debug)]
+pub enum Done {
+    /// `enrich`: its report, whose outcome decides the exit code.
+    Run(Box<Report>),
+    /// `demo`: the exit code a real run with the demo's outcome would have.
+    Demo(i32),
+    /// Any other command.
+    Ok,
+}
+
+/// A command that could not do its work, or a command line that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line cannot be parsed (or asks for help or the version).
+    #[error("{0}")]
+    Usage(#[source] clap::Error),
+    /// The `--config` file cannot be used.
+    #[error("{0}")]
+    ConfigFile(String),
+    /// A flag, or the credentials, cannot make a configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The run could not start or had to stop.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The store cannot be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The demo could not run.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// The CSV files cannot be written.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The export folder cannot be used.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The sandbox cannot listen on its port.
+    #[error("cannot listen on port {port}: {source}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The man page cannot be written.
+    #[error("cannot write the man page: {0}")]
+    Man(std::io::Error),
+    /// The async runtime cannot start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The command line `args` (the program's name first), with a `--config` file's options added.
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, Error> {
+    let args = crate::config_file::expand(args).map_err(Error::ConfigFile)?;
+    <Cli as clap::Parser>::try_parse_from(args).map_err(Error::Usage)
+}
+
+/// Runs one command. Data goes to `out`, progress for people to `err` (and the log); the
+/// command's end is for [`finish`] to say.
 pub async fn run(
     cli: Cli,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     stop: Stop,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
-) -> i32 {
+) -> Result<Done, Error> {
     let (quiet, log_format) = (cli.quiet, cli.log_format);
     match cli.command {
         Command::Enrich(args) => {
-            let config = match args.into_config(quiet, log_format, env) {
-                Ok(config) => config,
-                Err(e) => return fatal(err, &e.to_string()),
-            };
-            let result = job::enrich(config, stop).await;
-            match &result {
-                Ok(report) => {
-                    let summary = match log_format {
-                        LogFormat::Plain => report.summary_text(),
-                        LogFormat::Json => {
-                            serde_json::json!({ "summary": report.summary }).to_string()
-                        }
-                    };
-                    let _ = writeln!(err, "{}", mask(&summary));
-                }
-                Err(e) => {
-                    fatal(err, &e.to_string());
-                }
-            }
-            report::exit_code(&result)
+            let config = args.into_config(quiet, log_format, env)?;
+            Ok(Done::Run(Box::new(job::enrich(config, stop).await?)))
         }
         Command::Sandbox(args) => {
             let port = args.port;
-            let config = match args.into_config() {
-                Ok(config) => config,
-                Err(e) => return fatal(err, &e.to_string()),
-            };
-            match sandbox::start(config, port).await {
-                Ok(server) => {
-                    let _ = writeln!(err, "sandbox GREEN-API listening on {}", server.url());
-                    let _ = writeln!(
-                        err,
-                        "instances (GREEN_API_INSTANCES): {}",
-                        server.credentials()
-                    );
-                    stop.stopped().await;
-                    exit::OK
-                }
-                Err(e) => fatal(err, &format!("cannot listen on port {port}: {e}")),
-            }
+            let server = sandbox::start(args.into_config(), port)
+                .await
+                .map_err(|source| Error::Listen { port, source })?;
+            let _ = writeln!(err, "sandbox GREEN-API listening on {}", server.url());
+            let _ = writeln!(
+                err,
+                "instances (GREEN_API_INSTANCES): {}",
+                server.credentials()
+            );
+            stop.stopped().await;
+            Ok(Done::Ok)
         }
-        Command::Demo(args) => match demo::run(&args.output, out, err).await {
-            Ok(code) => {
-                let _ = writeln!(
-                    err,
-                    "demo finished: a real `greenrich enrich` run with this outcome exits with code {code} (see the README)",
-                );
-                exit::OK
-            }
-            Err(e) => fatal(err, &e.to_string()),
-        },
-        Command::Status(DbArgs { store, max_age }) => match store.location() {
-            Ok(db) => print_or_fail(out, err, inspect::status(&db, max_age.0).await),
-            Err(e) => fatal(err, &e.to_string()),
-        },
-        Command::Failures(DbArgs { store, .. }) => match store.location() {
-            Ok(db) => print_or_fail(out, err, inspect::failures(&db).await),
-            Err(e) => fatal(err, &e.to_string()),
-        },
+        Command::Demo(args) => Ok(Done::Demo(demo::run(&args.output, out, err).await?)),
+        Command::Status(DbArgs { store, max_age }) => {
+            let text = inspect::status(&store.location()?, max_age.0).await?;
+            let _ = write!(out, "{text}");
+            Ok(Done::Ok)
+        }
+        Command::Failures(DbArgs { store, .. }) => {
+            let text = inspect::failures(&store.location()?).await?;
+            let _ = write!(out, "{text}");
+            Ok(Done::Ok)
+        }
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "greenrich", out);
-            exit::OK
+            Ok(Done::Ok)
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(command).render(out) {
-                Ok(()) => exit::OK,
-                Err(e) => fatal(err, &format!("cannot write the man page: {e}")),
-            }
+            clap_mangen::Man::new(command)
+                .render(out)
+                .map_err(Error::Man)?;
+            Ok(Done::Ok)
         }
-        Command::Export(args) => match export_files(&args).await {
-            Ok(written) => {
-                for (file, rows) in written {
-                    let shown = args.output.join(file);
-                    let _ = writeln!(err, "wrote {rows} rows to {}", shown.display());
-                }
-                exit::OK
+        Command::Export(args) => {
+            for (file, rows) in export_files(&args).await? {
+                let shown = args.output.join(file);
+                let _ = writeln!(err, "wrote {rows} rows to {}", shown.display());
             }
-            Err(e) => fatal(err, &e.to_string()),
-        },
+            Ok(Done::Ok)
+        }
+    }
+}
+
+/// The one place a command's end becomes what people see and its exit code: a run's summary
+/// (plain or JSON, as `log_format` says), the demo's closing line, help and usage text, or an
+/// error's message (masked). Returns the exit code.
+pub fn finish(
+    result: Result<Done, Error>,
+    log_format: LogFormat,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> i32 {
+    match result {
+        Ok(Done::Run(report)) => {
+            let summary = match log_format {
+                LogFormat::Plain => report.summary_text(),
+                LogFormat::Json => serde_json::json!({ "summary": report.summary }).to_string(),
+            };
+            let _ = writeln!(err, "{}", mask(&summary));
+            report.summary.exit_code
+        }
+        Ok(Done::Demo(code)) => {
+            let _ = writeln!(
+                err,
+                "demo finished: a real `greenrich enrich` run with this outcome exits with code {code} (see the README)",
+            );
+            exit::OK
+        }
+        Ok(Done::Ok) => exit::OK,
+        Err(Error::Usage(usage)) => {
+            // Help and the version go to stdout and exit 0; a bad command line is an error.
+            let text = usage.render().to_string();
+            if usage.use_stderr() {
+                let _ = write!(err, "{}", mask(&text));
+                return exit::FATAL;
+            }
+            let _ = write!(out, "{text}");
+            exit::OK
+        }
+        Err(error) => {
+            let _ = writeln!(err, "error: {}", mask(&error.to_string()));
+            exit_code(&error)
+        }
+    }
+}
+
+/// The exit code of a command that failed with `error`.
+fn exit_code(error: &Error) -> i32 {
+    match error {
+        Error::Job(e) => report::error_exit_code(e),
+        _ => exit::FATAL,
     }
 }
 
 /// `greenrich export`: the table CSVs, and `enriched.csv` when an input is given.
-async fn export_files(
-    args: &ExportArgs,
-) -> Result<Vec<(String, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, Error> {
     let raw = args.csv_out.csv_raw;
     output::prepare(&Output::Csv {
         dir: args.output.clone(),
@@ -163,24 +241,6 @@ async fn export_files(
             args.messenger,
         )
     });
-    Ok(export::export_csv(&args.store.location()?, &args.output, raw, enriched).await?)
-}
-
-fn print_or_fail(
-    out: &mut (dyn Write + Send),
-    err: &mut (dyn Write + Send),
-    result: Result<String, crate::store::StoreError>,
-) -> i32 {
-    match result {
-        Ok(text) => {
-            let _ = write!(out, "{text}");
-            exit::OK
-        }
-        Err(e) => fatal(err, &e.to_string()),
-    }
-}
-
-fn fatal(err: &mut (dyn Write + Send), message: &str) -> i32 {
-    let _ = writeln!(err, "error: {}", mask(message));
-    exit::FATAL
+    let store = args.store.location()?;
+    Ok(export::export_csv(&store, &args.output, raw, enriched).await?)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::api::Instance;
+use crate::api::{ApiUrl, Instance};
 use crate::chat_id::{DefaultCountry, Messenger};
 use crate::source::server_url::ServerUrl;
 use crate::source::Source;
@@ -211,7 +211,7 @@ pub struct OutputConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The API host, such as `https://7105.api.greenapi.com`.
-    pub url: String,
+    pub url: ApiUrl,
     /// The pool.
     pub instances: Vec<Instance>,
     /// Per-request timeout.
@@ -222,9 +222,9 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     /// The API at `url` with these instances and default settings.
-    pub fn new(url: impl Into<String>, instances: Vec<Instance>) -> ApiConfig {
+    pub fn new(url: ApiUrl, instances: Vec<Instance>) -> ApiConfig {
         ApiConfig {
-            url: url.into(),
+            url,
             instances,
             timeout: defaults::TIMEOUT,
             preflight: true,

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::api::ApiUrl;
 use crate::api::Instance;
 use crate::chat_id::Messenger;
 use crate::config::{ApiConfig, Config, InputConfig, Output, Rate};
@@ -26,13 +27,17 @@ const DEMO_RPS: f64 = 10.0;
 
 /// The demo could not run.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DemoError {
+pub enum DemoError {
+    /// The sandbox cannot start.
     #[error("cannot start the sandbox: {0}")]
     Sandbox(std::io::Error),
+    /// The sample input cannot be written.
     #[error("cannot write {0}: {1}")]
     Sample(PathBuf, std::io::Error),
+    /// The run could not start or had to stop.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The demo's store cannot be read back.
     #[error("cannot read the demo's store: {0}")]
     Read(#[from] StoreError),
 }
@@ -66,7 +71,9 @@ pub(crate) async fn run(
         "demo: enriching samples/customers.csv into {}",
         output.display()
     );
-    let config = demo_config(input.clone(), output.to_path_buf(), &server);
+    let url =
+        ApiUrl::parse(&server.url()).map_err(|e| DemoError::Sandbox(std::io::Error::other(e)))?;
+    let config = demo_config(input.clone(), output.to_path_buf(), url, &server);
     let result = crate::job::enrich(config, Stop::default()).await;
     let _ = std::fs::remove_file(&input);
     let code = report::exit_code(&result);
@@ -77,7 +84,7 @@ pub(crate) async fn run(
 }
 
 /// The defaults, with the demo's sandbox, sample and faster pace.
-fn demo_config(input: PathBuf, output: PathBuf, server: &sandbox::Sandbox) -> Config {
+fn demo_config(input: PathBuf, output: PathBuf, url: ApiUrl, server: &sandbox::Sandbox) -> Config {
     let instances = server
         .config_instances()
         .iter()
@@ -92,7 +99,7 @@ fn demo_config(input: PathBuf, output: PathBuf, server: &sandbox::Sandbox) -> Co
     let mut input = InputConfig::new(source, Messenger::Whatsapp);
     input.default_country = "RU".parse().ok();
     input.source_name = Some("customers.csv".into());
-    let mut api = ApiConfig::new(server.url(), instances);
+    let mut api = ApiConfig::new(url, instances);
     api.timeout = Duration::from_secs(10);
     let mut config = Config::new(input, Output::Sqlite(output), api);
     config.fetch.rate = Rate::PerSecond(DEMO_RPS);

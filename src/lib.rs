@@ -18,6 +18,7 @@ pub mod sandbox;
 pub mod store;
 
 mod api;
+mod credentials;
 mod demo;
 mod error;
 mod export;
@@ -29,7 +30,7 @@ mod progress;
 mod source;
 mod stats;
 
-pub use api::{ClientError, Instance, InvalidInstance};
+pub use api::{ApiUrl, ClientError, Instance, InvalidInstance};
 pub use error::JobError;
 pub use job::enrich;
 pub use pipeline::output::OutputError;

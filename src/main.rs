@@ -9,29 +9,26 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use greenrich::cli::Cli;
+use greenrich::config::LogFormat;
 use greenrich::redact::{self, MaskingWriter};
 use greenrich::report::exit;
 use greenrich::{app, Stop, StopReason};
 
 fn main() -> ExitCode {
     redact::install_panic_hook();
-    let args = match greenrich::config_file::expand(std::env::args_os().collect()) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("error: {}", redact::mask(&e));
-            return ExitCode::from(exit::FATAL as u8);
-        }
-    };
-    let cli = match Cli::try_parse_from(args) {
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let cli = match app::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::FATAL as u8 } else { 0 });
+            return exit(app::finish(
+                Err(e),
+                LogFormat::Plain,
+                &mut stdout,
+                &mut stderr,
+            ))
         }
     };
+    let log_format = cli.log_format;
     let filter = std::env::var("RUST_LOG").ok();
     let subscriber = app::log_subscriber(
         &cli,
@@ -45,27 +42,25 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FATAL as u8);
+            let result = Err(app::Error::Runtime(e));
+            return exit(app::finish(result, log_format, &mut stdout, &mut stderr));
         }
     };
-    let code = runtime.block_on(async {
+    let result = runtime.block_on(async {
         let stop = Stop::default();
         watch_signals(stop.clone());
         ignore_file_size_signal();
         let env = |key: &str| std::env::var(key).ok();
-        app::run(
-            cli,
-            &env,
-            stop,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )
-        .await
+        app::run(cli, &env, stop, &mut stdout, &mut stderr).await
     });
     // Requests that still hang are not waited for.
     runtime.shutdown_background();
-    ExitCode::from(code as u8)
+    exit(app::finish(result, log_format, &mut stdout, &mut stderr))
+}
+
+/// The process's exit code.
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// The first SIGINT/SIGTERM stops issuing calls and lets the run commit and report; a second

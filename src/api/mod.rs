@@ -8,6 +8,7 @@ pub(crate) mod state;
 use std::time::Duration;
 
 use crate::chat_id::Messenger;
+use crate::domain::InvalidValue;
 use crate::reason::Reason;
 use crate::redact::{mask, Secret};
 pub(crate) use classify::{Answer, Problem, Verdict};
@@ -54,17 +55,39 @@ impl Instance {
     }
 }
 
+/// Where the API is (`GREEN_API_URL`): an `http://` or `https://` URL, without a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl(reqwest::Url);
+
+impl ApiUrl {
+    /// `text` as the API's URL.
+    pub fn parse(text: &str) -> Result<ApiUrl, InvalidValue> {
+        let text = text.trim().trim_end_matches('/');
+        if !(text.starts_with("http://") || text.starts_with("https://")) {
+            return Err(InvalidValue(format!(
+                "GREEN_API_URL must start with http:// or https:// (got '{text}')"
+            )));
+        }
+        reqwest::Url::parse(text).map(ApiUrl).map_err(|e| {
+            InvalidValue(format!("GREEN_API_URL '{text}' is not a valid URL ({e}); set it to the apiUrl shown in your console"))
+        })
+    }
+
+    /// The URL without a trailing `/`, to which method paths are added.
+    fn base(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+}
+
+impl std::fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.base())
+    }
+}
+
 /// The HTTP client cannot be built: a fatal error of the run.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `GREEN_API_URL` is not a URL.
-    #[error("GREEN_API_URL '{url}' is not a valid URL ({message}); set it to the apiUrl shown in your console")]
-    Url {
-        /// The URL as given.
-        url: String,
-        /// Why it does not parse.
-        message: String,
-    },
     /// reqwest refused its settings.
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
@@ -80,16 +103,11 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(
-        base_url: &str,
+        url: &ApiUrl,
         messenger: Messenger,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let base_url = base_url.trim_end_matches('/');
-        let parsed = reqwest::Url::parse(base_url).map_err(|e| ClientError::Url {
-            url: base_url.to_string(),
-            message: e.to_string(),
-        })?;
-        if let Some(warning) = cleartext_warning(&parsed) {
+        if let Some(warning) = cleartext_warning(&url.0) {
             tracing::warn!("{warning}");
         }
         // The token is in every URL's path: a redirect would carry it to another host, and a
@@ -107,7 +125,7 @@ impl Client {
             .map_err(|e| ClientError::Build(describe(&e)))?;
         Ok(Client {
             http,
-            base_url: base_url.to_string(),
+            base_url: url.base().to_string(),
             messenger,
         })
     }
@@ -263,6 +281,10 @@ fn describe(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn url(text: &str) -> ApiUrl {
+        ApiUrl::parse(text).unwrap()
+    }
+
     #[test]
     fn instances_parse_and_hide_their_token() {
         let i = Instance::parse(" 1101000001 : secret-token-abcdef ").unwrap();
@@ -288,24 +310,31 @@ mod tests {
     }
 
     #[test]
-    fn a_base_url_that_is_not_a_url_is_a_client_error() {
-        let built = Client::new(
-            "http://exa mple",
-            Messenger::Whatsapp,
-            Duration::from_secs(1),
+    fn an_api_url_is_http_or_https_and_a_url() {
+        let not_a_url = ApiUrl::parse("http://exa mple").unwrap_err();
+        assert!(not_a_url.0.contains("is not a valid URL"), "{not_a_url}");
+        let ftp = ApiUrl::parse("ftp://h").unwrap_err();
+        assert!(ftp.0.contains("must start with http://"), "{ftp}");
+        assert_eq!(
+            ApiUrl::parse(" https://h/ ").unwrap().to_string(),
+            "https://h"
         );
-        assert!(matches!(built, Err(ClientError::Url { .. })));
     }
 
     #[test]
     fn urls_follow_the_flavour() {
         let i = Instance::parse("7:tok-123456").unwrap();
-        let wa = Client::new("http://h/", Messenger::Whatsapp, Duration::from_secs(1)).unwrap();
+        let wa = Client::new(
+            &url("http://h/"),
+            Messenger::Whatsapp,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert_eq!(
             wa.url(&i, "getContactInfo"),
             "http://h/waInstance7/getContactInfo/tok-123456"
         );
-        let max = Client::new("http://h", Messenger::Max, Duration::from_secs(1)).unwrap();
+        let max = Client::new(&url("http://h"), Messenger::Max, Duration::from_secs(1)).unwrap();
         assert_eq!(
             max.url(&i, "getContactInfo"),
             "http://h/v3/waInstance7/getContactInfo/tok-123456"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::Rate;
+use crate::config::{InvalidValue, Rate};
 pub use faults::Fault;
 use rules::State;
 
@@ -41,6 +41,48 @@ impl SandboxInstance {
             token: token.into(),
             state: "authorized".into(),
         }
+    }
+}
+
+impl std::str::FromStr for SandboxInstance {
+    type Err = InvalidValue;
+
+    /// `id:token[:state]` (the state is `authorized` when left out).
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut parts = spec.trim().splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(token), state) if !id.is_empty() && !token.is_empty() => {
+                Ok(SandboxInstance {
+                    id: id.into(),
+                    token: token.into(),
+                    state: state.unwrap_or("authorized").into(),
+                })
+            }
+            _ => Err(InvalidValue(format!("'{spec}' is not id:token[:state]"))),
+        }
+    }
+}
+
+/// A range of latencies in milliseconds, written `100-200`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyRange {
+    /// The shortest.
+    pub min: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+impl std::str::FromStr for LatencyRange {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .map(|(min, max)| LatencyRange {
+                min: Duration::from_millis(min),
+                max: Duration::from_millis(max),
+            })
+            .ok_or_else(|| InvalidValue(format!("'{text}' must look like 100-200")))
     }
 }
 

@@ -61,6 +61,11 @@ impl ServerUrl {
             "mysql" | "mariadb" => Engine::Mysql,
             _ => return Ok(None),
         };
+        // Registered first: whatever repeats `text` (clap does when the value is refused) masks
+        // the password too, even when the URL does not parse.
+        if let Some(raw) = url_password(text) {
+            crate::redact::register(raw);
+        }
         let mut url = reqwest::Url::parse(text).map_err(|e| {
             BadServerUrl(format!(
                 "the {} URL {} is not valid: {e}",
@@ -91,9 +96,6 @@ impl ServerUrl {
                     }
                 })
                 .collect();
-            if let Some(raw) = url_password(text) {
-                crate::redact::register(raw);
-            }
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
         let shown = shown.to_string();

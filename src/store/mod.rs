@@ -164,8 +164,8 @@ impl Store {
     /// Hands a run's plan out: on a SQLite store the run reads it a page at a time; on a
     /// PostgreSQL store it is published to the store's queue, which every worker claims from.
     pub(crate) async fn hand_out(&self, plan: DuePlan) -> Result<Work<'_>, StoreError> {
-        Ok(match (&self.engine, plan.conn) {
-            (Engine::Postgres(shared), Conn::Postgres(conn)) => {
+        Ok(match (self.shared(), plan.conn) {
+            (Some(shared), Conn::Postgres(conn)) => {
                 let queue = WorkQueue::publish(conn, plan.snapshot.as_deref()).await?;
                 Work::Shared(shared, queue)
             }

@@ -9,9 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
-use greenrich::cli::Cli;
-use greenrich::config::Rate;
+use greenrich::config::{LogFormat, Rate};
 use greenrich::redact::MaskingWriter;
 use greenrich::sandbox::{self, Sandbox};
 use greenrich::{app, Stop};
@@ -157,12 +155,15 @@ impl TestEnv {
         std::thread::spawn(move || {
             let captured = Captured::default();
             let mut out = Vec::new();
-            let code = match parse(&argv) {
-                Err((message, code)) => {
-                    write!(captured.clone(), "{message}").unwrap();
-                    code
-                }
+            let code = match app::parse(argv.iter().map(Into::into).collect()) {
+                Err(e) => app::finish(
+                    Err(e),
+                    LogFormat::Plain,
+                    &mut out,
+                    &mut MaskingWriter(captured.clone()),
+                ),
                 Ok(cli) => {
+                    let log_format = cli.log_format;
                     let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                     let writer = captured.clone();
                     let subscriber = app::log_subscriber(
@@ -176,9 +177,10 @@ impl TestEnv {
                         .build()
                         .unwrap();
                     let mut err = MaskingWriter(captured.clone());
-                    tracing::subscriber::with_default(subscriber, || {
+                    let result = tracing::subscriber::with_default(subscriber, || {
                         runtime.block_on(app::run(cli, &lookup, run_stop, &mut out, &mut err))
-                    })
+                    });
+                    app::finish(result, log_format, &mut out, &mut err)
                 }
             };
             let _ = tx.send(Run {
@@ -400,12 +402,4 @@ pub async fn finish(child: tokio::process::Child) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// The command line as the binary reads it: a config file expanded, then clap; an error is its
-/// message and exit code (0 for `--help`).
-fn parse(argv: &[String]) -> Result<Cli, (String, i32)> {
-    let argv = greenrich::config_file::expand(argv.iter().map(Into::into).collect())
-        .map_err(|e| (format!("error: {e}\n"), 1))?;
-    Cli::try_parse_from(&argv).map_err(|e| (e.render().to_string(), i32::from(e.use_stderr())))
 }

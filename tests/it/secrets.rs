@@ -174,3 +174,26 @@ async fn a_redirect_is_never_followed_and_the_token_never_leaves_for_another_hos
         "no key is failed for a wrong URL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_password_in_a_refused_flag_value_is_never_shown() {
+    // clap repeats a refused value in its message ("invalid value '…' for '--output'"): the
+    // password in it must be masked there too, whether the URL parses or not.
+    let env = process_env_with(fast()).await;
+    env.write("in.csv", phones_csv(2).as_bytes());
+    for (output, password) in [
+        ("mysql://crm:secret-pass-123@db/crm", "secret-pass-123"),
+        ("postgres://crm:secret-pass-456@d b/crm", "secret-pass-456"),
+        (
+            "mysql://crm@db/crm?password=secret-pass-789",
+            "secret-pass-789",
+        ),
+    ] {
+        let run = env
+            .run(&["enrich", "--input", "in.csv", "--output", output])
+            .await;
+        assert_eq!(run.code, 1, "{output}: {}", run.stderr);
+        assert!(run.stderr.contains("--output"), "{}", run.stderr);
+        assert!(!run.stderr.contains(password), "{}", run.stderr);
+    }
+}

@@ -1,21 +1,22 @@
-//! Command-line flags (clap), turned once into validated configurations. Defaults come from
-//! [`crate::config::defaults`].
+//! Command-line flags (clap types, each parsed by its `value_parser`), turned once into
+//! validated configurations ([`enrich`] for the main job). Defaults come from
+//! [`crate::config::defaults`]; credentials from [`crate::credentials`].
+
+mod enrich;
+mod location;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::Instance;
 use crate::chat_id::{DefaultCountry, Messenger};
-use crate::config::{
-    defaults, ApiConfig, Config, Deadline, FetchConfig, HumanDuration, InputConfig, InvalidValue,
-    Limits, LogFormat, Output, OutputConfig, PlanPolicy, Rate, UiConfig,
-};
-use crate::sandbox::{self, Fault, SandboxInstance};
-use crate::source::server_url::{Engine, ServerUrl};
+use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat, Rate};
+use crate::credentials::CredentialsError;
+use crate::sandbox::{self, Fault, LatencyRange, SandboxInstance};
 use crate::source::{workbook, CsvOptions, Source};
 use crate::store::StoreLocation;
+pub use location::{InputLocation, Location};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -115,8 +116,8 @@ pub struct EnrichArgs {
     /// A CSV file, a workbook (.xlsx, .xlsm, .xls, .ods), `sqlite:PATH` for a table in a SQLite
     /// database, or a database URL (`postgres://user@host/db`, `mysql://user@host/db`) for a
     /// table in PostgreSQL or MySQL/MariaDB (a password in the URL is masked in every message).
-    #[arg(long)]
-    pub input: String,
+    #[arg(long, value_parser = location::parse_input)]
+    pub input: InputLocation,
     /// The table to read when the input is `sqlite:PATH` or a database URL (`[schema.]table`).
     #[arg(long)]
     pub table: Option<String>,
@@ -142,8 +143,8 @@ pub struct EnrichArgs {
     pub default_country: Option<DefaultCountry>,
     /// The SQLite file to write (created when missing), the directory for `--format csv`, or a
     /// PostgreSQL URL (`postgres://user@host/db`) for a store in the schema `--schema`.
-    #[arg(long)]
-    pub output: String,
+    #[arg(long, value_parser = location::parse_location)]
+    pub output: Location,
     /// The schema of a PostgreSQL store (created when missing; default greenrich).
     #[arg(long)]
     pub schema: Option<String>,
@@ -234,8 +235,8 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Instances as id:token[:state], comma-separated (default: --instance-count sandbox instances).
-    #[arg(long)]
-    pub instances: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub instances: Vec<SandboxInstance>,
     /// How many authorized instances to simulate when --instances is not given: ids 1101000001..
     /// with tokens sandbox-token-<id>.
     #[arg(long, default_value_t = 4)]
@@ -245,7 +246,7 @@ pub struct SandboxArgs {
     pub rps: Rate,
     /// Latency range in milliseconds, such as 100-200.
     #[arg(long, default_value = "0-0")]
-    pub latency_ms: String,
+    pub latency_ms: LatencyRange,
     /// Latency jitter as a fraction (0.1 is ±10%).
     #[arg(long, default_value_t = 0.0)]
     pub jitter: f64,
@@ -278,8 +279,8 @@ pub struct DemoArgs {
 #[derive(Args, Debug)]
 pub struct StoreFlags {
     /// The store: a SQLite file, or a PostgreSQL URL.
-    #[arg(long)]
-    pub db: String,
+    #[arg(long, value_parser = location::parse_location)]
+    pub db: Location,
     /// The schema of a PostgreSQL store (default greenrich).
     #[arg(long)]
     pub schema: Option<String>,
@@ -292,21 +293,17 @@ impl StoreFlags {
     }
 }
 
-/// `text` as a store: a PostgreSQL URL (in `schema`, default greenrich), else a SQLite file.
-fn store_location(text: &str, schema: Option<&str>) -> Result<StoreLocation, ConfigError> {
-    match ServerUrl::parse(text).map_err(|e| flag_error(e.to_string()))? {
-        Some(url) if url.engine == Engine::Postgres => Ok(StoreLocation::Postgres {
-            url,
+/// `location` as a store: in PostgreSQL (in `schema`, default greenrich), or a SQLite file.
+fn store_location(location: &Location, schema: Option<&str>) -> Result<StoreLocation, ConfigError> {
+    match location {
+        Location::Postgres(url) => Ok(StoreLocation::Postgres {
+            url: url.clone(),
             schema: schema.unwrap_or(defaults::SCHEMA).to_string(),
         }),
-        Some(url) => Err(flag_error(format!(
-            "a store cannot be kept in {} ({url}): use a SQLite file or PostgreSQL",
-            url.engine.name()
-        ))),
-        None if schema.is_some() => Err(flag_error(
+        Location::Path(_) if schema.is_some() => Err(flag_error(
             "--schema applies to a store in PostgreSQL, not to a SQLite file",
         )),
-        None => Ok(StoreLocation::Sqlite(PathBuf::from(text))),
+        Location::Path(path) => Ok(StoreLocation::Sqlite(path.clone())),
     }
 }
 
@@ -416,35 +413,8 @@ pub enum ConfigError {
     #[error("{0}")]
     Flag(String),
     /// The credentials in the environment are missing or malformed.
-    #[error("{0}")]
-    Credentials(String),
-}
-
-/// Credentials from the environment: `GREEN_API_INSTANCES=id:token,...` or
-/// `GREEN_API_ID_INSTANCE` + `GREEN_API_TOKEN_INSTANCE`.
-pub fn instances_from_env(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Instance>, ConfigError> {
-    if let Some(pool) = get("GREEN_API_INSTANCES").filter(|v| !v.trim().is_empty()) {
-        let instances = pool
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(Instance::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::Credentials(format!("GREEN_API_INSTANCES: {e}")))?;
-        if instances.is_empty() {
-            return Err(ConfigError::Credentials(
-                "GREEN_API_INSTANCES lists no instance".into(),
-            ));
-        }
-        return Ok(instances);
-    }
-    match (get("GREEN_API_ID_INSTANCE"), get("GREEN_API_TOKEN_INSTANCE")) {
-        (Some(id), Some(token)) => Instance::parse(&format!("{id}:{token}"))
-            .map(|i| vec![i])
-            .map_err(|e| ConfigError::Credentials(e.to_string())),
-        _ => Err(ConfigError::Credentials("no credentials: set GREEN_API_ID_INSTANCE and GREEN_API_TOKEN_INSTANCE, or GREEN_API_INSTANCES=id:token,id:token (see the README)".into())),
-    }
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 /// Parses `--delimiter`: one ASCII character, or `tab`.
@@ -467,199 +437,22 @@ fn parse_encoding(text: &str) -> Result<&'static encoding_rs::Encoding, InvalidV
     })
 }
 
-/// The shortest `--lock-timeout`.
-const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// The shortest and longest `--claim-lease`.
-const MIN_CLAIM_LEASE: Duration = Duration::from_secs(1);
-const MAX_CLAIM_LEASE: Duration = Duration::from_secs(86_400);
-
 fn flag_error(message: impl Into<String>) -> ConfigError {
     ConfigError::Flag(message.into())
 }
 
-impl EnrichArgs {
-    /// Validates the flags into a configuration; credentials come from `env`. A `--deadline` is
-    /// fixed here, at the start of the run.
-    pub fn into_config(
-        self,
-        quiet: bool,
-        log_format: LogFormat,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let file = &self.file;
-        let table_flags = |kind: &str| {
-            if file.sheet.is_some() || file.delimiter.is_some() || file.encoding.is_some() {
-                return Err(flag_error(format!(
-                    "--sheet, --delimiter and --encoding apply to files, not to {kind}"
-                )));
-            }
-            self.table
-                .clone()
-                .ok_or_else(|| flag_error(format!("--table is needed when the input is {kind}")))
-        };
-        let server = ServerUrl::parse(&self.input).map_err(|e| flag_error(e.to_string()))?;
-        let source = if let Some(url) = server {
-            Source::Server {
-                table: table_flags("a database URL")?,
-                url,
-                column: self.column,
-                id_column: self.id_column,
-            }
-        } else if let Some(path) = self.input.strip_prefix("sqlite:") {
-            Source::Sqlite {
-                path: PathBuf::from(path),
-                table: table_flags("sqlite:PATH")?,
-                column: self.column,
-                id_column: self.id_column,
-            }
-        } else {
-            if self.table.is_some() {
-                return Err(flag_error(
-                    "--table only applies to a sqlite:PATH or database URL input",
-                ));
-            }
-            file.source(Path::new(&self.input), self.column, self.id_column)?
-        };
-        let target = match self.format {
-            Format::Sqlite => match store_location(&self.output, self.schema.as_deref())? {
-                StoreLocation::Sqlite(path) => Output::Sqlite(path),
-                StoreLocation::Postgres { url, schema } => Output::Postgres { url, schema },
-            },
-            Format::Csv if self.schema.is_some() || ServerUrl::parse(&self.output).ok().flatten().is_some() => {
-                return Err(flag_error(
-                    "--format csv writes files: --output must be a directory (and --schema does not apply)",
-                ))
-            }
-            Format::Csv => Output::Csv {
-                dir: PathBuf::from(&self.output),
-                raw: self.csv_out.csv_raw,
-            },
-        };
-        if !(0.0..=1.0).contains(&self.pacing_margin) {
-            return Err(flag_error("--pacing-margin must be between 0 and 1"));
-        }
-        if self.max_attempts == 0 {
-            return Err(flag_error("--max-attempts must be at least 1"));
-        }
-        for (flag, value) in [
-            ("--timeout", self.timeout),
-            ("--status-interval", self.status_interval),
-        ] {
-            if value.0.is_zero() {
-                return Err(flag_error(format!("{flag} must be more than 0")));
-            }
-        }
-        if self.lock_timeout.0 < MIN_LOCK_TIMEOUT {
-            return Err(flag_error(format!(
-                "--lock-timeout must be at least {}: greenrich's own connections to the store wait for each other too",
-                HumanDuration(MIN_LOCK_TIMEOUT)
-            )));
-        }
-        if !(MIN_CLAIM_LEASE..=MAX_CLAIM_LEASE).contains(&self.claim_lease.0) {
-            return Err(flag_error(format!(
-                "--claim-lease must be between {} and {}: a worker's heartbeat renews it every third of it, and a dead worker's keys wait that long",
-                HumanDuration(MIN_CLAIM_LEASE),
-                HumanDuration(MAX_CLAIM_LEASE)
-            )));
-        }
-        let instances = match instances_from_env(&env) {
-            Ok(instances) => instances,
-            // A dry run makes no call: it needs no credentials.
-            Err(_) if self.dry_run => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let url = env("GREEN_API_URL")
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| defaults::API_URL.to_string());
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(flag_error(format!(
-                "GREEN_API_URL must start with http:// or https:// (got '{url}')"
-            )));
-        }
-        Ok(Config {
-            input: InputConfig {
-                source,
-                messenger: self.messenger,
-                default_country: self.default_country,
-                source_name: self.file.source_name,
-                allow_mostly_invalid: self.allow_mostly_invalid,
-            },
-            output: OutputConfig {
-                target,
-                lock_timeout: self.lock_timeout.0,
-                no_wait: self.no_wait,
-                claim_lease: self.claim_lease.0,
-                metrics_file: self.metrics_file,
-                summary_json: self.summary_json,
-                prefix: self.csv_out.prefix,
-            },
-            api: ApiConfig {
-                url,
-                instances,
-                timeout: self.timeout.0,
-                preflight: !self.no_preflight,
-            },
-            plan: PlanPolicy {
-                max_age: self.max_age.map(|d| d.0),
-                retry_failed_after: self.retry_failed_after.0,
-                retry_transient_after: self.retry_transient_after.0,
-                only_failed: self.only_failed,
-            },
-            fetch: FetchConfig {
-                rate: self.rps_per_instance,
-                pacing_margin: self.pacing_margin,
-                max_attempts: self.max_attempts,
-                backoff_base: self.backoff_base.0,
-                starting_wait: self.starting_wait.0,
-                ..FetchConfig::default()
-            },
-            limits: Limits {
-                max_calls: self.max_calls,
-                deadline: self.deadline.map(Deadline::resolve),
-            },
-            ui: UiConfig {
-                quiet,
-                status_interval: self.status_interval.0,
-                log_format,
-            },
-            dry_run: self.dry_run,
-        })
-    }
-}
-
 impl SandboxArgs {
-    /// Validates the flags into a sandbox configuration.
-    pub fn into_config(self) -> Result<sandbox::Config, ConfigError> {
-        let (min, max) = self
-            .latency_ms
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
-            .ok_or_else(|| flag_error("--latency-ms must look like 100-200"))?;
-        let instances = match self.instances {
-            None => sandbox::default_instances(self.instance_count),
-            Some(list) => list
-                .split(',')
-                .map(|spec| {
-                    let mut parts = spec.trim().splitn(3, ':');
-                    match (parts.next(), parts.next(), parts.next()) {
-                        (Some(id), Some(token), state) if !id.is_empty() && !token.is_empty() => {
-                            Ok(SandboxInstance {
-                                id: id.into(),
-                                token: token.into(),
-                                state: state.unwrap_or("authorized").into(),
-                            })
-                        }
-                        _ => Err(flag_error(format!("'{spec}' is not id:token[:state]"))),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
+    /// The sandbox's configuration.
+    pub fn into_config(self) -> sandbox::Config {
+        let instances = match self.instances.is_empty() {
+            true => sandbox::default_instances(self.instance_count),
+            false => self.instances,
         };
-        Ok(sandbox::Config {
+        sandbox::Config {
             instances,
             rate: self.rps,
-            latency_min: Duration::from_millis(min),
-            latency_max: Duration::from_millis(max),
+            latency_min: self.latency_ms.min,
+            latency_max: self.latency_ms.max,
             jitter: self.jitter,
             arrival_jitter: Duration::from_millis(self.arrival_jitter_ms),
             fault: self.fault,
@@ -667,43 +460,14 @@ impl SandboxArgs {
             fault_attempts: self.fault_attempts,
             quota: self.quota,
             ..sandbox::Config::default()
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_come_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let pool = instances_from_env(env(&[(
-            "GREEN_API_INSTANCES",
-            "1:token-aaaaaa, 2:token-bbbbbb",
-        )]))
-        .unwrap();
-        assert_eq!(pool.len(), 2);
-        assert_eq!(pool[1].id, "2");
-        let one = instances_from_env(env(&[
-            ("GREEN_API_ID_INSTANCE", "7"),
-            ("GREEN_API_TOKEN_INSTANCE", "token-cccccc"),
-        ]))
-        .unwrap();
-        assert_eq!(one[0].id, "7");
-        assert!(instances_from_env(env(&[]))
-            .unwrap_err()
-            .to_string()
-            .contains("GREEN_API_ID_INSTANCE"));
-        assert!(instances_from_env(env(&[("GREEN_API_INSTANCES", "bad")])).is_err());
-    }
+    use crate::config::{Config, FetchConfig, Output, PlanPolicy, UiConfig};
 
     #[test]
     fn flag_defaults_are_the_config_defaults() {
@@ -733,7 +497,7 @@ mod tests {
             config.ui.status_interval,
             UiConfig::default().status_interval
         );
-        assert_eq!(config.api.url, defaults::API_URL);
+        assert_eq!(config.api.url.to_string(), defaults::API_URL);
         assert!(config.limits.deadline.is_none());
     }
 
@@ -741,7 +505,8 @@ mod tests {
     fn enrich_config(extra: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["greenrich", "enrich", "--input", "a.csv"];
         argv.extend_from_slice(extra);
-        let Command::Enrich(args) = Cli::try_parse_from(argv).unwrap().command else {
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let Command::Enrich(args) = cli.command else {
             panic!("not enrich")
         };
         let env = |k: &str| (k == "GREEN_API_INSTANCES").then(|| "1:token-aaaaaa".to_string());
