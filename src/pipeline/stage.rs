@@ -18,6 +18,7 @@ use crate::store::links::{InputLink, LinkOwner};
 use crate::store::plan::StagedKeys;
 use crate::store::staging::{InputKey, Stager};
 use crate::store::writer::{FailedKey, RetryDelays};
+use crate::store::StoreError;
 
 /// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
 const MAX_KEY_CHARS: usize = 200;
@@ -46,6 +47,18 @@ pub(crate) struct Recording<'a> {
     pub(crate) links: LinkOwner<'a>,
     /// The rows' ids come from the data, and may repeat or be empty.
     pub(crate) ids_from_data: bool,
+}
+
+impl Recording<'_> {
+    /// Records `batch`'s invalid values and links.
+    async fn record(&self, stager: &mut Stager, batch: &NormalisedBatch) -> Result<(), StoreError> {
+        if !batch.invalid.is_empty() {
+            stager
+                .record_invalid(&batch.invalid, self.messenger, Utc::now(), self.delays)
+                .await?;
+        }
+        stager.record_links(self.links, &batch.links).await
+    }
 }
 
 /// Keeps each row's id unique within one read, so that every input row has a link of its own: a
@@ -101,6 +114,31 @@ fn hash_of(text: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
 }
 
+/// What has been read so far.
+#[derive(Default)]
+struct Read {
+    counts: RunCounts,
+    /// Valid values, duplicates included.
+    valid: u64,
+    row_ids: RowIds,
+}
+
+impl Read {
+    /// Counts `batch` and gives its rows their places in the input; with `ids_from_data`, keeps
+    /// their ids unique.
+    fn number(&mut self, batch: &mut NormalisedBatch, ids_from_data: bool) {
+        for (i, link) in batch.links.iter_mut().enumerate() {
+            link.position = self.counts.input_rows + i as u64 + 1;
+            if ids_from_data {
+                self.row_ids.unique(&mut link.row_ref, link.position);
+            }
+        }
+        self.counts.input_rows += batch.rows;
+        self.counts.invalid += batch.invalid.len() as u64;
+        self.valid += batch.valid.len() as u64;
+    }
+}
+
 /// What the wrong-column guard says when it stops a run.
 pub(crate) struct ColumnGuard {
     /// The column read.
@@ -134,10 +172,8 @@ pub(crate) async fn stage_input(
             }
         }
     });
-    let mut counts = RunCounts::default();
-    let mut valid = 0;
+    let mut read = Read::default();
     let mut guard = guard;
-    let mut row_ids = RowIds::default();
     while let Some(mut batch) = batches_rx.recv().await {
         if let Some(guard) = guard.take() {
             check_column(&guard, &batch)?;
@@ -145,31 +181,20 @@ pub(crate) async fn stage_input(
         for warning in &batch.warnings {
             tracing::warn!("{warning}");
         }
-        let ids_from_data = recording.as_ref().is_some_and(|r| r.ids_from_data);
-        for (i, link) in batch.links.iter_mut().enumerate() {
-            link.position = counts.input_rows + i as u64 + 1;
-            if ids_from_data {
-                row_ids.unique(&mut link.row_ref, link.position);
-            }
-        }
-        counts.input_rows += batch.rows;
-        counts.invalid += batch.invalid.len() as u64;
-        valid += batch.valid.len() as u64;
+        read.number(
+            &mut batch,
+            recording.as_ref().is_some_and(|r| r.ids_from_data),
+        );
         stager.stage(&batch.valid).await?;
         if let Some(recording) = &recording {
-            if !batch.invalid.is_empty() {
-                stager
-                    .record_invalid(
-                        &batch.invalid,
-                        recording.messenger,
-                        Utc::now(),
-                        recording.delays,
-                    )
-                    .await?;
-            }
-            stager.record_links(recording.links, &batch.links).await?;
+            recording.record(&mut stager, &batch).await?;
         }
     }
+    let Read {
+        mut counts,
+        valid,
+        row_ids,
+    } = read;
     task::join("the input normaliser", normaliser).await?;
     task::join("the input reader", reader).await??;
     if counts.input_rows == 0 {
@@ -229,28 +254,12 @@ pub(crate) fn normalise_batch(
     messenger: Messenger,
     country: Option<DefaultCountry>,
 ) -> NormalisedBatch {
-    let invalid = |key: String, input_value: String, reason, message| FailedKey {
-        key,
-        input_value: Some(input_value),
-        reason,
-        message,
-        http_status: None,
-        attempts: 0,
-        permanent: true,
-    };
     let mut batch = NormalisedBatch {
         rows: records.len() as u64,
         valid: Vec::with_capacity(records.len()),
         invalid: Vec::new(),
         links: Vec::with_capacity(records.len()),
         warnings: Vec::new(),
-    };
-    let link = |row_ref, input_value, chat_id, error| InputLink {
-        position: 0,
-        row_ref,
-        input_value,
-        chat_id,
-        error,
     };
     for record in records {
         match record {
@@ -259,53 +268,88 @@ pub(crate) fn normalise_batch(
                 row_ref,
                 value,
             } => match chat_id::normalise(&value, messenger, country) {
-                Ok(id) => {
-                    batch
-                        .links
-                        .push(link(row_ref, Some(cut(&value)), Some(id.id.clone()), None));
-                    batch.valid.push(InputKey {
-                        chat_id: id.id,
-                        phone: id.phone,
-                        line,
-                    });
-                }
-                Err(e) => {
-                    let trimmed = value.trim();
-                    let key = if trimmed.is_empty() {
-                        format!("(empty value, line {line})")
-                    } else {
-                        cut(trimmed)
-                    };
-                    let value = cut(&value);
-                    batch.links.push(link(
-                        row_ref,
-                        Some(value.clone()),
-                        None,
-                        Some(e.message.clone()),
-                    ));
-                    let failure = invalid(key, value, Reason::InvalidId, e.message);
-                    batch.invalid.push(failure);
-                }
+                Ok(id) => batch.add_valid(line, row_ref, &value, id),
+                Err(e) => batch.add_invalid(line, row_ref, &value, e.message),
             },
             Record::Unreadable {
                 line,
                 row_ref,
                 message,
-            } => {
-                batch
-                    .warnings
-                    .push(format!("input line {line}: {message}; row skipped"));
-                batch
-                    .links
-                    .push(link(row_ref, None, None, Some(message.clone())));
-                let key = format!("(unreadable row, line {line})");
-                batch
-                    .invalid
-                    .push(invalid(key, String::new(), Reason::UnreadableRow, message));
-            }
+            } => batch.add_unreadable(line, row_ref, message),
         }
     }
     batch
+}
+
+impl NormalisedBatch {
+    /// A row whose value is the chat id `id`.
+    fn add_valid(&mut self, line: u64, row_ref: String, value: &str, id: chat_id::ChatId) {
+        self.links
+            .push(link(row_ref, Some(cut(value)), Some(id.id.clone()), None));
+        self.valid.push(InputKey {
+            chat_id: id.id,
+            phone: id.phone,
+            line,
+        });
+    }
+
+    /// A row whose value is no chat id: a permanent failure, keyed by the value itself.
+    fn add_invalid(&mut self, line: u64, row_ref: String, value: &str, message: String) {
+        let trimmed = value.trim();
+        let key = match trimmed.is_empty() {
+            true => format!("(empty value, line {line})"),
+            false => cut(trimmed),
+        };
+        let value = cut(value);
+        self.links.push(link(
+            row_ref,
+            Some(value.clone()),
+            None,
+            Some(message.clone()),
+        ));
+        self.invalid
+            .push(invalid(key, value, Reason::InvalidId, message));
+    }
+
+    /// A row that could not be read.
+    fn add_unreadable(&mut self, line: u64, row_ref: String, message: String) {
+        self.warnings
+            .push(format!("input line {line}: {message}; row skipped"));
+        self.links
+            .push(link(row_ref, None, None, Some(message.clone())));
+        let key = format!("(unreadable row, line {line})");
+        self.invalid
+            .push(invalid(key, String::new(), Reason::UnreadableRow, message));
+    }
+}
+
+/// A row's link (its place is given when it is staged).
+fn link(
+    row_ref: String,
+    input_value: Option<String>,
+    chat_id: Option<String>,
+    error: Option<String>,
+) -> InputLink {
+    InputLink {
+        position: 0,
+        row_ref,
+        input_value,
+        chat_id,
+        error,
+    }
+}
+
+/// A value that can never be fetched: a permanent failure that cost no call.
+fn invalid(key: String, input_value: String, reason: Reason, message: String) -> FailedKey {
+    FailedKey {
+        key,
+        input_value: Some(input_value),
+        reason,
+        message,
+        http_status: None,
+        attempts: 0,
+        permanent: true,
+    }
 }
 
 fn cut(text: &str) -> String {

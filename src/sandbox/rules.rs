@@ -89,55 +89,16 @@ fn contact_info(
         stats.http_429.fetch_add(1, Relaxed);
         return Reply::RateLimited(state.config.retry_after);
     }
-    let calls = {
-        let mut calls = lock(&state.calls_per_instance);
-        let n = calls.entry(instance.id.clone()).or_default();
-        *n += 1;
-        *n
-    };
-    match instance.state.as_str() {
-        "authorized" => {}
-        "starting" if calls <= state.config.starting_calls => {
-            return Reply::Json(
-                400,
-                json!({"message": "instance in starting process try later"}).to_string(),
-            )
-        }
-        "starting" => {}
-        "blocked" => {
-            return Reply::Json(400, json!({"message": "Instance is blocked"}).to_string())
-        }
-        _ => {
-            return Reply::Json(
-                400,
-                json!({"message": "instance account not authorized"}).to_string(),
-            )
-        }
+    let calls = count(&state.calls_per_instance, &instance.id);
+    if let Some(refused) = instance_refusal(state, instance, calls) {
+        return refused;
     }
-    let chat_id = match serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("chatId").cloned())
-    {
-        Some(serde_json::Value::String(id)) => id,
-        Some(_) => {
-            return Reply::Json(
-                500,
-                json!({"message": "interface conversion: interface {} is bool, not string"})
-                    .to_string(),
-            )
-        }
-        None => return validation_failed("empty body or no chatId"),
+    let chat_id = match requested_chat_id(body, route.messenger) {
+        Ok(chat_id) => chat_id,
+        Err(refused) => return refused,
     };
-    if let Err(details) = check_chat_id(&chat_id, route.messenger) {
-        return validation_failed(details);
-    }
     lock(&stats.arrivals).push(chat_id.clone());
-    let attempt = {
-        let mut attempts = lock(&stats.attempts_per_chat);
-        let n = attempts.entry(chat_id.clone()).or_default();
-        *n += 1;
-        *n
-    };
+    let attempt = count(&stats.attempts_per_chat, &chat_id);
     let reply = match fault_for(&state.config, &chat_id, attempt) {
         Some(fault) => faulty_reply(fault, &chat_id, route.messenger, attempt),
         None => Reply::Json(200, data::contact(&chat_id, route.messenger).to_string()),
@@ -159,6 +120,51 @@ fn contact_info(
         *lock(&stats.answers_per_chat).entry(chat_id).or_default() += 1;
     }
     reply
+}
+
+/// Adds one to `key`'s count in `counts`; the new count.
+fn count<N: Copy + Default + std::ops::AddAssign + From<u8>>(
+    counts: &Mutex<HashMap<String, N>>,
+    key: &str,
+) -> N {
+    let mut counts = lock(counts);
+    let n = counts.entry(key.to_string()).or_default();
+    *n += N::from(1);
+    *n
+}
+
+/// What an instance that cannot answer yet (`calls` so far) answers instead, as GREEN-API does.
+fn instance_refusal(state: &State, instance: &SandboxInstance, calls: u64) -> Option<Reply> {
+    let message = match instance.state.as_str() {
+        "authorized" => return None,
+        "starting" if calls <= state.config.starting_calls => {
+            "instance in starting process try later"
+        }
+        "starting" => return None,
+        "blocked" => "Instance is blocked",
+        _ => "instance account not authorized",
+    };
+    Some(Reply::Json(400, json!({ "message": message }).to_string()))
+}
+
+/// The request's chat id, or GREEN-API's answer to a body without a valid one.
+fn requested_chat_id(body: &[u8], messenger: Messenger) -> Result<String, Reply> {
+    let chat_id = match serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("chatId").cloned())
+    {
+        Some(serde_json::Value::String(id)) => id,
+        Some(_) => {
+            return Err(Reply::Json(
+                500,
+                json!({"message": "interface conversion: interface {} is bool, not string"})
+                    .to_string(),
+            ))
+        }
+        None => return Err(validation_failed("empty body or no chatId")),
+    };
+    check_chat_id(&chat_id, messenger).map_err(validation_failed)?;
+    Ok(chat_id)
 }
 
 fn validation_failed(details: &str) -> Reply {

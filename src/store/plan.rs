@@ -108,6 +108,13 @@ static FAILED_NOT_DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Runs the statement `$sql` with its binds on `$conn`; the number of rows it added.
+macro_rules! rows_added {
+    ($conn:expr, $sql:expr $(, $bind:expr)*) => {
+        sqlx::query($sql)$(.bind($bind))*.execute($conn).await?.rows_affected()
+    };
+}
+
 impl StagedKeys {
     /// Queues the due keys in priority order: never fetched (in input order), then failed keys
     /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
@@ -141,26 +148,12 @@ impl StagedKeys {
             let fresh_from = policy.fresh_from.map(format_time).into_iter().chain(not_over).min();
             sqlx::query("DROP TABLE IF EXISTS due_keys").execute(&mut *tx).await?;
             sqlx::query(dialect.create_due_keys).execute(&mut *tx).await?;
-            let never_fetched = sqlx::query(NEVER_FETCHED)
-                .bind(policy.only_failed)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let retry = sqlx::query(&RETRY)
-                .bind(policy.only_failed)
-                .bind(&now)
-                .bind(&retry_before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let stale = sqlx::query(STALE)
-                .bind(policy.only_failed)
-                // Without a freshness bound every contact is stale: a bound after every
-                // timestamp keeps the range on the freshness index.
-                .bind(fresh_from.as_deref().unwrap_or("9999"))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let never_fetched = rows_added!(&mut *tx, NEVER_FETCHED, policy.only_failed);
+            let retry = rows_added!(&mut *tx, &RETRY, policy.only_failed, &now, &retry_before);
+            // Without a freshness bound every contact is stale: a bound after every timestamp
+            // keeps the range on the freshness index.
+            let stale_before = fresh_from.as_deref().unwrap_or("9999");
+            let stale = rows_added!(&mut *tx, STALE, policy.only_failed, stale_before);
             let failed_not_due: i64 = sqlx::query_scalar(&FAILED_NOT_DUE)
                 .bind(policy.only_failed)
                 .bind(&now)
