@@ -13,10 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use greenrich::chat_id::Messenger;
-use greenrich::normalise::{ContactRow, Enriched, ProductRow};
-use greenrich::store::writer::{KeyOutcome, RetryDelays, Writer};
-use greenrich::store::{Store, StoreLocation};
+use greenrich::Messenger;
+use greenrich::{ContactRow, Enriched, ProductRow};
+use greenrich::{KeyOutcome, RetryDelays, Store, StoreLocation, Writer};
 
 const CONTACTS: usize = 1_000_000;
 const PRODUCTS_PER_CONTACT: usize = 2;

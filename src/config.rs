@@ -12,48 +12,48 @@ use crate::source::server_url::ServerUrl;
 use crate::source::Source;
 use crate::store::StoreLocation;
 
-pub use crate::domain::InvalidValue;
+pub(crate) use crate::domain::InvalidValue;
 
 /// The working store's file name in a `--format csv` output directory.
-pub const WORKING_STORE: &str = "greenrich.db";
+pub(crate) const WORKING_STORE: &str = "greenrich.db";
 
 /// The defaults of every option.
-pub mod defaults {
+pub(crate) mod defaults {
     use std::time::Duration;
 
     /// The schema of a PostgreSQL store.
-    pub const SCHEMA: &str = "greenrich";
+    pub(crate) const SCHEMA: &str = "greenrich";
     /// How long a worker's claims on a PostgreSQL store last without its heartbeat.
-    pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+    pub(crate) const CLAIM_LEASE: Duration = Duration::from_secs(60);
     /// The API host when `GREEN_API_URL` is not set.
-    pub const API_URL: &str = "https://api.green-api.com";
+    pub(crate) const API_URL: &str = "https://api.green-api.com";
     /// getContactInfo calls per second per instance: the documented limit.
-    pub const RPS_PER_INSTANCE: f64 = 1.0;
+    pub(crate) const RPS_PER_INSTANCE: f64 = 1.0;
     /// The starting margin of the pacing: extra spacing between calls, as a fraction of the
     /// interval, that the pacer then adapts to the network's jitter.
-    pub const PACING_MARGIN: f64 = 0.06;
+    pub(crate) const PACING_MARGIN: f64 = 0.06;
     /// Attempts per key before it is recorded as failed.
-    pub const MAX_ATTEMPTS: u32 = 5;
+    pub(crate) const MAX_ATTEMPTS: u32 = 5;
     /// The first retry's backoff.
-    pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+    pub(crate) const BACKOFF_BASE: Duration = Duration::from_secs(1);
     /// The longest backoff.
-    pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+    pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(60);
     /// The longest wait a `Retry-After` header can impose.
-    pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
+    pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
     /// Per-request timeout.
-    pub const TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
     /// How long an instance answering "starting" is waited for.
-    pub const STARTING_WAIT: Duration = Duration::from_secs(5 * 60);
+    pub(crate) const STARTING_WAIT: Duration = Duration::from_secs(5 * 60);
     /// When permanently failed keys are tried again.
-    pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30 * 86_400);
+    pub(crate) const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30 * 86_400);
     /// When keys that failed for a transient reason are due again.
-    pub const RETRY_TRANSIENT_AFTER: Duration = Duration::from_secs(3600);
+    pub(crate) const RETRY_TRANSIENT_AFTER: Duration = Duration::from_secs(3600);
     /// Plain status line period when stderr is not a terminal.
-    pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+    pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(10);
     /// How long a write waits for an output database locked by another program.
-    pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
     /// Contacts older than this count as stale in `status`.
-    pub const STATUS_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
+    pub(crate) const STATUS_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
 }
 
 /// A validated configuration of one `enrich` run.
@@ -433,7 +433,7 @@ impl fmt::Display for HumanDuration {
 }
 
 /// Parses `500ms`, `30s`, `15m`, `6h`, `7d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')

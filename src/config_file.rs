@@ -13,7 +13,7 @@ use crate::source::server_url::url_password;
 
 /// The arguments with `enrich --config FILE` replaced by the flags the file holds; other
 /// arguments as they are. The error names the file and the key.
-pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+pub(crate) fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let Some(enrich) = args.iter().position(|a| a == "enrich") else {
         return Ok(args);
     };

@@ -9,6 +9,7 @@ use std::path::Path;
 use futures::StreamExt;
 
 use crate::chat_id::Messenger;
+use crate::pipeline::task::{self, TaskDied};
 use crate::redact::mask;
 use crate::source::{csv_file, workbook, Source, SourceError};
 use crate::store::ledger::RunSummary;
@@ -27,6 +28,9 @@ pub enum ExportError {
     /// The input cannot be read again.
     #[error(transparent)]
     Input(#[from] SourceError),
+    /// The export's thread died.
+    #[error(transparent)]
+    Task(#[from] TaskDied),
 }
 
 /// Prefixes a cell that starts like a formula with `'`, unless it is a plain number.
@@ -40,26 +44,26 @@ pub(crate) fn neutralise(cell: &str) -> Cow<'_, str> {
 }
 
 /// `enriched.csv`: the input's own rows, each followed by what greenrich knows of it.
-pub(crate) struct EnrichedCsv<'a> {
+pub(crate) struct EnrichedCsv {
     /// The input (a CSV file or a workbook; a table's rows are joined in its database).
-    pub(crate) source: &'a Source,
+    pub(crate) source: Source,
     /// The name its rows are linked under.
     pub(crate) source_name: String,
     /// The added columns' prefix, such as `whatsapp_`.
     pub(crate) prefix: String,
 }
 
-impl<'a> EnrichedCsv<'a> {
+impl EnrichedCsv {
     /// `enriched.csv` of `source`, whose rows are linked under `source_name` (default: the file
     /// name), with the added columns named `prefix…` (default: `whatsapp_` or `max_`).
     pub(crate) fn new(
-        source: &'a Source,
+        source: &Source,
         source_name: Option<String>,
         prefix: Option<String>,
         messenger: Messenger,
     ) -> Self {
         EnrichedCsv {
-            source,
+            source: source.clone(),
             source_name: source_name.unwrap_or_else(|| source.default_name()),
             prefix: prefix.unwrap_or_else(|| format!("{}_", messenger.as_str())),
         }
@@ -76,11 +80,28 @@ fn cell_out(cell: &str, raw: bool) -> String {
 
 /// Writes `contacts.csv`, `products.csv` and `failures.csv` from the store at `db` into `dir`,
 /// and `enriched.csv` when `enriched` names a file input; returns rows per file.
+///
+/// Writing files and re-reading the input block: the export runs on a blocking thread, which
+/// drives the store's reads itself (on the runtime's I/O), so no runtime worker waits on a disk.
 pub(crate) async fn export_csv(
     db: &StoreLocation,
     dir: &Path,
     raw: bool,
-    enriched: Option<EnrichedCsv<'_>>,
+    enriched: Option<EnrichedCsv>,
+) -> Result<Vec<(String, u64)>, ExportError> {
+    let (db, dir) = (db.clone(), dir.to_path_buf());
+    let runtime = tokio::runtime::Handle::current();
+    let writing =
+        tokio::task::spawn_blocking(move || runtime.block_on(write_csv(&db, &dir, raw, enriched)));
+    task::join("the CSV export", writing).await?
+}
+
+/// [`export_csv`], on the thread that may block.
+async fn write_csv(
+    db: &StoreLocation,
+    dir: &Path,
+    raw: bool,
+    enriched: Option<EnrichedCsv>,
 ) -> Result<Vec<(String, u64)>, ExportError> {
     let mut store = StoreReader::open(db).await?;
     let mut written = Vec::new();
@@ -105,7 +126,7 @@ pub(crate) async fn export_csv(
         written.push((name, rows));
     }
     if let Some(enriched) = enriched {
-        let rows = match enriched.source {
+        let rows = match &enriched.source {
             Source::Csv { path, options, .. } => {
                 let file = csv_file::open_file(path, options, true)?;
                 let (headers, delimiter) = (file.headers.clone(), file.delimiter);
@@ -135,7 +156,7 @@ fn file_error(path: &Path, e: std::io::Error) -> ExportError {
 /// UTF-8 with a BOM, so Excel shows Cyrillic right, and the input's own delimiter.
 async fn write_enriched(
     store: &mut StoreReader,
-    enriched: &EnrichedCsv<'_>,
+    enriched: &EnrichedCsv,
     dir: &Path,
     raw: bool,
     headers: Vec<String>,

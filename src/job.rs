@@ -34,7 +34,7 @@ use crate::store::{Store, Work, WorkerId};
 
 /// Runs the job. `stop` lets the caller end it early (signals); the run then commits what it
 /// fetched and reports a partial outcome. A `--deadline` counts from the start of this call.
-pub async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
+pub(crate) async fn enrich(config: Config, stop: Stop) -> Result<Report, JobError> {
     let live = Live {
         started: Instant::now(),
         stats: Arc::new(Stats::default()),

@@ -1,39 +1,45 @@
 //! greenrich: enriches CRM contacts through GREEN-API `getContactInfo`.
 //!
-//! The pipeline is `source → stage → plan → preflight → fetch → normalise → write → export`;
-//! [`enrich`] runs it on a validated [`config::Config`]. The binary (`main.rs`) parses flags,
-//! sets up logging and signals, and calls [`app::run`], which the tests call in-process too.
-
-pub mod app;
-pub mod chat_id;
-pub mod cli;
-pub mod config;
-pub mod config_file;
-pub mod domain;
-pub mod normalise;
-pub mod reason;
-pub mod redact;
-pub mod report;
-pub mod sandbox;
-pub mod store;
+//! The pipeline is `source → stage → plan → preflight → fetch → normalise → write → export`
+//! (`job::enrich` runs it on a validated configuration). The binary (`main.rs`) sets up logging and
+//! signals around [`parse`], [`run`] and [`finish`], which the tests call in-process too.
+//!
+//! Every module is private; what the binary, the tests and the benchmark use is re-exported
+//! here. The sandbox (a GREEN-API simulator) is public as a whole: tests configure it field by
+//! field.
 
 mod api;
+mod app;
+mod chat_id;
+mod cli;
+mod config;
+mod config_file;
 mod credentials;
 mod demo;
+mod domain;
 mod error;
 mod export;
 mod inspect;
 mod job;
 mod metrics;
+mod normalise;
 mod pipeline;
 mod progress;
+mod reason;
+mod redact;
+mod report;
+pub mod sandbox;
 mod source;
 mod stats;
+mod store;
 
-pub use api::{ApiUrl, ClientError, Instance, InvalidInstance};
-pub use error::JobError;
-pub use job::enrich;
-pub use pipeline::output::OutputError;
+pub use app::{finish, log_subscriber, parse, run, Done, Error};
+pub use chat_id::Messenger;
+pub use cli::Cli;
+pub use config::{LogFormat, Rate};
+pub use normalise::{ContactRow, Enriched, ProductRow};
 pub use pipeline::stop::{Stop, StopReason};
-pub use pipeline::task::TaskDied;
-pub use source::{Source, SourceError};
+pub use redact::{install_panic_hook, MaskingWriter};
+pub use report::{exit, Outcome, Report};
+pub use store::writer::{KeyOutcome, RetryDelays, Writer};
+pub use store::{Store, StoreError, StoreLocation};

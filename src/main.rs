@@ -9,18 +9,17 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use greenrich::config::LogFormat;
-use greenrich::redact::{self, MaskingWriter};
-use greenrich::report::exit;
-use greenrich::{app, Stop, StopReason};
+use greenrich::LogFormat;
+use greenrich::{exit, install_panic_hook, MaskingWriter};
+use greenrich::{Stop, StopReason};
 
 fn main() -> ExitCode {
-    redact::install_panic_hook();
+    install_panic_hook();
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
-    let cli = match app::parse(std::env::args_os().collect()) {
+    let cli = match greenrich::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
-            return exit(app::finish(
+            return exit(greenrich::finish(
                 Err(e),
                 LogFormat::Plain,
                 &mut stdout,
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
     };
     let log_format = cli.log_format;
     let filter = std::env::var("RUST_LOG").ok();
-    let subscriber = app::log_subscriber(
+    let subscriber = greenrich::log_subscriber(
         &cli,
         filter.as_deref(),
         || MaskingWriter(std::io::stderr()),
@@ -42,8 +41,13 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            let result = Err(app::Error::Runtime(e));
-            return exit(app::finish(result, log_format, &mut stdout, &mut stderr));
+            let result = Err(greenrich::Error::Runtime(e));
+            return exit(greenrich::finish(
+                result,
+                log_format,
+                &mut stdout,
+                &mut stderr,
+            ));
         }
     };
     let result = runtime.block_on(async {
@@ -51,11 +55,16 @@ fn main() -> ExitCode {
         watch_signals(stop.clone());
         ignore_file_size_signal();
         let env = |key: &str| std::env::var(key).ok();
-        app::run(cli, &env, stop, &mut stdout, &mut stderr).await
+        greenrich::run(cli, &env, stop, &mut stdout, &mut stderr).await
     });
     // Requests that still hang are not waited for.
     runtime.shutdown_background();
-    exit(app::finish(result, log_format, &mut stdout, &mut stderr))
+    exit(greenrich::finish(
+        result,
+        log_format,
+        &mut stdout,
+        &mut stderr,
+    ))
 }
 
 /// The process's exit code.

@@ -10,11 +10,11 @@ use std::sync::RwLock;
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// What a masked secret looks like in output.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Remembers `secret` so that [`mask`] hides it from now on. Short values are ignored: masking
 /// them would garble ordinary text, and real tokens are long.
-pub fn register(secret: &str) {
+pub(crate) fn register(secret: &str) {
     if secret.len() < 6 {
         return;
     }
@@ -29,7 +29,7 @@ pub fn register(secret: &str) {
 }
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
-pub fn mask(text: &str) -> Cow<'_, str> {
+pub(crate) fn mask(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -87,7 +87,7 @@ impl<W: std::io::Write> std::io::Write for MaskingWriter<W> {
     }
 }
 
-/// Makes panic messages go through [`mask`] too.
+/// Makes panic messages go through the token mask too.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info

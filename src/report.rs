@@ -75,7 +75,7 @@ impl Outcome {
 }
 
 /// The exit code of a run: the one place where outcomes and errors become exit codes.
-pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
+pub(crate) fn exit_code(result: &Result<Report, JobError>) -> i32 {
     match result {
         Ok(report) => report.summary.exit_code,
         Err(error) => error_exit_code(error),
@@ -83,7 +83,7 @@ pub fn exit_code(result: &Result<Report, JobError>) -> i32 {
 }
 
 /// The exit code of a run that stopped with `error`.
-pub fn error_exit_code(error: &JobError) -> i32 {
+pub(crate) fn error_exit_code(error: &JobError) -> i32 {
     match error {
         JobError::Store(StoreError::Locked { .. } | StoreError::InstancesBusy { .. }) => exit::BUSY,
         JobError::Store(e) if e.is_connection_lost() => exit::STORE_LOST,

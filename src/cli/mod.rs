@@ -16,7 +16,7 @@ use crate::credentials::CredentialsError;
 use crate::sandbox::{self, Fault, LatencyRange, SandboxInstance};
 use crate::source::{workbook, CsvOptions, Source};
 use crate::store::StoreLocation;
-pub use location::{InputLocation, Location};
+pub(crate) use location::{InputLocation, Location};
 
 /// The command line.
 #[derive(Parser, Debug)]

@@ -146,7 +146,7 @@ pub struct RunSummary {
 
 /// One row of the ledger, as `status` reads it.
 #[derive(Debug, Clone)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     /// The run's id.
     pub id: i64,
     /// When it began.

@@ -6,15 +6,15 @@
 //! engines (see [`conn`]).
 
 pub(crate) mod conn;
-pub mod ledger;
+pub(crate) mod ledger;
 pub(crate) mod links;
-pub mod plan;
+pub(crate) mod plan;
 mod postgres;
 pub(crate) mod read;
 pub(crate) mod shared;
 mod sqlite;
 pub(crate) mod staging;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::fs::File;
 use std::time::Duration;

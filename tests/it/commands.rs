@@ -73,7 +73,7 @@ async fn every_help_shows_examples_that_parse() {
             // The command line itself, without the shell's redirection or pipe.
             let line = example.split(['>', '|']).next().unwrap();
             let argv: Vec<&str> = line.split_whitespace().collect();
-            let parsed = <greenrich::cli::Cli as clap::Parser>::try_parse_from(&argv);
+            let parsed = greenrich::parse(argv.iter().map(Into::into).collect());
             assert!(parsed.is_ok(), "{example}: {}", parsed.unwrap_err());
         }
     }
@@ -201,7 +201,7 @@ async fn the_metrics_file_is_never_seen_half_written() {
 /// A sandbox at 20 calls a second per instance: a run of 60 keys lasts most of a second.
 fn helpers_paced() -> greenrich::sandbox::Config {
     greenrich::sandbox::Config {
-        rate: greenrich::config::Rate::PerSecond(20.0),
+        rate: greenrich::Rate::PerSecond(20.0),
         ..greenrich::sandbox::Config::default()
     }
 }

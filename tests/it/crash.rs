@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use greenrich::sandbox;
 
-use greenrich::config::Rate;
+use greenrich::Rate;
 
 use crate::helpers::*;
 

@@ -1,9 +1,9 @@
 //! The job end to end: input formats, normalisation, fetching over a pool, storage and output.
 
-use greenrich::chat_id::Messenger;
 use greenrich::sandbox::{self, Fault};
+use greenrich::Messenger;
 
-use greenrich::config::Rate;
+use greenrich::Rate;
 
 use crate::helpers::*;
 

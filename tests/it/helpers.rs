@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use greenrich::config::{LogFormat, Rate};
-use greenrich::redact::MaskingWriter;
 use greenrich::sandbox::{self, Sandbox};
-use greenrich::{app, Stop};
+use greenrich::MaskingWriter;
+use greenrich::Stop;
+use greenrich::{LogFormat, Rate};
 use sqlx::{ConnectOptions, Row};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_greenrich");
@@ -155,8 +155,8 @@ impl TestEnv {
         std::thread::spawn(move || {
             let captured = Captured::default();
             let mut out = Vec::new();
-            let code = match app::parse(argv.iter().map(Into::into).collect()) {
-                Err(e) => app::finish(
+            let code = match greenrich::parse(argv.iter().map(Into::into).collect()) {
+                Err(e) => greenrich::finish(
                     Err(e),
                     LogFormat::Plain,
                     &mut out,
@@ -166,7 +166,7 @@ impl TestEnv {
                     let log_format = cli.log_format;
                     let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                     let writer = captured.clone();
-                    let subscriber = app::log_subscriber(
+                    let subscriber = greenrich::log_subscriber(
                         &cli,
                         lookup("RUST_LOG").as_deref(),
                         move || MaskingWriter(writer.clone()),
@@ -178,9 +178,9 @@ impl TestEnv {
                         .unwrap();
                     let mut err = MaskingWriter(captured.clone());
                     let result = tracing::subscriber::with_default(subscriber, || {
-                        runtime.block_on(app::run(cli, &lookup, run_stop, &mut out, &mut err))
+                        runtime.block_on(greenrich::run(cli, &lookup, run_stop, &mut out, &mut err))
                     });
-                    app::finish(result, log_format, &mut out, &mut err)
+                    greenrich::finish(result, log_format, &mut out, &mut err)
                 }
             };
             let _ = tx.send(Run {

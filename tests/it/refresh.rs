@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use greenrich::sandbox;
 
-use greenrich::config::Rate;
+use greenrich::Rate;
 
 use crate::helpers::*;
 

@@ -473,7 +473,7 @@ async fn a_postgres_store_keeps_results_across_runs_and_resumes() {
 /// A sandbox whose 4 instances allow 40 calls a second each: runs take long enough to overlap.
 fn paced() -> greenrich::sandbox::Config {
     greenrich::sandbox::Config {
-        rate: greenrich::config::Rate::PerSecond(40.0),
+        rate: greenrich::Rate::PerSecond(40.0),
         ..greenrich::sandbox::Config::default()
     }
 }

@@ -16,7 +16,7 @@ use crate::servers::{Engine, ServerDb};
 fn strict() -> greenrich::sandbox::Config {
     greenrich::sandbox::Config {
         instances: greenrich::sandbox::default_instances(3),
-        rate: greenrich::config::Rate::PerSecond(30.0),
+        rate: greenrich::Rate::PerSecond(30.0),
         latency_min: Duration::from_millis(10),
         latency_max: Duration::from_millis(40),
         arrival_jitter: Duration::from_millis(1),
@@ -509,7 +509,7 @@ async fn a_result_is_written_only_while_its_worker_holds_the_claim() {
     const KEYS: usize = 12;
     // Slow answers: the claims can pass to another worker while the calls are out.
     let env = env_with(greenrich::sandbox::Config {
-        rate: greenrich::config::Rate::Unlimited,
+        rate: greenrich::Rate::Unlimited,
         latency_min: Duration::from_millis(700),
         latency_max: Duration::from_millis(700),
         ..greenrich::sandbox::Config::default()
