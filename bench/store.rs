@@ -73,9 +73,16 @@ async fn main() {
     )
     .await
     .expect("open the store");
-    let mut writer = Writer::new(&store, Messenger::Whatsapp, RetryDelays::default())
-        .await
-        .expect("a writer");
+    let mut writer = Writer::new(
+        &store,
+        Messenger::Whatsapp,
+        RetryDelays {
+            permanent: Duration::from_secs(30 * 86_400),
+            transient: Duration::from_secs(3_600),
+        },
+    )
+    .await
+    .expect("a writer");
     let now = chrono::Utc::now();
     let mut spent = Duration::ZERO;
     for start in (0..CONTACTS).step_by(BATCH) {

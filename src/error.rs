@@ -1,9 +1,10 @@
-//! The error of a run that could not start or had to stop: defined below the job and the stages
-//! that return it, so none of them imports it from above.
+//! The error of a run that could not start or had to stop: defined below the job that returns
+//! it, above the stages whose own errors it gathers.
 
 use crate::api::ClientError;
 use crate::export::ExportError;
 use crate::pipeline::output::OutputError;
+use crate::pipeline::stage::StageError;
 use crate::pipeline::task::TaskDied;
 use crate::source::SourceError;
 use crate::store::StoreError;
@@ -33,4 +34,15 @@ pub enum JobError {
     /// probably wrong.
     #[error("{0}")]
     MostlyInvalid(String),
+}
+
+impl From<StageError> for JobError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Input(e) => JobError::Input(e),
+            StageError::Store(e) => JobError::Store(e),
+            StageError::Task(e) => JobError::Task(e),
+            StageError::MostlyInvalid(message) => JobError::MostlyInvalid(message),
+        }
+    }
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::api::{Client, Instance};
-use crate::config::{Config, Output, Rate};
+use crate::config::{Config, Output};
+use crate::domain::Rate;
 use crate::error::JobError;
 use crate::export::{self, EnrichedCsv};
 use crate::metrics::{self, Live};
@@ -129,7 +130,7 @@ async fn dry_run(
     store: &Store,
     opened: source::Opened,
 ) -> Result<Report, JobError> {
-    let delays = RetryDelays::from(&config.plan);
+    let delays = config.plan.retry_delays();
     let planned = plan_run(config, store, opened, &delays, None).await?;
     *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
     let report = report(config, live, Outcome::DryRun, planned.summary);
@@ -147,7 +148,7 @@ async fn run_begun(
     client: Client,
     begun: Begun,
 ) -> Result<Report, JobError> {
-    let delays = RetryDelays::from(&config.plan);
+    let delays = config.plan.retry_delays();
     let planned = plan_run(config, store, opened, &delays, Some(&begun)).await?;
     tracing::info!("{}", planned.summary.plan_line);
     let work = store.hand_out(planned.due).await?;
@@ -269,15 +270,15 @@ async fn stage_input(
         columns: opened.columns().to_vec(),
         format: opened.format(),
     });
-    stage::stage_input(
+    let staged = stage::stage_input(
         opened,
         move |records| stage::normalise_batch(records, messenger, country),
         stager,
         recording,
         guard,
         &described,
-    )
-    .await
+    );
+    Ok(staged.await?)
 }
 
 /// Triggers the stop at `at`; the timer ends with the returned guard.

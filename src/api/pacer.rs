@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Rate;
+use crate::domain::Rate;
 
 /// How fast the margin probes down before the first 429: a fraction of T per accepted call…
 const FAST_PROBE: f64 = 0.0005;

@@ -11,8 +11,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::chat_id::{DefaultCountry, Messenger};
-use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat, Rate};
+use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat};
 use crate::credentials::CredentialsError;
+use crate::domain::Rate;
 use crate::sandbox::{self, Fault, LatencyRange, SandboxInstance};
 use crate::source::{workbook, CsvOptions, Source};
 use crate::store::StoreLocation;
@@ -631,7 +632,7 @@ mod tests {
                 let now = chrono::Utc::now();
                 let policy = crate::pipeline::plan::policy(&config.plan, Some(now), now);
                 prop_assert!(policy.permanent_retry_before <= policy.now);
-                let delays = crate::store::writer::RetryDelays::from(&config.plan);
+                let delays = config.plan.retry_delays();
                 prop_assert!(delays.next_due(true, now) >= policy.now);
                 prop_assert!(delays.next_due(false, now) >= policy.now);
                 if let Some(rps) = config.fetch.rate.per_second() {

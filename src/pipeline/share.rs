@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::Instance;
-use crate::config::{Config, Rate};
-use crate::error::JobError;
+use crate::config::Config;
+use crate::domain::Rate;
 use crate::pipeline::fetch;
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::stats::Stats;
@@ -24,7 +24,7 @@ pub(crate) async fn lease_instances(
     store: &SharedStore,
     instances: Vec<Instance>,
     stop: &Stop,
-) -> Result<Option<Vec<Instance>>, JobError> {
+) -> Result<Option<Vec<Instance>>, StoreError> {
     let mut said = false;
     loop {
         let leased = store.lease_instances(&instances).await?;
@@ -43,8 +43,7 @@ pub(crate) async fn lease_instances(
             return Err(StoreError::InstancesBusy {
                 store: config.output.target.describe(),
                 instances: ids.join(", "),
-            }
-            .into());
+            });
         }
         if !said {
             tracing::warn!("every instance of the pool ({}) is in use by another greenrich worker of this store; waiting for one", ids.join(", "));

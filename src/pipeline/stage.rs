@@ -9,16 +9,33 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::chat_id::{self, DefaultCountry, Messenger};
-use crate::error::JobError;
-use crate::pipeline::task;
+use crate::pipeline::task::{self, TaskDied};
 use crate::reason::Reason;
-use crate::source::{Opened, Record};
+use crate::source::{Opened, Record, SourceError};
 use crate::store::ledger::RunCounts;
 use crate::store::links::{InputLink, LinkOwner};
 use crate::store::plan::StagedKeys;
 use crate::store::staging::{InputKey, Stager};
 use crate::store::writer::{FailedKey, RetryDelays};
 use crate::store::StoreError;
+
+/// The input could not be staged whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StageError {
+    /// The input cannot be read.
+    #[error("{0}")]
+    Input(#[from] SourceError),
+    /// The store cannot be written.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The reader or the normaliser died.
+    #[error(transparent)]
+    Task(#[from] TaskDied),
+    /// Nearly every value of the column read is invalid: the column, delimiter or encoding is
+    /// probably wrong.
+    #[error("{0}")]
+    MostlyInvalid(String),
+}
 
 /// Values longer than this are cut in failure rows (a 1 MB cell must not become a 1 MB key).
 const MAX_KEY_CHARS: usize = 200;
@@ -161,7 +178,7 @@ pub(crate) async fn stage_input(
     recording: Option<Recording<'_>>,
     guard: Option<ColumnGuard>,
     source_name: &str,
-) -> Result<(StagedKeys, RunCounts), JobError> {
+) -> Result<(StagedKeys, RunCounts), StageError> {
     let (records_tx, mut records_rx) = mpsc::channel(4);
     let reader = tokio::spawn(opened.stream(records_tx));
     let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
@@ -216,7 +233,7 @@ pub(crate) async fn stage_input(
 }
 
 /// The wrong-column guard, on the first batch of rows.
-fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), JobError> {
+fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), StageError> {
     let invalid = batch.invalid.len() as u64;
     if batch.rows < GUARD_MIN_VALUES || (invalid as f64) < GUARD_SHARE * batch.rows as f64 {
         return Ok(());
@@ -231,7 +248,7 @@ fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), JobE
         .map(|v| format!("'{v}'"))
         .collect();
     let columns: Vec<String> = guard.columns.iter().map(|c| format!("'{c}'")).collect();
-    Err(JobError::MostlyInvalid(format!(
+    Err(StageError::MostlyInvalid(format!(
         "{invalid} of the first {} values in column '{}'{} are not phone numbers or chat ids{}: \
          the column, the delimiter or the encoding is probably wrong. The columns found are {}. \
          Choose one with --column (or --delimiter, --encoding), or pass --allow-mostly-invalid \
@@ -367,7 +384,7 @@ mod tests {
 
     async fn staged(
         normalise: impl Fn(Vec<Record>) -> NormalisedBatch + Send + 'static,
-    ) -> Result<RunCounts, JobError> {
+    ) -> Result<RunCounts, StageError> {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("in.csv");
         std::fs::write(&csv, "phone\n79001234567\n79001234568\nbad\n").unwrap();
@@ -386,7 +403,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let delays = RetryDelays::default();
+        let delays = crate::config::PlanPolicy::default().retry_delays();
         let recording = Recording {
             messenger: Messenger::Whatsapp,
             delays: &delays,
@@ -413,7 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_normaliser_that_panics_fails_the_run() {
         let result = staged(|_| panic!("normaliser bug")).await;
-        let Err(JobError::Task(died)) = result else {
+        let Err(StageError::Task(died)) = result else {
             panic!("a dead normaliser must fail the run, got {result:?}");
         };
         assert!(died.to_string().contains("the input normaliser"), "{died}");

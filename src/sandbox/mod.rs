@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{InvalidValue, Rate};
+use crate::config::InvalidValue;
+use crate::domain::Rate;
 pub use faults::Fault;
 use rules::State;
 

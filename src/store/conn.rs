@@ -1,13 +1,15 @@
 //! The seam between the store's code and its two engines: one connection to either kind of store,
-//! [`on_conn!`], which runs the same statement text and row reading on either, and [`Dialect`],
-//! the statements that differ, each written in its engine's module ([`super::sqlite`],
-//! [`super::postgres`]). The shared SQL is the subset both engines speak (`$N` placeholders,
+//! [`on_conn!`], which runs the same statement text and row reading on either, and the engine's
+//! [`Dialect`], the statements that differ, each written in its engine's module
+//! ([`super::sqlite`], [`super::postgres`]). The shared SQL is the subset both engines speak (`$N` placeholders,
 //! `ON CONFLICT`, `RETURNING`); what only PostgreSQL has (the shared queue, leases) lives in
 //! [`super::shared`] on PostgreSQL's own connection type.
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, PgConnection, SqliteConnection};
+
+use super::dialect::Dialect;
 
 /// A connection to a store.
 pub(crate) enum Conn {
@@ -26,40 +28,6 @@ macro_rules! on_conn {
     };
 }
 pub(crate) use on_conn;
-
-/// The statements whose text differs between the engines.
-pub(crate) struct Dialect {
-    /// The planner's de-duplicated input keys (`chat_id` primary key, `phone`, `line`).
-    pub(crate) create_input_keys: &'static str,
-    /// Fills `input_keys` from `staged_keys`: each key once, with its first line.
-    pub(crate) fill_input_keys: &'static str,
-    /// The plan's due keys, numbered in the order they are inserted (`seq`).
-    pub(crate) create_due_keys: &'static str,
-    /// Run first in the plan's transaction (PostgreSQL: one snapshot for all its queries).
-    pub(crate) plan_isolation: Option<&'static str>,
-    /// The plan's snapshot, kept for publishing its keys (PostgreSQL).
-    pub(crate) plan_snapshot: Option<&'static str>,
-    /// The start of the earliest run whose contacts are fresh for a run that began at `$1`.
-    pub(crate) runs_not_over: &'static str,
-    /// A table's column names (`$1`), in order.
-    pub(crate) table_columns: &'static str,
-}
-
-/// The start of the earliest run whose contacts count as fresh for a run that began at $1:
-/// the unbroken chain of runs since the last one that completed (interrupted, crashed, stopped
-/// early, or still going: this one included), the runs that ended after this one began (workers
-/// of a shared store that ran beside it), and whatever else an engine adds.
-macro_rules! runs_not_over {
-    ($($extra:literal)?) => {
-        concat!(
-            "SELECT MIN(started_at) FROM runs
-             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
-                OR finished_at >= $1"
-            $(, $extra)?
-        )
-    };
-}
-pub(crate) use runs_not_over;
 
 impl Conn {
     /// The statements of this connection's engine.

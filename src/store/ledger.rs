@@ -10,7 +10,7 @@ use super::conn::on_conn;
 use super::plan::PlanCounts;
 use super::{Store, StoreError};
 use crate::chat_id::Messenger;
-use crate::config::Rate;
+use crate::domain::Rate;
 use crate::normalise::format_time;
 use crate::reason::Reason;
 

@@ -6,6 +6,7 @@
 //! engines (see [`conn`]).
 
 pub(crate) mod conn;
+mod dialect;
 pub(crate) mod ledger;
 pub(crate) mod links;
 pub(crate) mod plan;

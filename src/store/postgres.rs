@@ -10,7 +10,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 
-use super::conn::{runs_not_over, Dialect};
+use super::dialect::{runs_not_over, Dialect};
 use super::{refuse_foreign_tables, StoreError};
 use crate::source::server_url::ServerUrl;
 

@@ -24,7 +24,7 @@ use super::ledger::RunOptions;
 use super::plan::DueKey;
 use super::{StoreError, WorkerId};
 use crate::api::Instance;
-use crate::config::Rate;
+use crate::domain::Rate;
 
 /// Advisory lock keys: the first of the pair names what is locked.
 const INSTANCE_LOCK: &str = "greenrich instance";

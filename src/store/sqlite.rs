@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use super::conn::{runs_not_over, Dialect};
+use super::dialect::{runs_not_over, Dialect};
 use super::{refuse_foreign_tables, StoreError};
 
 /// SQLite's text of the statements that differ.

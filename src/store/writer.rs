@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use super::conn::{on_conn, Conn, Connector};
 use super::{last_per_key, shared, Store, StoreError, WorkerId};
 use crate::chat_id::Messenger;
-use crate::config::{defaults, PlanPolicy};
 use crate::normalise::{time_after, Enriched, ProductRow};
 use crate::reason::Reason;
 
@@ -50,24 +49,6 @@ pub struct RetryDelays {
     pub permanent: Duration,
     /// After a transient failure (`--retry-transient-after`).
     pub transient: Duration,
-}
-
-impl Default for RetryDelays {
-    fn default() -> Self {
-        RetryDelays {
-            permanent: defaults::RETRY_FAILED_AFTER,
-            transient: defaults::RETRY_TRANSIENT_AFTER,
-        }
-    }
-}
-
-impl From<&PlanPolicy> for RetryDelays {
-    fn from(plan: &PlanPolicy) -> Self {
-        RetryDelays {
-            permanent: plan.retry_failed_after,
-            transient: plan.retry_transient_after,
-        }
-    }
 }
 
 impl RetryDelays {

@@ -1,0 +1,36 @@
+//! What a store's engine must say in its own words: the statements whose text differs between
+//! SQLite and PostgreSQL. Each engine's module fills one [`Dialect`].
+
+/// The statements whose text differs between the engines.
+pub(crate) struct Dialect {
+    /// The planner's de-duplicated input keys (`chat_id` primary key, `phone`, `line`).
+    pub(crate) create_input_keys: &'static str,
+    /// Fills `input_keys` from `staged_keys`: each key once, with its first line.
+    pub(crate) fill_input_keys: &'static str,
+    /// The plan's due keys, numbered in the order they are inserted (`seq`).
+    pub(crate) create_due_keys: &'static str,
+    /// Run first in the plan's transaction (PostgreSQL: one snapshot for all its queries).
+    pub(crate) plan_isolation: Option<&'static str>,
+    /// The plan's snapshot, kept for publishing its keys (PostgreSQL).
+    pub(crate) plan_snapshot: Option<&'static str>,
+    /// The start of the earliest run whose contacts are fresh for a run that began at `$1`.
+    pub(crate) runs_not_over: &'static str,
+    /// A table's column names (`$1`), in order.
+    pub(crate) table_columns: &'static str,
+}
+
+/// The start of the earliest run whose contacts count as fresh for a run that began at $1:
+/// the unbroken chain of runs since the last one that completed (interrupted, crashed, stopped
+/// early, or still going: this one included), the runs that ended after this one began (workers
+/// of a shared store that ran beside it), and whatever else an engine adds.
+macro_rules! runs_not_over {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT MIN(started_at) FROM runs
+             WHERE id > (SELECT COALESCE(MAX(id), 0) FROM runs WHERE outcome = 'completed')
+                OR finished_at >= $1"
+            $(, $extra)?
+        )
+    };
+}
+pub(crate) use runs_not_over;
