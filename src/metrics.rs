@@ -36,63 +36,95 @@ pub(crate) struct Snapshot {
 
 /// `snapshot` in the Prometheus text exposition format.
 pub(crate) fn render(s: &Snapshot) -> String {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
+    let mut text = Text::default();
+    run_gauges(&mut text, s);
+    instance_gauges(&mut text, s);
+    store_gauges(&mut text, s);
+    text.0
+}
+
+/// The text format, gauge by gauge.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    /// A gauge with its help line and its samples (labels, value).
+    fn gauge(&mut self, name: &str, help: &str, samples: &[(String, f64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} gauge");
         for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
+            let _ = writeln!(self.0, "{name}{labels} {value}");
         }
-    };
-    let one = |value: f64| vec![(String::new(), value)];
-    gauge(
+    }
+
+    /// A gauge of one sample without labels.
+    fn one(&mut self, name: &str, help: &str, value: f64) {
+        self.gauge(name, help, &[(String::new(), value)]);
+    }
+}
+
+/// The run: when, how long, how it ended, its keys.
+fn run_gauges(text: &mut Text, s: &Snapshot) {
+    text.one(
         "greenrich_last_run_timestamp_seconds",
         "When the last run wrote these metrics.",
-        &one(s.timestamp),
+        s.timestamp,
     );
-    gauge(
+    text.one(
         "greenrich_last_run_duration_seconds",
         "Wall time of the last run (so far, while it runs).",
-        &one(s.duration_seconds),
+        s.duration_seconds,
     );
     if let Some(code) = s.exit_code {
-        gauge(
+        text.one(
             "greenrich_last_run_exit_code",
             "Exit code of the last run: 0 ok, 2 some keys failed, 3 partial, 1/4/5 errors.",
-            &one(f64::from(code)),
+            f64::from(code),
         );
     }
-    gauge(
+    let keys: Vec<(String, f64)> = s
+        .keys
+        .iter()
+        .map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n as f64))
+        .collect();
+    text.gauge(
         "greenrich_last_run_keys",
         "Keys of the last run by status.",
-        &s.keys
-            .iter()
-            .map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n as f64))
-            .collect::<Vec<_>>(),
+        &keys,
     );
-    gauge(
+}
+
+/// Each instance's answers and pacing.
+fn instance_gauges(text: &mut Text, s: &Snapshot) {
+    let requests: Vec<(String, f64)> = s
+        .requests
+        .iter()
+        .map(|((instance, class), n)| {
+            let labels = format!("{{instance=\"{}\",status=\"{class}\"}}", label(instance));
+            (labels, *n as f64)
+        })
+        .collect();
+    text.gauge(
         "greenrich_last_run_requests",
         "getContactInfo answers of the last run by instance and status class.",
-        &s.requests
-            .iter()
-            .map(|((instance, class), n)| {
-                (
-                    format!("{{instance=\"{}\",status=\"{class}\"}}", label(instance)),
-                    *n as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
+        &requests,
     );
-    gauge(
+    let spacing: Vec<(String, f64)> = s
+        .spacing_seconds
+        .iter()
+        .map(|(instance, seconds)| (format!("{{instance=\"{}\"}}", label(instance)), *seconds))
+        .collect();
+    text.gauge(
         "greenrich_last_run_spacing_seconds",
         "The pacer's learnt spacing between calls, by instance.",
-        &s.spacing_seconds
-            .iter()
-            .map(|(instance, seconds)| (format!("{{instance=\"{}\"}}", label(instance)), *seconds))
-            .collect::<Vec<_>>(),
+        &spacing,
     );
+}
+
+/// The store: its contacts by freshness, and its last success.
+fn store_gauges(text: &mut Text, s: &Snapshot) {
     if let Some((fresh, stale)) = s.contacts {
-        gauge(
+        text.gauge(
             "greenrich_store_contacts",
             "Contacts in the store by freshness at --max-age.",
             &[
@@ -102,13 +134,12 @@ pub(crate) fn render(s: &Snapshot) -> String {
         );
     }
     if let Some(at) = s.last_success {
-        gauge(
+        text.one(
             "greenrich_last_success_timestamp_seconds",
             "When the last run that completed (exit 0 or 2) ended.",
-            &one(at),
+            at,
         );
     }
-    out
 }
 
 /// A label value, escaped as the text format wants.

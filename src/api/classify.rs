@@ -92,7 +92,6 @@ pub(crate) fn excerpt(body: &str) -> String {
 
 /// Classifies an HTTP answer by status and body.
 pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Verdict {
-    let lower = body.to_ascii_lowercase();
     let problem = |reason, message: String| Problem {
         reason,
         status: Some(status),
@@ -100,37 +99,8 @@ pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -
         retry_after,
     };
     match status {
-        200 => match Answer::parse(body) {
-            Some(answer) => {
-                if answer.object.get("code").and_then(Value::as_i64) == Some(401) {
-                    Verdict::InstanceUnusable(problem(
-                        Reason::Unauthorized,
-                        "the API answered 401 Unauthorized inside a 200: check the instance token"
-                            .into(),
-                    ))
-                } else {
-                    Verdict::Answer(answer)
-                }
-            }
-            None => Verdict::Transient(problem(
-                Reason::BadBody,
-                format!("HTTP 200 with a body that is not a JSON object: {}", excerpt(body)),
-            )),
-        },
-        400 if lower.contains("starting") => Verdict::InstanceStarting(problem(
-            Reason::InstanceStarting,
-            "the instance is starting; waiting for it".into(),
-        )),
-        400 if about_the_instance(&lower) => {
-            Verdict::InstanceUnusable(problem(
-                Reason::InstanceUnusable,
-                format!("the instance cannot be used: {}", excerpt(body)),
-            ))
-        }
-        400 => Verdict::KeyRejected(problem(
-            Reason::Rejected,
-            format!("the API rejected this chat id: {}", excerpt(body)),
-        )),
+        200 => answered(body, problem),
+        400 => bad_request(body, problem),
         401 => Verdict::InstanceUnusable(problem(
             Reason::Unauthorized,
             "401 Unauthorized: the instance token is wrong".into(),
@@ -158,6 +128,47 @@ pub(crate) fn classify(status: u16, body: &str, retry_after: Option<Duration>) -
             format!("unexpected HTTP {status}: {}", excerpt(body)),
         )),
     }
+}
+
+/// A 200: the answer, unless its body is not a JSON object or says 401 inside.
+fn answered(body: &str, problem: impl Fn(Reason, String) -> Problem) -> Verdict {
+    let Some(answer) = Answer::parse(body) else {
+        return Verdict::Transient(problem(
+            Reason::BadBody,
+            format!(
+                "HTTP 200 with a body that is not a JSON object: {}",
+                excerpt(body)
+            ),
+        ));
+    };
+    if answer.object.get("code").and_then(Value::as_i64) == Some(401) {
+        return Verdict::InstanceUnusable(problem(
+            Reason::Unauthorized,
+            "the API answered 401 Unauthorized inside a 200: check the instance token".into(),
+        ));
+    }
+    Verdict::Answer(answer)
+}
+
+/// A 400: the instance is starting, or cannot be used, or the key is rejected.
+fn bad_request(body: &str, problem: impl Fn(Reason, String) -> Problem) -> Verdict {
+    let lower = body.to_ascii_lowercase();
+    if lower.contains("starting") {
+        return Verdict::InstanceStarting(problem(
+            Reason::InstanceStarting,
+            "the instance is starting; waiting for it".into(),
+        ));
+    }
+    if about_the_instance(&lower) {
+        return Verdict::InstanceUnusable(problem(
+            Reason::InstanceUnusable,
+            format!("the instance cannot be used: {}", excerpt(body)),
+        ));
+    }
+    Verdict::KeyRejected(problem(
+        Reason::Rejected,
+        format!("the API rejected this chat id: {}", excerpt(body)),
+    ))
 }
 
 /// A 400 body (lower case) that says the instance cannot be used: it names the instance or its

@@ -117,40 +117,53 @@ fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<Chat
         ));
     }
     if let Some(lid) = lower.strip_suffix("@lid") {
-        // A linked id: sent as WhatsApp wrote it; the API decides (a 400 is a rejected key).
-        if lid.is_empty() || lid.len() > 20 || !lid.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Invalid::new(
-                "a linked id must be digits followed by @lid, like 120650379300963@lid",
-            ));
-        }
-        return Ok(ChatId {
-            id: format!("{lid}@lid"),
-            phone: None,
-        });
+        return linked_id(lid);
     }
     if let Some(digits) = lower.strip_suffix("@c.us") {
-        // A chat id came from WhatsApp or GREEN-API itself: taken as it is.
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Invalid::new(
-                "a chat id must be digits followed by @c.us, like 79001234567@c.us",
-            ));
-        }
-        if !(8..=15).contains(&digits.len()) {
-            return Err(Invalid::new(format!(
-                "a chat id has 8 to 15 digits before @c.us, this one {}",
-                digits.len()
-            )));
-        }
-        return Ok(ChatId {
-            id: format!("{digits}@c.us"),
-            phone: Some(digits.to_string()),
-        });
+        return personal_chat_id(digits);
     }
     if value.contains('@') {
         return Err(Invalid::new(
             "not a phone number or personal chat id (only @c.us and @lid ids are accepted)",
         ));
     }
+    whatsapp_phone(value, default_country)
+}
+
+/// A linked id (`…@lid`): sent as WhatsApp wrote it; the API decides (a 400 is a rejected key).
+fn linked_id(lid: &str) -> Result<ChatId, Invalid> {
+    if lid.is_empty() || lid.len() > 20 || !lid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Invalid::new(
+            "a linked id must be digits followed by @lid, like 120650379300963@lid",
+        ));
+    }
+    Ok(ChatId {
+        id: format!("{lid}@lid"),
+        phone: None,
+    })
+}
+
+/// A chat id (`…@c.us`) that came from WhatsApp or GREEN-API itself: taken as it is.
+fn personal_chat_id(digits: &str) -> Result<ChatId, Invalid> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Invalid::new(
+            "a chat id must be digits followed by @c.us, like 79001234567@c.us",
+        ));
+    }
+    if !(8..=15).contains(&digits.len()) {
+        return Err(Invalid::new(format!(
+            "a chat id has 8 to 15 digits before @c.us, this one {}",
+            digits.len()
+        )));
+    }
+    Ok(ChatId {
+        id: format!("{digits}@c.us"),
+        phone: Some(digits.to_string()),
+    })
+}
+
+/// A phone number, in any notation, as WhatsApp's chat id.
+fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
     let number = without_zero_decimals(value).to_string();
     if number.chars().any(|c| c.is_alphabetic()) {
         return Err(Invalid::new("contains letters: not a phone number"));

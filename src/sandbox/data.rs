@@ -109,13 +109,23 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger) -> Value {
         "isBusiness": is_business,
     });
     if is_business {
-        let category = CATEGORIES[rng.usize(0..CATEGORIES.len())];
-        body["email"] = json!(format!("info{}@shop.example", rng.u16(..)));
-        body["category"] = json!(category);
-        body["description"] = json!(format!("{category}: open 9–18, call us"));
-        body["products"] =
-            Value::Array((0..rng.usize(0..5)).map(|i| product(&mut rng, i)).collect());
+        add_business(&mut body, &mut rng);
     }
+    vary(&mut body, &mut rng);
+    body
+}
+
+/// A business account's e-mail, category, description and products.
+fn add_business(body: &mut Value, rng: &mut fastrand::Rng) {
+    let category = CATEGORIES[rng.usize(0..CATEGORIES.len())];
+    body["email"] = json!(format!("info{}@shop.example", rng.u16(..)));
+    body["category"] = json!(category);
+    body["description"] = json!(format!("{category}: open 9–18, call us"));
+    body["products"] = Value::Array((0..rng.usize(0..5)).map(|i| product(rng, i)).collect());
+}
+
+/// The answer's shape as it varies between API versions.
+fn vary(body: &mut Value, rng: &mut fastrand::Rng) {
     if rng.u8(0..4) == 0 {
         // Fields the API may add later must survive in raw_json.
         body["someFutureField"] = json!({ "nested": [1, 2, 3] });
@@ -127,7 +137,6 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger) -> Value {
             obj.remove("isBusiness");
         }
     }
-    body
 }
 
 fn product(rng: &mut fastrand::Rng, index: usize) -> Value {

@@ -33,19 +33,7 @@ pub(crate) fn open_file(
 ) -> Result<CsvFile, SourceError> {
     let shown = path.display();
     let unusable = |m: String| SourceError::Unusable(m);
-    let mut file = File::open(path)
-        .map_err(|e| unusable(format!("cannot open the input file {shown}: {e}")))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(unusable(format!(
-            "the input {shown} is a directory, not a CSV file"
-        )));
-    }
-    let mut sample = Vec::with_capacity(sniff::SAMPLE_BYTES);
-    (&mut file)
-        .take(sniff::SAMPLE_BYTES as u64)
-        .read_to_end(&mut sample)
-        .and_then(|_| file.rewind())
-        .map_err(|e| unusable(format!("cannot read the input file {shown}: {e}")))?;
+    let (file, sample) = open_with_sample(path)?;
     let encoding = options.encoding.unwrap_or_else(|| sniff::encoding(&sample));
     let delimiter = options.delimiter.unwrap_or_else(|| {
         let (text, _) = encoding.decode_with_bom_removal(&sample);
@@ -92,6 +80,26 @@ pub(crate) fn open_file(
         delimiter,
         encoding,
     })
+}
+
+/// The file at `path`, rewound, and its first bytes (to find its encoding and delimiter).
+fn open_with_sample(path: &Path) -> Result<(File, Vec<u8>), SourceError> {
+    let shown = path.display();
+    let unusable = |m: String| SourceError::Unusable(m);
+    let mut file = File::open(path)
+        .map_err(|e| unusable(format!("cannot open the input file {shown}: {e}")))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(unusable(format!(
+            "the input {shown} is a directory, not a CSV file"
+        )));
+    }
+    let mut sample = Vec::with_capacity(sniff::SAMPLE_BYTES);
+    (&mut file)
+        .take(sniff::SAMPLE_BYTES as u64)
+        .read_to_end(&mut sample)
+        .and_then(|_| file.rewind())
+        .map_err(|e| unusable(format!("cannot read the input file {shown}: {e}")))?;
+    Ok((file, sample))
 }
 
 /// One data row of a CSV file.

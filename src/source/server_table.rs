@@ -133,31 +133,8 @@ pub(crate) async fn open(
 ) -> Result<ServerTable, SourceError> {
     let unusable = |m: String| SourceError::Unusable(m);
     let dialect = Dialect::of(url.engine);
-    sqlx::any::install_default_drivers();
-    let options: AnyConnectOptions = url
-        .expose()
-        .parse()
-        .map_err(|e| unusable(format!("the input URL {url} is not usable: {e}")))?;
-    let mut conn = options
-        .disable_statement_logging()
-        .connect()
-        .await
-        .map_err(|e| unusable(format!("cannot connect to the input database {url}: {e}")))?;
-    let (schema, table_name) = match table.split_once('.') {
-        Some((schema, table)) => (schema.to_string(), table.to_string()),
-        None => {
-            let current: Option<String> = sqlx::query_scalar(dialect.current_schema)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| unusable(format!("cannot read the catalog of {url}: {e}")))?;
-            let current = current.ok_or_else(|| {
-                unusable(format!(
-                    "the input URL {url} names no database: add /DATABASE to it, or give --table DATABASE.TABLE"
-                ))
-            })?;
-            (current, table.to_string())
-        }
-    };
+    let mut conn = connect(url).await?;
+    let (schema, table_name) = schema_and_table(&mut conn, dialect, url, table).await?;
     let catalog_error = |e: sqlx::Error| unusable(format!("cannot read the catalog of {url}: {e}"));
     let tables: Vec<String> = sqlx::query_scalar(dialect.tables)
         .bind(&schema)
@@ -193,6 +170,43 @@ pub(crate) async fn open(
         column_name: shape.column,
         columns: columns.into_iter().map(|(name, _)| name).collect(),
     })
+}
+
+/// A connection to the input's database.
+async fn connect(url: &ServerUrl) -> Result<AnyConnection, SourceError> {
+    let unusable = |m: String| SourceError::Unusable(m);
+    sqlx::any::install_default_drivers();
+    let options: AnyConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|e| unusable(format!("the input URL {url} is not usable: {e}")))?;
+    options
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| unusable(format!("cannot connect to the input database {url}: {e}")))
+}
+
+/// `--table` as (schema, table): a bare table name is in the connection's current schema.
+async fn schema_and_table(
+    conn: &mut AnyConnection,
+    dialect: &Dialect,
+    url: &ServerUrl,
+    table: &str,
+) -> Result<(String, String), SourceError> {
+    if let Some((schema, table)) = table.split_once('.') {
+        return Ok((schema.to_string(), table.to_string()));
+    }
+    let current: Option<String> = sqlx::query_scalar(dialect.current_schema)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| SourceError::Unusable(format!("cannot read the catalog of {url}: {e}")))?;
+    let current = current.ok_or_else(|| {
+        SourceError::Unusable(format!(
+            "the input URL {url} names no database: add /DATABASE to it, or give --table DATABASE.TABLE"
+        ))
+    })?;
+    Ok((current, table.to_string()))
 }
 
 fn listed(names: &[String]) -> String {

@@ -31,34 +31,8 @@ pub(crate) async fn open(
 ) -> Result<SqliteSource, SourceError> {
     let shown = path.display().to_string();
     let unusable = |m: String| SourceError::Unusable(m);
-    if !path.is_file() {
-        return Err(unusable(format!(
-            "the input database {shown} does not exist"
-        )));
-    }
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .disable_statement_logging()
-        .connect()
-        .await
-        .map_err(|e| unusable(format!("cannot open the input database {shown}: {e}")))?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(|e| unusable(format!("{shown} is not a SQLite database ({e})")))?;
-    let Some(table) = tables.iter().find(|t| t.as_str() == table).cloned() else {
-        return Err(unusable(format!(
-            "the input database {shown} has no table '{table}'; its tables are: {}",
-            if tables.is_empty() {
-                "(none)".to_string()
-            } else {
-                tables.join(", ")
-            }
-        )));
-    };
+    let mut conn = connect(path, &shown).await?;
+    let table = find_table(&mut conn, table, &shown).await?;
     let columns: Vec<(String, i64)> =
         sqlx::query_as("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid")
             .bind(&table)
@@ -98,6 +72,47 @@ pub(crate) async fn open(
         column_name,
         columns: names,
     })
+}
+
+/// A read-only connection to the SQLite database at `path` (`shown` in messages).
+async fn connect(path: &Path, shown: &str) -> Result<SqliteConnection, SourceError> {
+    if !path.is_file() {
+        return Err(SourceError::Unusable(format!(
+            "the input database {shown} does not exist"
+        )));
+    }
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| SourceError::Unusable(format!("cannot open the input database {shown}: {e}")))
+}
+
+/// The table (or view) named `table`, or a message that lists the ones there are.
+async fn find_table(
+    conn: &mut SqliteConnection,
+    table: &str,
+    shown: &str,
+) -> Result<String, SourceError> {
+    let unusable = |m: String| SourceError::Unusable(m);
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| unusable(format!("{shown} is not a SQLite database ({e})")))?;
+    if let Some(found) = tables.iter().find(|t| t.as_str() == table) {
+        return Ok(found.clone());
+    }
+    let listed = match tables.is_empty() {
+        true => "(none)".to_string(),
+        false => tables.join(", "),
+    };
+    Err(unusable(format!(
+        "the input database {shown} has no table '{table}'; its tables are: {listed}"
+    )))
 }
 
 impl SqliteSource {
