@@ -90,6 +90,14 @@ pub enum StoreError {
 pub(crate) struct WorkerId(pub(crate) i64);
 
 impl StoreError {
+    /// The migrations of the store `path` failed.
+    fn migration_failed(path: String, e: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Migrate {
+            path,
+            message: e.to_string(),
+        }
+    }
+
     /// The connection to the store ended (the server restarted, the session was terminated, the
     /// network was cut): a new connection may work where this one cannot.
     pub fn is_connection_lost(&self) -> bool {

@@ -90,10 +90,7 @@ pub(super) async fn open(
     sqlx::migrate!("./migrations/postgres")
         .run(&mut session)
         .await
-        .map_err(|e| StoreError::Migrate {
-            path: shown,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| StoreError::migration_failed(shown, e))?;
     conn.close().await?;
     Ok((options, session))
 }

@@ -55,10 +55,7 @@ pub(super) async fn open(
     sqlx::migrate!("./migrations/sqlite")
         .run(&mut conn)
         .await
-        .map_err(|e| StoreError::Migrate {
-            path: shown,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| StoreError::migration_failed(shown, e))?;
     conn.close().await?;
     Ok((options, lock))
 }
