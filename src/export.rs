@@ -20,8 +20,13 @@ use crate::store::{StoreError, StoreLocation};
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// A file cannot be written.
-    #[error("cannot write {0}: {1}")]
-    File(String, String),
+    #[error("cannot write {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The store cannot be read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -147,8 +152,11 @@ async fn write_csv(
     Ok(written)
 }
 
-fn file_error(path: &Path, e: std::io::Error) -> ExportError {
-    ExportError::File(path.display().to_string(), e.to_string())
+fn file_error(path: &Path, source: std::io::Error) -> ExportError {
+    ExportError::File {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Copies every input row (`rows`: data row number, fields), in order and as it is, each

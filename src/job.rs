@@ -13,7 +13,7 @@ use crate::domain::Rate;
 use crate::error::JobError;
 use crate::export::{self, EnrichedCsv};
 use crate::metrics::{self, Live};
-use crate::normalise::{format_time, time_before};
+use crate::normalise::time_before;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
 use crate::pipeline::output;
 use crate::pipeline::share::{self, Claims, Feed};
@@ -254,14 +254,13 @@ async fn stage_input(
     let stager = Stager::new(store).await?;
     let (messenger, country) = (config.input.messenger, config.input.default_country);
     let source_name = config.input.source_name();
-    let seen_at = format_time(Utc::now());
     let recording = begun.map(|run| Recording {
         messenger,
         delays,
         links: LinkOwner {
             source: &source_name,
             run_id: run.id,
-            seen_at: &seen_at,
+            seen_at: Utc::now(),
         },
         ids_from_data: config.input.source.ids_from_data(),
     });

@@ -410,7 +410,7 @@ mod tests {
             links: LinkOwner {
                 source: "in.csv",
                 run_id: 1,
-                seen_at: "2026-01-01T00:00:00.000Z",
+                seen_at: Utc::now(),
             },
             ids_from_data: false,
         };

@@ -13,12 +13,14 @@
 //! from the latest run that read it, and rows no read saw since are removed by the next complete
 //! read; `enriched`, built on `input_rows`, has one row per input row.
 
+use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::conn::on_conn;
 
 use super::staging::Stager;
 use super::{last_per_key, StoreError};
+use crate::normalise::format_time;
 
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 100;
@@ -42,7 +44,7 @@ pub(crate) struct InputLink {
 pub(crate) struct LinkOwner<'a> {
     pub(crate) source: &'a str,
     pub(crate) run_id: i64,
-    pub(crate) seen_at: &'a str,
+    pub(crate) seen_at: DateTime<Utc>,
 }
 
 impl Stager {
@@ -54,6 +56,7 @@ impl Stager {
         links: &[InputLink],
     ) -> Result<(), StoreError> {
         let links = last_per_key(links, |l| l.row_ref.as_str());
+        let seen_at = format_time(owner.seen_at);
         on_conn!(&mut self.conn, c => {
         let mut tx = sqlx::Connection::begin(c).await?;
         for chunk in links.chunks(ROWS_PER_STATEMENT) {
@@ -69,7 +72,7 @@ impl Stager {
                     .push_bind(&link.chat_id)
                     .push_bind(&link.error)
                     .push_bind(owner.run_id)
-                    .push_bind(owner.seen_at);
+                    .push_bind(&seen_at);
             });
             q.push(
                 " ON CONFLICT (source, row_ref) DO UPDATE SET position = excluded.position, \

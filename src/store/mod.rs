@@ -1,9 +1,11 @@
 //! The working store: a SQLite database, or a schema in PostgreSQL, holding `contacts`,
 //! `products`, `failures`, `runs` and `input_rows`, and the view `enriched`.
 //!
-//! All SQL lives in this module: the rest of the job talks to [`Store`], the planner, the
-//! [`writer::Writer`] and the reader, never to SQL directly. The SQL is written once for both
-//! engines (see [`conn`]).
+//! All SQL lives in this module: the rest of the job talks to [`Store`], the stager and the
+//! plan, the [`writer::Writer`] and the reader, never to SQL directly. The engine is chosen once,
+//! in [`Store::open`]: each has its own module ([`sqlite`], [`postgres`]) for opening and for the
+//! statements whose text differs; the rest is the SQL both speak, run through [`conn`]. What
+//! only a shared PostgreSQL store has (leases, the work queue) is in [`shared`].
 
 pub(crate) mod conn;
 mod dialect;
@@ -73,13 +75,14 @@ pub enum StoreError {
         message: String,
     },
     /// The migrations failed.
-    #[error("cannot set up the schema in {path}: {message}")]
+    #[error("cannot set up the schema in {path}: {source}")]
     Migrate {
         /// The database.
         path: String,
         /// Why.
-        message: String,
+        source: sqlx::migrate::MigrateError,
     },
+
     /// A statement failed (disk full, database locked, ...).
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -91,11 +94,8 @@ pub(crate) struct WorkerId(pub(crate) i64);
 
 impl StoreError {
     /// The migrations of the store `path` failed.
-    fn migration_failed(path: String, e: sqlx::migrate::MigrateError) -> StoreError {
-        StoreError::Migrate {
-            path,
-            message: e.to_string(),
-        }
+    fn migration_failed(path: String, source: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Migrate { path, source }
     }
 
     /// The connection to the store ended (the server restarted, the session was terminated, the
