@@ -73,6 +73,8 @@ async fn main() {
     )
     .await
     .expect("open the store");
+    // No run row: the benchmark's contacts are all new, recorded under run 0.
+    let run_id = 0;
     let mut writer = Writer::new(
         &store,
         Messenger::Whatsapp,
@@ -80,6 +82,7 @@ async fn main() {
             permanent: Duration::from_secs(30 * 86_400),
             transient: Duration::from_secs(3_600),
         },
+        run_id,
     )
     .await
     .expect("a writer");

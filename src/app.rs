@@ -10,7 +10,7 @@ use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs};
 use crate::config::{LogFormat, Output};
 use crate::demo::DemoError;
 use crate::error::JobError;
-use crate::export::{self, EnrichedCsv, ExportError};
+use crate::export::{self, CsvOut, EnrichedCsv, ExportError};
 use crate::pipeline::output::{self, OutputError};
 use crate::pipeline::stop::Stop;
 use crate::redact::mask;
@@ -242,5 +242,10 @@ async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, Error> {
         )
     });
     let store = args.store.location()?;
-    Ok(export::export_csv(&store, &args.output, raw, enriched).await?)
+    let out = CsvOut {
+        dir: args.output.clone(),
+        raw,
+        changed_since: args.changed_since,
+    };
+    Ok(export::export_csv(&store, out, enriched).await?)
 }

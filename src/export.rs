@@ -4,11 +4,14 @@
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
 
 use futures::StreamExt;
 
 use crate::chat_id::Messenger;
+use crate::normalise::parse_time;
 use crate::pipeline::task::{self, TaskDied};
 use crate::redact::mask;
 use crate::source::{csv_file, workbook, Source, SourceError};
@@ -33,6 +36,9 @@ pub enum ExportError {
     /// The input cannot be read again.
     #[error(transparent)]
     Input(#[from] SourceError),
+    /// `--changed-since` names a run the store does not have.
+    #[error("the store has no run #{0}: `greenrich status` lists the last runs")]
+    NoSuchRun(i64),
     /// The export's thread died.
     #[error(transparent)]
     Task(#[from] TaskDied),
@@ -90,33 +96,95 @@ fn cell_out(cell: &str, raw: bool) -> String {
 /// drives the store's reads itself (on the runtime's I/O), so no runtime worker waits on a disk.
 pub(crate) async fn export_csv(
     db: &StoreLocation,
-    dir: &Path,
-    raw: bool,
+    out: CsvOut,
     enriched: Option<EnrichedCsv>,
 ) -> Result<Vec<(String, u64)>, ExportError> {
-    let (db, dir) = (db.clone(), dir.to_path_buf());
+    let db = db.clone();
     let runtime = tokio::runtime::Handle::current();
     let writing =
-        tokio::task::spawn_blocking(move || runtime.block_on(write_csv(&db, &dir, raw, enriched)));
+        tokio::task::spawn_blocking(move || runtime.block_on(write_csv(&db, out, enriched)));
     task::join("the CSV export", writing).await?
+}
+
+/// Where and how the CSV files are written.
+#[derive(Debug, Clone)]
+pub(crate) struct CsvOut {
+    /// The folder.
+    pub(crate) dir: PathBuf,
+    /// Cells as they are, formulas not neutralised.
+    pub(crate) raw: bool,
+    /// Only what changed since then (a delta for a CRM sync): contacts and their products, and
+    /// the input's rows of those contacts; no `failures.csv`.
+    pub(crate) changed_since: Option<ChangedSince>,
+}
+
+/// `--changed-since`: a run (its changes and later ones) or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedSince {
+    /// Since run N began.
+    Run(i64),
+    /// Since this time.
+    Time(DateTime<Utc>),
+}
+
+impl std::str::FromStr for ChangedSince {
+    type Err = crate::domain::InvalidValue;
+
+    /// A run id (digits), or a UTC time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DD`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().map(ChangedSince::Run).map_err(|_| {
+                crate::domain::InvalidValue(format!("'{text}' is too large for a run id"))
+            });
+        }
+        let naive = |format: &str| chrono::NaiveDateTime::parse_from_str(text, format).ok();
+        let time = parse_time(text)
+            .or_else(|| naive("%Y-%m-%d %H:%M:%S").map(|t| t.and_utc()))
+            .or_else(|| naive("%Y-%m-%d %H:%M").map(|t| t.and_utc()))
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            });
+        time.map(ChangedSince::Time).ok_or_else(|| {
+            crate::domain::InvalidValue(format!(
+                "'{text}' is neither a run id nor a time: use a run number from `greenrich status`, or a UTC time such as 2026-12-01 or 2026-12-01T06:00:00Z"
+            ))
+        })
+    }
 }
 
 /// [`export_csv`], on the thread that may block.
 async fn write_csv(
     db: &StoreLocation,
-    dir: &Path,
-    raw: bool,
+    out: CsvOut,
     enriched: Option<EnrichedCsv>,
 ) -> Result<Vec<(String, u64)>, ExportError> {
     let mut store = StoreReader::open(db).await?;
+    let since = match out.changed_since {
+        None => None,
+        Some(ChangedSince::Time(at)) => Some(at),
+        Some(ChangedSince::Run(id)) => Some(
+            store
+                .run_started_at(id)
+                .await?
+                .ok_or(ExportError::NoSuchRun(id))?,
+        ),
+    };
+    let (dir, raw) = (out.dir.as_path(), out.raw);
     let mut written = Vec::new();
-    for (table, order) in EXPORTED_TABLES {
-        let name = format!("{table}.csv");
+    for table in &EXPORTED_TABLES {
+        if since.is_some() && table.changed_since.is_none() {
+            continue;
+        }
+        let name = format!("{}.csv", table.name);
         let path = dir.join(&name);
         let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(&path, e.into()))?;
         let mut header = true;
         let rows = store
-            .dump_table(table, order, |record| {
+            .dump_table(table, since, |record| {
                 // The header row is column names: never neutralised.
                 let raw = raw || std::mem::take(&mut header);
                 out.write_record(record.iter().map(|cell| cell_out(cell, raw)))
@@ -136,13 +204,23 @@ async fn write_csv(
                 let file = csv_file::open_file(path, options, true)?;
                 let (headers, delimiter) = (file.headers.clone(), file.delimiter);
                 let rows = (1..).zip(file.raw_rows());
-                write_enriched(&mut store, &enriched, dir, raw, headers, delimiter, rows).await?
+                let input = Input {
+                    headers,
+                    delimiter,
+                    rows,
+                };
+                write_enriched(&mut store, &enriched, dir, raw, since, input).await?
             }
             Source::Workbook { path, sheet, .. } => {
                 let book = workbook::open_workbook(path, sheet.as_deref())?;
                 let rows = book.rows().map(|(number, _, fields)| (number, Ok(fields)));
                 let headers = book.headers.clone();
-                write_enriched(&mut store, &enriched, dir, raw, headers, b',', rows).await?
+                let input = Input {
+                    headers,
+                    delimiter: b',',
+                    rows,
+                };
+                write_enriched(&mut store, &enriched, dir, raw, since, input).await?
             }
             // A table's rows are joined to the `enriched` view in the database itself.
             Source::Sqlite { .. } | Source::Server { .. } => return Ok(written),
@@ -159,18 +237,34 @@ fn file_error(path: &Path, source: std::io::Error) -> ExportError {
     }
 }
 
-/// Copies every input row (`rows`: data row number, fields), in order and as it is, each
-/// followed by the `enriched` view's cells for it (empty for a row the store has no link for).
-/// UTF-8 with a BOM, so Excel shows Cyrillic right, and the input's own delimiter.
-async fn write_enriched(
+/// The input file, read again.
+struct Input<R> {
+    headers: Vec<String>,
+    delimiter: u8,
+    /// Data row number, fields.
+    rows: R,
+}
+
+/// Copies every input row, in order and as it is, each followed by the `enriched` view's cells
+/// for it (empty for a row the store has no link for); with `since`, only the rows whose
+/// contact changed since then. UTF-8 with a BOM, so Excel shows Cyrillic right, and the input's
+/// own delimiter.
+async fn write_enriched<R>(
     store: &mut StoreReader,
     enriched: &EnrichedCsv,
     dir: &Path,
     raw: bool,
-    headers: Vec<String>,
-    delimiter: u8,
-    rows: impl Iterator<Item = (u64, Result<Vec<String>, SourceError>)>,
-) -> Result<u64, ExportError> {
+    since: Option<DateTime<Utc>>,
+    input: Input<R>,
+) -> Result<u64, ExportError>
+where
+    R: Iterator<Item = (u64, Result<Vec<String>, SourceError>)>,
+{
+    let Input {
+        headers,
+        delimiter,
+        rows,
+    } = input;
     let path = dir.join("enriched.csv");
     let mut out = std::fs::File::create(&path).map_err(|e| file_error(&path, e))?;
     out.write_all(b"\xEF\xBB\xBF")
@@ -187,7 +281,7 @@ async fn write_enriched(
             .map(|c| format!("{}{c}", enriched.prefix)),
     );
     out.write_record(&header).map_err(write_error)?;
-    let mut links = std::pin::pin!(store.enriched_rows(&enriched.source_name));
+    let mut links = std::pin::pin!(store.enriched_rows(&enriched.source_name, since));
     let mut next = links.next().await.transpose()?;
     let (mut written, mut linked) = (0, 0);
     for (number, fields) in rows {
@@ -200,6 +294,8 @@ async fn write_enriched(
                 linked += 1;
                 record.extend(link.cells.iter().map(|cell| cell_out(cell, raw)));
             }
+            // A delta has only the rows of contacts that changed.
+            None if since.is_some() => continue,
             None => record.extend(ENRICHED_COLUMNS.iter().map(|_| String::new())),
         }
         out.write_record(&record).map_err(write_error)?;

@@ -11,7 +11,7 @@ use crate::api::{Client, Instance};
 use crate::config::{Config, Output};
 use crate::domain::Rate;
 use crate::error::JobError;
-use crate::export::{self, EnrichedCsv};
+use crate::export::{self, CsvOut, EnrichedCsv};
 use crate::metrics::{self, Live};
 use crate::normalise::time_before;
 use crate::pipeline::fetch::{self, queue::Queue, Settings};
@@ -174,7 +174,12 @@ async fn run_begun(
             config.input.messenger,
         );
         let store = config.output.target.store();
-        for (file, rows) in export::export_csv(&store, dir, *raw, Some(enriched)).await? {
+        let out = CsvOut {
+            dir: dir.clone(),
+            raw: *raw,
+            changed_since: None,
+        };
+        for (file, rows) in export::export_csv(&store, out, Some(enriched)).await? {
             tracing::info!("wrote {rows} rows to {}", dir.join(file).display());
         }
     }
@@ -396,7 +401,7 @@ async fn stages(
         stop,
         ..
     } = *run;
-    let writer = Writer::new(store, config.input.messenger, *delays)
+    let writer = Writer::new(store, config.input.messenger, *delays, run.run_id)
         .await?
         .fenced_by(fence);
     let progress = Progress::start(stats.clone(), plan.due(), &config.ui);

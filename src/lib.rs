@@ -10,6 +10,7 @@
 
 mod api;
 mod app;
+mod change;
 mod chat_id;
 mod cli;
 mod config;

@@ -128,8 +128,11 @@ impl Report {
         }
         let c = &s.counts;
         let mut out = format!(
-            "summary: {} enriched, {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests, {} 429s, {} retries, elapsed {}",
+            "summary: {} enriched ({} new, {} changed, {} unchanged), {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests, {} 429s, {} retries, elapsed {}",
             c.enriched,
+            c.new,
+            c.changed,
+            c.unchanged,
             c.failed,
             by_reason(&s.failed_by_reason),
             c.invalid,

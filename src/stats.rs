@@ -14,6 +14,9 @@ use crate::store::ledger::RunCounts;
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) enriched: AtomicU64,
+    pub(crate) new: AtomicU64,
+    pub(crate) changed: AtomicU64,
+    pub(crate) unchanged: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) http_429: AtomicU64,
@@ -51,6 +54,9 @@ impl Stats {
     /// Copies the fetch and write counters into `counts`.
     pub(crate) fn fill(&self, counts: &mut RunCounts) {
         counts.enriched = Self::get(&self.enriched);
+        counts.new = Self::get(&self.new);
+        counts.changed = Self::get(&self.changed);
+        counts.unchanged = Self::get(&self.unchanged);
         counts.failed = Self::get(&self.failed);
         counts.requests = Self::get(&self.requests);
         counts.http_429 = Self::get(&self.http_429);

@@ -14,6 +14,7 @@ use crate::chat_id::{DefaultCountry, Messenger};
 use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat};
 use crate::credentials::CredentialsError;
 use crate::domain::Rate;
+use crate::export::ChangedSince;
 use crate::sandbox::{self, Fault, LatencyRange, SandboxInstance};
 use crate::source::{workbook, CsvOptions, Source};
 use crate::store::StoreLocation;
@@ -98,6 +99,7 @@ const FAILURES_EXAMPLES: &str = "Examples:
   greenrich failures --db postgres://greenrich@db/crm --schema greenrich";
 const EXPORT_EXAMPLES: &str = "Examples:
   greenrich export --db out/greenrich.db --input customers.csv --output out/
+  greenrich export --db out/greenrich.db --input customers.csv --output delta/ --changed-since 42
   greenrich export --db postgres://greenrich@db/crm --output /srv/exports/";
 const COMPLETIONS_EXAMPLES: &str = "Examples:
   greenrich completions bash > /etc/bash_completion.d/greenrich
@@ -340,6 +342,11 @@ pub struct ExportArgs {
     /// How CSV files are written.
     #[command(flatten)]
     pub csv_out: CsvOutFlags,
+    /// Write only what changed since a run began (its number, from `greenrich status`) or since
+    /// a UTC time (2026-12-01, 2026-12-01T06:00:00Z): contacts new or changed since then, their
+    /// products, and enriched.csv's rows of them; no failures.csv.
+    #[arg(long)]
+    pub changed_since: Option<ChangedSince>,
 }
 
 /// How an input file is read (`enrich` and `export`).

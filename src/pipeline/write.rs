@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::stats::Stats;
-use crate::store::writer::{KeyOutcome, Writer};
+use crate::store::writer::{Committed, KeyOutcome, Writer};
 use crate::store::StoreError;
 
 /// Outcomes committed in one transaction at most.
@@ -32,7 +32,11 @@ pub(crate) async fn write_outcomes(
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if error.is_none() {
             match commit(&mut writer, &batch).await {
-                Ok(left_out) => {
+                Ok(committed) => {
+                    Stats::add(&stats.new, committed.new);
+                    Stats::add(&stats.changed, committed.changed);
+                    Stats::add(&stats.unchanged, committed.unchanged);
+                    let left_out = committed.left_out;
                     for outcome in batch
                         .iter()
                         .filter(|o| !left_out.iter().any(|k| k == o.key()))
@@ -58,7 +62,7 @@ pub(crate) async fn write_outcomes(
 }
 
 /// Commits `batch`, reconnecting while the store is unreachable (a commit is safe to repeat).
-async fn commit(writer: &mut Writer, batch: &[KeyOutcome]) -> Result<Vec<String>, StoreError> {
+async fn commit(writer: &mut Writer, batch: &[KeyOutcome]) -> Result<Committed, StoreError> {
     let since = Instant::now();
     let mut wait = Duration::from_millis(50);
     loop {

@@ -30,6 +30,12 @@ pub struct RunCounts {
     pub planned: u64,
     /// Keys enriched.
     pub enriched: u64,
+    /// Enriched contacts stored for the first time.
+    pub new: u64,
+    /// Enriched contacts that changed since their last fetch.
+    pub changed: u64,
+    /// Enriched contacts as they were at their last fetch.
+    pub unchanged: u64,
     /// Keys failed (after their retries).
     pub failed: u64,
     /// getContactInfo calls made.

@@ -7,6 +7,7 @@
 //! statements whose text differs; the rest is the SQL both speak, run through [`conn`]. What
 //! only a shared PostgreSQL store has (leases, the work queue) is in [`shared`].
 
+mod changes;
 pub(crate) mod conn;
 mod dialect;
 pub(crate) mod ledger;
@@ -29,8 +30,9 @@ use shared::{SharedStore, WorkQueue};
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
-const OUR_TABLES: [&str; 6] = [
+const OUR_TABLES: [&str; 7] = [
     "contacts",
+    "changes",
     "products",
     "failures",
     "runs",

@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
 
 use super::conn::{on_conn, Conn};
-use super::ledger::{RunCounts, RunOutcome, RunRecord};
+use super::ledger::{RunCounts, RunOutcome, RunRecord, RunSummary};
 use super::{postgres, sqlite, StoreError, StoreLocation};
 use crate::normalise::{format_time, parse_time};
 
@@ -131,7 +131,10 @@ impl StoreReader {
                 .map(|r| {
                     let count = |i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
                     let text = |i: usize| r.get::<Option<String>, _>(i);
-                    let json = text;
+                    let summary: Option<RunSummary> =
+                        text(15).and_then(|s| serde_json::from_str(&s).ok());
+                    // What a run found changed is in its summary only.
+                    let found = summary.as_ref().map(|s| s.counts.clone()).unwrap_or_default();
                     RunRecord {
                         id: r.get(0),
                         started_at: text(1).as_deref().and_then(parse_time).unwrap_or_default(),
@@ -148,13 +151,26 @@ impl StoreReader {
                             requests: count(11),
                             http_429: count(12),
                             retries: count(13),
+                            new: found.new,
+                            changed: found.changed,
+                            unchanged: found.unchanged,
                         },
-                        options: json(14).and_then(|s| serde_json::from_str(&s).ok()),
-                        summary: json(15).and_then(|s| serde_json::from_str(&s).ok()),
+                        options: text(14).and_then(|s| serde_json::from_str(&s).ok()),
+                        summary,
                     }
                 })
                 .collect()
         }))
+    }
+
+    /// When run `id` began; `None` when the store has no such run.
+    pub(crate) async fn run_started_at(
+        &mut self,
+        id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        const SQL: &str = "SELECT started_at FROM runs WHERE id = $1";
+        let at: Option<String> = on_conn!(&mut self.conn, c => sqlx::query_scalar(SQL).bind(id).fetch_optional(c).await?);
+        Ok(at.as_deref().and_then(parse_time))
     }
 
     /// Every failed key, grouped by reason (most common reason first).
@@ -207,14 +223,35 @@ impl StoreReader {
 }
 
 /// The tables exported to CSV, each with the order of its rows.
-pub(crate) const EXPORTED_TABLES: [(&str, &str); 3] = [
-    ("contacts", "chat_id"),
-    ("products", "chat_id, position"),
-    ("failures", "key"),
+pub(crate) const EXPORTED_TABLES: [ExportedTable; 3] = [
+    ExportedTable {
+        name: "contacts",
+        order: "chat_id",
+        changed_since: Some("changed_at >= $1"),
+    },
+    ExportedTable {
+        name: "products",
+        order: "chat_id, position",
+        changed_since: Some("chat_id IN (SELECT chat_id FROM contacts WHERE changed_at >= $1)"),
+    },
+    ExportedTable {
+        name: "failures",
+        order: "key",
+        changed_since: None,
+    },
 ];
 
+/// A table the export writes.
+pub(crate) struct ExportedTable {
+    pub(crate) name: &'static str,
+    /// The rows' order.
+    pub(crate) order: &'static str,
+    /// Its rows that changed since a time (`$1`); `None`: not part of a delta export.
+    pub(crate) changed_since: Option<&'static str>,
+}
+
 /// The columns of the `enriched` view that follow a row's own columns in `enriched.csv`.
-pub(crate) const ENRICHED_COLUMNS: [&str; 13] = [
+pub(crate) const ENRICHED_COLUMNS: [&str; 15] = [
     "chat_id",
     "status",
     "error",
@@ -228,6 +265,8 @@ pub(crate) const ENRICHED_COLUMNS: [&str; 13] = [
     "last_seen_at",
     "products",
     "fetched_at",
+    "changed_at",
+    "change",
 ];
 
 /// One row of the `enriched` view, with its place in the input.
@@ -247,24 +286,36 @@ pub(crate) enum DumpError {
 }
 
 impl StoreReader {
-    /// Streams `table` (one of [`EXPORTED_TABLES`]) to `sink`: its column names first, then
-    /// every row with each cell as text (NULL as empty). Returns the number of rows.
+    /// Streams `table` to `sink`: its column names first, then every row (with `since`, only the
+    /// rows that changed since then) with each cell as text (NULL as empty). Returns the number
+    /// of rows.
     pub(crate) async fn dump_table(
         &mut self,
-        table: &str,
-        order: &str,
+        table: &ExportedTable,
+        since: Option<DateTime<Utc>>,
         mut sink: impl FnMut(&[String]) -> std::io::Result<()>,
     ) -> Result<u64, DumpError> {
+        let (name, order) = (table.name, table.order);
+        let filter = match (since, table.changed_since) {
+            (Some(at), Some(condition)) => Some((format!(" WHERE {condition}"), format_time(at))),
+            _ => None,
+        };
         let columns_sql = self.conn.dialect().table_columns;
         on_conn!(&mut self.conn, c => {
             let columns: Vec<String> = sqlx::query_scalar(columns_sql)
-                .bind(table)
+                .bind(name)
                 .fetch_all(&mut *c)
                 .await
                 .map_err(StoreError::from)?;
             sink(&columns).map_err(DumpError::Sink)?;
-            let sql = format!("SELECT {} FROM {table} ORDER BY {order}", as_text(&columns));
-            let mut rows = sqlx::query(&sql).fetch(c);
+            let condition = filter.as_ref().map_or("", |(sql, _)| sql.as_str());
+            let sql = format!("SELECT {} FROM {name}{condition} ORDER BY {order}", as_text(&columns));
+            let query = sqlx::query(&sql);
+            let query = match &filter {
+                Some((_, at)) => query.bind(at),
+                None => query,
+            };
+            let mut rows = query.fetch(c);
             let mut count = 0;
             while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
                 let record = text_cells!(&row, 0..columns.len())?;
@@ -275,14 +326,25 @@ impl StoreReader {
         })
     }
 
-    /// The `enriched` rows of `source`, in input order.
+    /// The `enriched` rows of `source`, in input order; with `since`, only those whose contact
+    /// changed since then.
     pub(crate) fn enriched_rows<'a>(
         &'a mut self,
         source: &'a str,
+        since: Option<DateTime<Utc>>,
     ) -> futures::stream::BoxStream<'a, Result<EnrichedRow, StoreError>> {
-        on_conn!(&mut self.conn, c => sqlx::query(&ENRICHED_IN_ORDER)
-            .bind(source)
-            .fetch(c)
+        let since = since.map(format_time);
+        let sql = match since {
+            Some(_) => ENRICHED_CHANGED_IN_ORDER.as_str(),
+            None => ENRICHED_IN_ORDER.as_str(),
+        };
+        on_conn!(&mut self.conn, c => {
+            let query = sqlx::query(sql).bind(source);
+            let query = match since {
+                Some(at) => query.bind(at),
+                None => query,
+            };
+            query.fetch(c)
             .map(|row| {
                 let row = row?;
                 let cells = text_cells!(&row, 1..=ENRICHED_COLUMNS.len())?;
@@ -291,14 +353,24 @@ impl StoreReader {
                     cells,
                 })
             })
-            .boxed())
+            .boxed()
+        })
     }
 }
 
-/// [`ENRICHED_COLUMNS`] of one source, after each row's place in the input, in input order.
+/// [`ENRICHED_COLUMNS`] of one source (`$1`), after each row's place in the input, in input
+/// order.
 static ENRICHED_IN_ORDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT position, {} FROM enriched WHERE source = $1 ORDER BY position",
+        as_text(&ENRICHED_COLUMNS)
+    )
+});
+
+/// [`ENRICHED_IN_ORDER`], only the rows whose contact changed at or after `$2`.
+static ENRICHED_CHANGED_IN_ORDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT position, {} FROM enriched WHERE source = $1 AND changed_at >= $2 ORDER BY position",
         as_text(&ENRICHED_COLUMNS)
     )
 });

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::changes::{record_changes, stored_contacts};
 use super::conn::{on_conn, Conn, Connector};
 use super::{last_per_key, shared, Store, StoreError, WorkerId};
+use crate::change::{self, Change, Compared, Tracked};
 use crate::chat_id::Messenger;
-use crate::normalise::{time_after, Enriched, ProductRow};
+use crate::normalise::{format_time, parse_time, time_after, Enriched, ProductRow};
 use crate::reason::Reason;
 
 /// Rows per multi-row statement.
@@ -70,14 +72,30 @@ pub struct Writer {
     delays: RetryDelays,
     /// The worker whose claims fence the writes (a shared PostgreSQL store).
     fence: Option<WorkerId>,
+    /// The run whose results these are (it is named in `changes`).
+    run_id: i64,
+}
+
+/// What one commit wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Keys whose results were left out (behind the fence: no longer this worker's).
+    pub left_out: Vec<String>,
+    /// Contacts written for the first time.
+    pub new: u64,
+    /// Contacts that changed since their last fetch.
+    pub changed: u64,
+    /// Contacts as they were at their last fetch.
+    pub unchanged: u64,
 }
 
 impl Writer {
-    /// A writer on its own connection to `store`.
+    /// A writer of run `run_id`'s results on its own connection to `store`.
     pub async fn new(
         store: &Store,
         messenger: Messenger,
         delays: RetryDelays,
+        run_id: i64,
     ) -> Result<Writer, StoreError> {
         Ok(Writer {
             conn: store.connect().await?,
@@ -85,6 +103,7 @@ impl Writer {
             messenger,
             delays,
             fence: None,
+            run_id,
         })
     }
 
@@ -100,46 +119,47 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits `batch` in one transaction; returns the keys left out. Behind a
-    /// fence (a worker of a shared store), a key's result is written only while the worker holds
-    /// the key's claim: the claim is checked and the key's queue row marked done first, in the
-    /// same transaction, and the results of keys whose claim passed to another worker are left
-    /// out (that worker writes its own). The same batch committed twice writes nothing the
-    /// second time, so a commit whose answer was lost with the connection can be retried.
+    /// Commits `batch` in one transaction; says what it wrote. Each contact is compared with
+    /// what the store held of it ([`crate::change`]): new, changed (recorded in `changes`) or
+    /// unchanged. Behind a fence (a worker of a shared store), a key's result is written only
+    /// while the worker holds the key's claim: the claim is checked and the key's queue row
+    /// marked done first, in the same transaction, and the results of keys whose claim passed to
+    /// another worker are left out (that worker writes its own). The same batch committed twice
+    /// writes nothing the second time, so a commit whose answer was lost with the connection
+    /// can be retried.
     pub async fn commit(
         &mut self,
         batch: &[KeyOutcome],
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let batch = last_per_key(batch, KeyOutcome::key);
-        let (messenger, delays) = (self.messenger, &self.delays);
-        let left_out: Vec<String> = match (&mut self.conn, self.fence) {
+        let (messenger, delays, run) = (self.messenger, &self.delays, self.run_id);
+        let committed = match (&mut self.conn, self.fence) {
             (Conn::Postgres(c), Some(worker)) => {
                 let mut tx = sqlx::Connection::begin(c).await?;
                 let keys: Vec<&str> = batch.iter().map(|o| o.key()).collect();
                 let held = shared::finish_claims(&mut tx, worker, &keys).await?;
                 let (kept, left_out): (Vec<&KeyOutcome>, Vec<&KeyOutcome>) =
                     batch.iter().partition(|o| held.contains(o.key()));
-                write_results!(&mut *tx, &kept, messenger, now, delays);
+                let mut committed = write_results!(&mut *tx, &kept, messenger, now, delays, run);
                 tx.commit().await?;
-                left_out.iter().map(|o| o.key().to_string()).collect()
+                committed.left_out = left_out.iter().map(|o| o.key().to_string()).collect();
+                committed
             }
-            (conn, _) => {
-                on_conn!(conn, c => {
-                    let mut tx = sqlx::Connection::begin(c).await?;
-                    write_results!(&mut *tx, &batch, messenger, now, delays);
-                    tx.commit().await?;
-                });
-                Vec::new()
-            }
+            (conn, _) => on_conn!(conn, c => {
+                let mut tx = sqlx::Connection::begin(c).await?;
+                let committed = write_results!(&mut *tx, &batch, messenger, now, delays, run);
+                tx.commit().await?;
+                committed
+            }),
         };
-        if !left_out.is_empty() {
+        if !committed.left_out.is_empty() {
             tracing::warn!(
                 "{} answers were not written: their keys are no longer this worker's (their claims had passed to another worker, which fetches them, or they were written already)",
-                left_out.len()
+                committed.left_out.len()
             );
         }
-        Ok(left_out)
+        Ok(committed)
     }
 }
 
@@ -153,10 +173,12 @@ impl KeyOutcome {
     }
 }
 
-/// Writes `batch` (`&[&KeyOutcome]`) on `tx`: each contact with its products, replacing its
-/// failure row, and each failure.
+/// Writes `batch` (`&[&KeyOutcome]`) of run `run` on `tx`: each contact with its products and
+/// its change history, replacing its failure row, and each failure; evaluates to the
+/// [`Committed`] counts.
 macro_rules! write_results {
-    ($tx:expr, $batch:expr, $messenger:expr, $now:expr, $delays:expr) => {{
+    ($tx:expr, $batch:expr, $messenger:expr, $now:expr, $delays:expr, $run:expr) => {{
+        let mut committed = Committed::default();
         let enriched: Vec<&Enriched> = $batch
             .iter()
             .filter_map(|o| match o {
@@ -172,7 +194,21 @@ macro_rules! write_results {
             })
             .collect();
         for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
-            upsert_contacts!($tx, chunk);
+            let keys: Vec<&str> = chunk.iter().map(|e| e.contact.chat_id.as_str()).collect();
+            let stored = stored_contacts!($tx, &keys);
+            let compared: Vec<Compared> = chunk
+                .iter()
+                .map(|e| {
+                    let fetched_at = parse_time(&e.contact.fetched_at).unwrap_or($now);
+                    let tracked = Tracked::of(&e.contact, &e.products);
+                    change::compare(stored.get(&e.contact.chat_id), &tracked, fetched_at, $run)
+                })
+                .collect();
+            committed.count(&compared);
+            let rows: Vec<(&Enriched, &Compared)> = chunk.iter().copied().zip(&compared).collect();
+            upsert_contacts!($tx, &rows);
+            let changes: Vec<(&str, &Compared)> = keys.iter().copied().zip(&compared).collect();
+            record_changes!($tx, changes, $run);
             delete_where_in!($tx, "DELETE FROM products WHERE chat_id IN ", chunk);
             delete_where_in!($tx, "DELETE FROM failures WHERE key IN ", chunk);
             let products: Vec<(&str, &ProductRow)> = chunk
@@ -186,24 +222,42 @@ macro_rules! write_results {
         for chunk in failed.chunks(ROWS_PER_STATEMENT) {
             upsert_failures!($tx, chunk, $messenger, $now, $delays);
         }
+        committed
     }};
 }
 use write_results;
+
+impl Committed {
+    /// Counts what the comparisons found.
+    fn count(&mut self, compared: &[Compared]) {
+        for c in compared {
+            match c.change {
+                Change::New => self.new += 1,
+                Change::Changed => self.changed += 1,
+                Change::Unchanged => self.unchanged += 1,
+            }
+        }
+    }
+}
 
 // The statements below are macros, not functions: each is compiled once per engine inside
 // `on_conn!`, with sqlx's typed binding (a function generic over the engine would need a bound
 // for every bound type). Flags are bound as integers on both engines.
 
-/// Inserts or updates the contacts of `chunk` (`&[&Enriched]`) on `conn`.
+/// Inserts or updates the contacts of `rows` (`&[(&Enriched, &Compared)]`) on `conn`, each with
+/// its change history.
 macro_rules! upsert_contacts {
-    ($conn:expr, $chunk:expr) => {{
+    ($conn:expr, $rows:expr) => {{
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO contacts (chat_id, messenger, phone, name, contact_name, email, category, \
              description, avatar_url, is_business, last_seen_at, is_archived, is_muted, \
-             is_disappearing, message_expiration, mute_expiration, raw_json, fetched_at) ",
+             is_disappearing, message_expiration, mute_expiration, raw_json, fetched_at, \
+             fingerprint, first_seen_at, changed_at, changed_run, last_change, fetches_changed, \
+             fetches_unchanged, changed_seconds, unchanged_seconds) ",
         );
-        q.push_values($chunk, |mut row, e| {
+        q.push_values($rows, |mut row, (e, compared)| {
             let c = &e.contact;
+            let h = &compared.history;
             row.push_bind(&c.chat_id)
                 .push_bind(c.messenger.as_str())
                 .push_bind(&c.phone)
@@ -221,7 +275,16 @@ macro_rules! upsert_contacts {
                 .push_bind(c.message_expiration)
                 .push_bind(c.mute_expiration)
                 .push_bind(&c.raw_json)
-                .push_bind(&c.fetched_at);
+                .push_bind(&c.fetched_at)
+                .push_bind(&compared.fingerprint)
+                .push_bind(format_time(h.first_seen_at))
+                .push_bind(format_time(h.changed_at))
+                .push_bind(h.changed_run)
+                .push_bind(compared.change.as_str())
+                .push_bind(h.fetches_changed)
+                .push_bind(h.fetches_unchanged)
+                .push_bind(h.changed_seconds)
+                .push_bind(h.unchanged_seconds);
         });
         q.push(
             " ON CONFLICT (chat_id) DO UPDATE SET messenger = excluded.messenger, \
@@ -233,7 +296,13 @@ macro_rules! upsert_contacts {
              is_disappearing = excluded.is_disappearing, \
              message_expiration = excluded.message_expiration, \
              mute_expiration = excluded.mute_expiration, raw_json = excluded.raw_json, \
-             fetched_at = excluded.fetched_at",
+             fetched_at = excluded.fetched_at, fingerprint = excluded.fingerprint, \
+             first_seen_at = excluded.first_seen_at, changed_at = excluded.changed_at, \
+             changed_run = excluded.changed_run, last_change = excluded.last_change, \
+             fetches_changed = excluded.fetches_changed, \
+             fetches_unchanged = excluded.fetches_unchanged, \
+             changed_seconds = excluded.changed_seconds, \
+             unchanged_seconds = excluded.unchanged_seconds",
         );
         q.build().execute($conn).await?;
     }};

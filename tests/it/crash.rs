@@ -199,8 +199,9 @@ async fn a_second_run_on_the_same_store_exits_with_code_5() {
 async fn a_full_disk_stops_the_run_and_keeps_what_was_committed() {
     let env = env_with(paced()).await;
     env.write("in.csv", phones_csv(400).as_bytes());
-    // A file size limit of 256 KiB: 400 contacts outgrow it after some commits.
-    let run = finish(env.spawn(&PACED_ARGS, "ulimit -f 256;")).await;
+    // A file size limit of 256 KiB (`sh` counts 512-byte blocks): the schema fits, and 400
+    // contacts outgrow it after some commits.
+    let run = finish(env.spawn(&PACED_ARGS, "ulimit -f 512;")).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("store cannot be written"),

@@ -407,7 +407,8 @@ async fn plain_status_lines_when_not_on_a_terminal() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("summary: 40 enriched, 0 failed"),
+        run.stderr
+            .contains("summary: 40 enriched (40 new, 0 changed, 0 unchanged), 0 failed"),
         "{}",
         run.stderr
     );

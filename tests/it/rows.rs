@@ -362,7 +362,7 @@ async fn enriched_csv_gives_back_every_row_in_order_with_its_own_columns() {
             "whatsapp_error"
         ]
     );
-    assert_eq!(rows[0].len(), 3 + 13);
+    assert_eq!(rows[0].len(), 3 + 15);
     assert_eq!(
         rows[1][..5],
         [
