@@ -82,13 +82,15 @@ fn run_lines(runs: &[RunRecord]) -> String {
     for r in runs {
         let c = &r.counts;
         out.push_str(&format!(
-            "  #{} {} → {} {}: {} due, {} enriched, {} failed, {} requests, {} 429s\n",
+            "  #{} {} → {} {}: {} due, {} enriched ({} new, {} changed), {} failed, {} requests, {} 429s\n",
             r.id,
             format_time(r.started_at),
             shown_time(r.finished_at),
             r.outcome.map_or("crashed or running", |o| o.as_str()),
             c.planned,
             c.enriched,
+            c.new,
+            c.changed,
             c.failed,
             c.requests,
             c.http_429,

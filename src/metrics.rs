@@ -24,6 +24,8 @@ pub(crate) struct Snapshot {
     pub(crate) exit_code: Option<i32>,
     /// Keys by status: enriched, failed, invalid, pending, skipped_fresh.
     pub(crate) keys: [(&'static str, u64); 5],
+    /// Enriched contacts by what their fetch found: new, changed, unchanged.
+    pub(crate) changes: [(&'static str, u64); 3],
     /// Answers per (instance, class).
     pub(crate) requests: BTreeMap<(String, &'static str), u64>,
     /// The pacer's spacing per instance, in seconds.
@@ -91,6 +93,16 @@ fn run_gauges(text: &mut Text, s: &Snapshot) {
         "greenrich_last_run_keys",
         "Keys of the last run by status.",
         &keys,
+    );
+    let changes: Vec<(String, f64)> = s
+        .changes
+        .iter()
+        .map(|(change, n)| (format!("{{change=\"{change}\"}}"), *n as f64))
+        .collect();
+    text.gauge(
+        "greenrich_last_run_contacts",
+        "Contacts the last run enriched, by what their fetch found: new, changed or unchanged.",
+        &changes,
     );
 }
 
@@ -190,6 +202,11 @@ impl Live {
                 ("pending", counts.planned.saturating_sub(enriched + failed)),
                 ("skipped_fresh", counts.skipped_fresh),
             ],
+            changes: [
+                ("new", Stats::get(&self.stats.new)),
+                ("changed", Stats::get(&self.stats.changed)),
+                ("unchanged", Stats::get(&self.stats.unchanged)),
+            ],
             requests: self.stats.responses(),
             spacing_seconds: self
                 .stats
@@ -287,6 +304,7 @@ mod tests {
                 ("pending", 0),
                 ("skipped_fresh", 5),
             ],
+            changes: [("new", 4), ("changed", 1), ("unchanged", 5)],
             requests: BTreeMap::from([(("11\"01".to_string(), "200"), 10)]),
             spacing_seconds: BTreeMap::from([("1101".to_string(), 1.03)]),
             contacts: Some((15, 3)),
@@ -299,6 +317,7 @@ mod tests {
             text.contains("greenrich_last_run_requests{instance=\"11\\\"01\",status=\"200\"} 10\n")
         );
         assert!(text.contains("greenrich_store_contacts{freshness=\"stale\"} 3\n"));
+        assert!(text.contains("greenrich_last_run_contacts{change=\"changed\"} 1\n"));
         assert!(text.contains("# TYPE greenrich_last_success_timestamp_seconds gauge\n"));
         let running = render(&Snapshot {
             exit_code: None,

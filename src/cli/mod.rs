@@ -15,7 +15,7 @@ use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat};
 use crate::credentials::CredentialsError;
 use crate::domain::Rate;
 use crate::export::ChangedSince;
-use crate::sandbox::{self, Fault, LatencyRange, SandboxInstance};
+use crate::sandbox::{self, ChangeRates, Fault, LatencyRange, SandboxInstance};
 use crate::source::{workbook, CsvOptions, Source};
 use crate::store::StoreLocation;
 pub(crate) use location::{InputLocation, Location};
@@ -268,6 +268,13 @@ pub struct SandboxArgs {
     /// Answer 466 after this many successful getContactInfo answers.
     #[arg(long)]
     pub quota: Option<u64>,
+    /// Contacts change over time: shares and their mean time between changes, such as
+    /// 5%:7d,25%:30d,70%:365d (each change renames the contact).
+    #[arg(long, default_value = "")]
+    pub change_rates: ChangeRates,
+    /// The seed of the contacts' changes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Flags of `demo`.
@@ -467,6 +474,8 @@ impl SandboxArgs {
             fault_rate: self.fault_rate,
             fault_attempts: self.fault_attempts,
             quota: self.quota,
+            change_rates: self.change_rates,
+            seed: self.seed,
             ..sandbox::Config::default()
         }
     }

@@ -56,14 +56,20 @@ pub(crate) fn stable_hash(text: &str) -> u64 {
 }
 
 /// The answer body for `chat_id`.
-pub(crate) fn contact(chat_id: &str, messenger: Messenger) -> Value {
+pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Value {
     let mut rng = fastrand::Rng::with_seed(stable_hash(chat_id));
     let has_account = rng.u8(0..10) != 0;
-    let name = if has_account {
+    let first = if has_account {
         NAMES[rng.usize(0..NAMES.len())]
     } else {
         ""
     };
+    // Each change of the contact renames it: a field a CRM keeps, in both messengers' answers.
+    let edited = match edition {
+        0 => first.to_string(),
+        n => format!("{first} (edition {n})").trim_start().to_string(),
+    };
+    let name = edited.as_str();
     let in_phone_book = rng.bool();
     let last_seen_secs = 1_754_000_000 + rng.i64(0..10_000_000);
     let last_seen = match (has_account, rng.u8(0..4)) {
@@ -181,17 +187,17 @@ mod tests {
 
     #[test]
     fn answers_are_deterministic_and_varied() {
-        let a = contact("79001234567@c.us", Messenger::Whatsapp);
-        assert_eq!(a, contact("79001234567@c.us", Messenger::Whatsapp));
+        let a = contact("79001234567@c.us", Messenger::Whatsapp, 0);
+        assert_eq!(a, contact("79001234567@c.us", Messenger::Whatsapp, 0));
         let answers: Vec<Value> = (0..200)
-            .map(|i| contact(&format!("7900{i:07}@c.us"), Messenger::Whatsapp))
+            .map(|i| contact(&format!("7900{i:07}@c.us"), Messenger::Whatsapp, 0))
             .collect();
         assert!(answers.iter().any(|a| a["isBusiness"] == json!(true)));
         assert!(answers.iter().any(|a| a["name"] == json!("")));
         assert!(answers.iter().any(|a| a["products"]
             .as_array()
             .is_some_and(|p| p.iter().any(|p| p["price"].is_null()))));
-        let max = contact("10000000", Messenger::Max);
+        let max = contact("10000000", Messenger::Max, 0);
         assert!(max.get("products").is_none());
     }
 }

@@ -66,7 +66,7 @@ pub(super) fn faulty_reply(
     messenger: Messenger,
     attempt: u32,
 ) -> Reply {
-    let body = data::contact(chat_id, messenger);
+    let body = data::contact(chat_id, messenger, 0);
     match fault {
         Fault::Timeout => Reply::Hang,
         Fault::Reset => Reply::Reset,

@@ -9,6 +9,7 @@ mod data;
 mod faults;
 mod http;
 mod rules;
+mod world;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use crate::config::InvalidValue;
 use crate::domain::Rate;
 pub use faults::Fault;
 use rules::State;
+pub use world::{ChangeRate, ChangeRates, World};
 
 /// One simulated instance.
 #[derive(Debug, Clone)]
@@ -115,6 +117,10 @@ pub struct Config {
     pub retry_after: Option<u64>,
     /// An instance in state `starting` answers "starting" this many times, then is authorized.
     pub starting_calls: u64,
+    /// How often the contacts change (none by default).
+    pub change_rates: ChangeRates,
+    /// The seed of the contacts' changes.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -132,6 +138,8 @@ impl Default for Config {
             quota: None,
             retry_after: None,
             starting_calls: 3,
+            change_rates: ChangeRates::default(),
+            seed: 1,
         }
     }
 }
@@ -181,6 +189,8 @@ pub struct Sandbox {
     pub addr: SocketAddr,
     /// What it saw.
     pub stats: Arc<SandboxStats>,
+    /// Its contacts' changes, and its clock.
+    pub world: Arc<World>,
     instances: Vec<SandboxInstance>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -218,7 +228,13 @@ pub async fn start(config: Config, port: u16) -> std::io::Result<Sandbox> {
     let addr = listener.local_addr()?;
     let stats = Arc::new(SandboxStats::default());
     let instances = config.instances.clone();
+    let world = Arc::new(World::new(
+        config.change_rates.clone(),
+        config.seed,
+        chrono::Utc::now(),
+    ));
     let state = Arc::new(State {
+        world: world.clone(),
         config,
         stats: stats.clone(),
         last_accepted: Mutex::new(HashMap::new()),
@@ -233,6 +249,7 @@ pub async fn start(config: Config, port: u16) -> std::io::Result<Sandbox> {
     Ok(Sandbox {
         addr,
         stats,
+        world,
         instances,
         task,
     })

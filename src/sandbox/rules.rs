@@ -10,12 +10,13 @@ use serde_json::json;
 
 use super::faults::{fault_for, faulty_reply};
 use super::http::{Reply, Request};
-use super::{data, lock, Config, SandboxInstance, SandboxStats};
+use super::{data, lock, Config, SandboxInstance, SandboxStats, World};
 use crate::chat_id::Messenger;
 
 /// What the rules remember between requests.
 pub(super) struct State {
     pub(super) config: Config,
+    pub(super) world: Arc<World>,
     pub(super) stats: Arc<SandboxStats>,
     pub(super) last_accepted: Mutex<HashMap<(String, &'static str), Instant>>,
     pub(super) calls_per_instance: Mutex<HashMap<String, u64>>,
@@ -101,7 +102,13 @@ fn contact_info(
     let attempt = count(&stats.attempts_per_chat, &chat_id);
     let reply = match fault_for(&state.config, &chat_id, attempt) {
         Some(fault) => faulty_reply(fault, &chat_id, route.messenger, attempt),
-        None => Reply::Json(200, data::contact(&chat_id, route.messenger).to_string()),
+        None => {
+            let edition = state.world.edition(&chat_id, state.world.now());
+            Reply::Json(
+                200,
+                data::contact(&chat_id, route.messenger, edition).to_string(),
+            )
+        }
     };
     if matches!(reply, Reply::Json(200, _)) {
         // Counting and checking the quota in one step, so concurrent calls cannot overshoot it.

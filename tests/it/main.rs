@@ -17,6 +17,7 @@
 )]
 
 mod bad_input;
+mod changes;
 mod commands;
 mod crash;
 mod docs;

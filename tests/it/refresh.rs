@@ -272,7 +272,7 @@ async fn status_and_failures_show_the_store_at_a_glance() {
         "{text}"
     );
     assert!(
-        text.contains("partial: 3 due, 1 enriched, 1 failed, 2 requests"),
+        text.contains("partial: 3 due, 1 enriched (1 new, 0 changed), 1 failed, 2 requests"),
         "{text}"
     );
     assert!(

@@ -1,0 +1,261 @@
+//! Change tracking: a rerun says which contacts changed, `changes` names the fields, and
+//! `export --changed-since` writes only the delta. The same on a SQLite and a PostgreSQL store.
+
+use std::collections::BTreeSet;
+
+use sqlx::Connection;
+
+use crate::helpers::*;
+use crate::servers::{Engine, ServerDb};
+
+const CONTACTS: usize = 1000;
+/// The rows whose contacts the sandbox changes between the two runs.
+const EDITED: [usize; 3] = [7, 500, 998];
+
+/// Where a test's store is: a SQLite file in the test's folder, or a PostgreSQL schema.
+enum At<'a> {
+    Sqlite,
+    Postgres(&'a ServerDb),
+}
+
+impl At<'_> {
+    fn store_flags(&self) -> Vec<String> {
+        match self {
+            At::Sqlite => vec!["out.db".into()],
+            At::Postgres(db) => vec![db.url.clone(), "--schema".into(), db.name.clone()],
+        }
+    }
+
+    /// The rows of `sql` (the store's tables unqualified), as text.
+    async fn rows(&self, env: &TestEnv, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            At::Sqlite => rows(&env.path("out.db"), sql).await,
+            At::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(&format!("SET search_path TO {}", db.name))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let found = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+                found
+                    .iter()
+                    .map(|r| {
+                        use sqlx::Row;
+                        (0..r.len())
+                            .map(|i| r.get::<Option<String>, _>(i))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Enriches `CONTACTS` contacts, changes three in the sandbox, enriches again, and checks what
+/// the second run found, what the store recorded, and the delta export.
+async fn three_changes_among_a_thousand(at: At<'_>) {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(CONTACTS).as_bytes());
+    let store = at.store_flags();
+    let store: Vec<&str> = store.iter().map(String::as_str).collect();
+    let enrich = |extra: &[&str]| {
+        let mut args = enrich_args("in.csv", store[0], &store[1..]);
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let first = env.run(&as_strs(&enrich(&[]))).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("1000 enriched (1000 new, 0 changed, 0 unchanged)"),
+        "{}",
+        first.stderr
+    );
+    let edited: BTreeSet<String> = EDITED.iter().map(|i| phone_chat_id(*i)).collect();
+    for chat_id in &edited {
+        env.sandbox.world.edit(chat_id);
+    }
+    let second = env.run(&as_strs(&enrich(&[]))).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("1000 enriched (0 new, 3 changed, 997 unchanged)"),
+        "{}",
+        second.stderr
+    );
+    let run = &at
+        .rows(&env, "SELECT CAST(MAX(id) AS TEXT) FROM runs")
+        .await[0][0];
+    let run = run.clone().unwrap();
+
+    // The store: the change records, and each contact's history.
+    let changes = at
+        .rows(
+            &env,
+            "SELECT chat_id, kind, fields, CAST(run_id AS TEXT) FROM changes ORDER BY chat_id",
+        )
+        .await;
+    let changed: Vec<&Vec<Option<String>>> = changes
+        .iter()
+        .filter(|r| r[1].as_deref() == Some("changed"))
+        .collect();
+    assert_eq!(
+        changes.len(),
+        CONTACTS + 3,
+        "each new contact, then each change"
+    );
+    assert_eq!(
+        changed
+            .iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<BTreeSet<_>>(),
+        edited
+    );
+    // Each change renames the contact (and its phone-book name, when it has one).
+    let renamed = |fields: Option<&str>| matches!(fields, Some("name" | "name,contact_name"));
+    assert!(
+        changed
+            .iter()
+            .all(|r| renamed(r[2].as_deref()) && r[3].as_deref() == Some(run.as_str())),
+        "{changed:?}"
+    );
+    let counts = at
+        .rows(&env, "SELECT CAST(SUM(fetches_changed) AS TEXT), CAST(SUM(fetches_unchanged) AS TEXT), CAST(COUNT(DISTINCT fingerprint) AS TEXT) FROM contacts")
+        .await;
+    assert_eq!(counts[0][0].as_deref(), Some("3"));
+    assert_eq!(counts[0][1].as_deref(), Some("997"));
+
+    // The delta: exactly the three contacts, their products and their input rows.
+    let mut export = vec!["export", "--db", store[0]];
+    export.extend_from_slice(&store[1..]);
+    export.extend_from_slice(&[
+        "--input",
+        "in.csv",
+        "--output",
+        "delta",
+        "--changed-since",
+        &run,
+    ]);
+    let exported = env.run(&export).await;
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let contacts = read(&env, "delta/contacts.csv");
+    let chat_id = contacts[0].iter().position(|c| c == "chat_id").unwrap();
+    let exported_ids: BTreeSet<String> = contacts[1..].iter().map(|r| r[chat_id].clone()).collect();
+    assert_eq!(exported_ids, edited);
+    let products = read(&env, "delta/products.csv");
+    assert!(
+        products[1..].iter().all(|r| edited.contains(&r[0])),
+        "only their products"
+    );
+    let stored_products = at
+        .rows(&env, "SELECT chat_id FROM products")
+        .await
+        .into_iter()
+        .filter(|r| edited.contains(r[0].as_deref().unwrap()))
+        .count();
+    assert_eq!(products.len() - 1, stored_products);
+    let enriched = read(&env, "delta/enriched.csv");
+    assert_eq!(enriched.len(), 1 + 3, "{enriched:?}");
+    let change = enriched[0]
+        .iter()
+        .position(|c| c == "whatsapp_change")
+        .unwrap();
+    assert!(enriched[1..].iter().all(|r| r[change] == "changed"));
+    assert!(
+        !env.path("delta/failures.csv").exists(),
+        "a delta has no failures.csv"
+    );
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A CSV file the test wrote, as rows of cells (a BOM taken off).
+fn read(env: &TestEnv, name: &str) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(env.path(name)).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_reports_three_changes_and_exports_only_them() {
+    three_changes_among_a_thousand(At::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
+async fn a_postgres_store_keeps_the_same_change_records() {
+    let db = ServerDb::create(Engine::Postgres, "changes").await;
+    three_changes_among_a_thousand(At::Postgres(&db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_since_a_time_takes_the_changes_after_it() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(50).as_bytes());
+    let run = env.enrich("in.csv", "out.db", &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let between = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    env.sandbox.world.edit(&phone_chat_id(3));
+    let run = env.enrich("in.csv", "out.db", &[]).await;
+    assert!(
+        run.stderr.contains("(0 new, 1 changed, 49 unchanged)"),
+        "{}",
+        run.stderr
+    );
+    let args = [
+        "export",
+        "--db",
+        "out.db",
+        "--output",
+        "delta",
+        "--changed-since",
+        &between,
+    ];
+    let exported = env.run(&args).await;
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    assert_eq!(read(&env, "delta/contacts.csv").len(), 1 + 1);
+    for bad in ["yesterday", "99999999999999999999999"] {
+        let refused = env
+            .run(&[
+                "export",
+                "--db",
+                "out.db",
+                "--output",
+                "d2",
+                "--changed-since",
+                bad,
+            ])
+            .await;
+        assert_eq!(refused.code, 1, "{bad}");
+        assert!(
+            refused.stderr.contains("--changed-since"),
+            "{}",
+            refused.stderr
+        );
+    }
+    let missing = env
+        .run(&[
+            "export",
+            "--db",
+            "out.db",
+            "--output",
+            "d3",
+            "--changed-since",
+            "77",
+        ])
+        .await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("no run #77"), "{}", missing.stderr);
+}
