@@ -13,7 +13,7 @@ use crate::source::Source;
 use crate::store::StoreLocation;
 
 pub(crate) use crate::domain::InvalidValue;
-use crate::domain::Rate;
+use crate::domain::{Clock, Rate};
 use crate::store::writer::RetryDelays;
 
 /// The working store's file name in a `--format csv` output directory.
@@ -77,6 +77,8 @@ pub struct Config {
     pub ui: UiConfig,
     /// Read the input and the store, print the plan, make no call.
     pub dry_run: bool,
+    /// The time the run goes by.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             limits: Limits::default(),
             ui: UiConfig::default(),
             dry_run: false,
+            clock: Clock::default(),
         }
     }
 
@@ -245,6 +248,19 @@ pub struct PlanPolicy {
     pub retry_transient_after: Duration,
     /// Fetch only keys that have a failure row.
     pub only_failed: bool,
+    /// Which stale contacts a budget refreshes first.
+    pub refresh: Refresh,
+}
+
+/// `--refresh`: which stale contacts a budget (`--max-calls`, `--deadline`) refreshes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Refresh {
+    /// The stalest first.
+    #[default]
+    Age,
+    /// Those whose refresh keeps the most rows fresh, by each contact's estimated change rate
+    /// (Cho and Garcia-Molina's optimum; see `src/refresh.rs`).
+    Adaptive,
 }
 
 impl PlanPolicy {
@@ -264,6 +280,7 @@ impl Default for PlanPolicy {
             retry_failed_after: defaults::RETRY_FAILED_AFTER,
             retry_transient_after: defaults::RETRY_TRANSIENT_AFTER,
             only_failed: false,
+            refresh: Refresh::Age,
         }
     }
 }

@@ -2,8 +2,33 @@
 //! the crate.
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The time a run goes by: the real one, or the real one shifted so that the run starts at a
+/// chosen moment (a simulation of many nights runs the job night after night on it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    offset_ms: i64,
+}
+
+impl Clock {
+    /// A clock that reads `at` now, and goes on from there at the real pace.
+    pub fn starting_at(at: DateTime<Utc>) -> Clock {
+        Clock {
+            offset_ms: (at - Utc::now()).num_milliseconds(),
+        }
+    }
+
+    /// The time now, on this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
+        now.checked_add_signed(chrono::Duration::milliseconds(self.offset_ms))
+            .unwrap_or(now)
+    }
+}
 
 /// A value that cannot be parsed; the message says what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+
+use crate::domain::Clock;
 use tokio::sync::mpsc;
 
 use crate::api::{Client, Instance};
-use crate::config::{Config, Output};
+use crate::config::{Config, Output, Refresh};
 use crate::domain::Rate;
 use crate::error::JobError;
 use crate::export::{self, CsvOut, EnrichedCsv};
@@ -27,7 +29,7 @@ use crate::source;
 use crate::stats::Stats;
 use crate::store::ledger::{RunCounts, RunOptions, RunOutcome, RunSummary};
 use crate::store::links::LinkOwner;
-use crate::store::plan::{DuePlan, PlanCounts, StagedKeys};
+use crate::store::plan::{Adaptive, DuePlan, PlanCounts, StagedKeys};
 use crate::store::shared::{SharedStore, WorkQueue};
 use crate::store::staging::Stager;
 use crate::store::writer::{RetryDelays, Writer};
@@ -60,7 +62,7 @@ pub(crate) async fn enrich(config: Config, stop: Stop) -> Result<Report, JobErro
 
 /// The run itself; `live` follows it for the metrics.
 async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobError> {
-    let started_at = Utc::now();
+    let started_at = config.clock.now();
     let _deadline = config
         .limits
         .deadline
@@ -89,7 +91,7 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
         // The run is over: the ledger says how, so that neither `status` nor the next run's
         // resume take it for one that is still going or crashed.
         let summary = failed_summary(config, live, e);
-        if let Err(ledger) = store.finish_run(run_id, Utc::now(), &summary).await {
+        if let Err(ledger) = store.finish_run(run_id, config.clock.now(), &summary).await {
             tracing::warn!("cannot record the run's end in the store: {ledger}");
         }
     }
@@ -164,7 +166,7 @@ async fn run_begun(
     let outcome = fetch_and_store(run, client, work, &planned.summary.plan).await?;
     let mut report = report(config, live, outcome, planned.summary);
     store
-        .finish_run(begun.id, Utc::now(), &report.summary)
+        .finish_run(begun.id, config.clock.now(), &report.summary)
         .await?;
     if let Output::Csv { dir, raw } = &config.output.target {
         let enriched = EnrichedCsv::new(
@@ -227,7 +229,13 @@ async fn plan_run(
     begun: Option<&Begun>,
 ) -> Result<Planned, JobError> {
     let (staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
-    let policy = plan::policy(&config.plan, begun.map(|b| b.started_at), Utc::now());
+    let adaptive = adaptive_budget(config, store).await?;
+    let policy = plan::policy(
+        &config.plan,
+        begun.map(|b| b.started_at),
+        config.clock.now(),
+        adaptive,
+    );
     let (due, plan) = staged.plan(&policy).await?;
     counts.skipped_fresh = plan.skipped_fresh;
     counts.planned = plan.due();
@@ -239,6 +247,34 @@ async fn plan_run(
         ..RunSummary::default()
     };
     Ok(Planned { due, summary })
+}
+
+/// The budget `--refresh adaptive` spreads over the stale contacts: the calls `--max-calls` and
+/// `--deadline` allow (the deadline at the pool's rate), and how often runs come; `None` with
+/// `--refresh age` or without a budget (every due key is called anyway).
+async fn adaptive_budget(config: &Config, store: &Store) -> Result<Option<Adaptive>, JobError> {
+    if config.plan.refresh != Refresh::Adaptive {
+        return Ok(None);
+    }
+    let by_deadline = config
+        .limits
+        .deadline
+        .zip(config.pool_rate())
+        .map(|(at, rate)| {
+            (at.saturating_duration_since(Instant::now()).as_secs_f64() * rate) as u64
+        });
+    let calls = match (config.limits.max_calls, by_deadline) {
+        (Some(max), Some(deadline)) => Some(max.min(deadline)),
+        (max, deadline) => max.or(deadline),
+    };
+    let Some(calls) = calls else {
+        return Ok(None);
+    };
+    let starts = store.recent_run_starts(10).await?;
+    Ok(Some(Adaptive {
+        calls,
+        run_interval_days: crate::refresh::run_interval_days(&starts),
+    }))
 }
 
 /// Reads the whole input into the store's staging; returns the staged keys with the input's
@@ -265,7 +301,7 @@ async fn stage_input(
         links: LinkOwner {
             source: &source_name,
             run_id: run.id,
-            seen_at: Utc::now(),
+            seen_at: config.clock.now(),
         },
         ids_from_data: config.input.source.ids_from_data(),
     });
@@ -417,12 +453,14 @@ async fn stages(
         outcome_rx,
         stats.clone(),
         stop.clone(),
+        config.clock,
     ));
     let settings = Settings {
         messenger: config.input.messenger,
         fetch: config.fetch.clone(),
         max_calls: config.limits.max_calls,
-        learnt_margin: learnt_margin(store, &instances, config.fetch.rate).await?,
+        learnt_margin: learnt_margin(store, &instances, config.fetch.rate, config.clock).await?,
+        clock: config.clock,
     };
     let (stats_, stop_) = (stats.clone(), stop.clone());
     let fetched = fetch::run(
@@ -448,6 +486,7 @@ async fn learnt_margin(
     store: &Store,
     instances: &[Instance],
     rate: Rate,
+    clock: Clock,
 ) -> Result<Option<f64>, JobError> {
     let Some(interval) = rate.interval().filter(|t| !t.is_zero()) else {
         return Ok(None);
@@ -455,7 +494,7 @@ async fn learnt_margin(
     // A network changes: a spacing learnt long ago (a bad night) is not worth keeping to.
     const LEARNT_WITHIN: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-    let since = time_before(Utc::now(), LEARNT_WITHIN);
+    let since = time_before(clock.now(), LEARNT_WITHIN);
     let from_workers = match store.shared() {
         Some(shared) => shared.workers_spacing(&ids, rate, LEARNT_WITHIN).await?,
         None => None,

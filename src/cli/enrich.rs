@@ -9,6 +9,7 @@ use crate::config::{
     Output, OutputConfig, PlanPolicy, UiConfig,
 };
 use crate::credentials;
+use crate::domain::Clock;
 use crate::source::Source;
 use crate::store::StoreLocation;
 
@@ -165,6 +166,7 @@ impl EnrichArgs {
                 retry_failed_after: self.retry_failed_after.0,
                 retry_transient_after: self.retry_transient_after.0,
                 only_failed: self.only_failed,
+                refresh: self.refresh,
             },
             fetch: FetchConfig {
                 rate: self.rps_per_instance,
@@ -180,6 +182,7 @@ impl EnrichArgs {
             },
             ui,
             dry_run: self.dry_run,
+            clock: self.now.map_or_else(Clock::default, Clock::starting_at),
         }
     }
 }

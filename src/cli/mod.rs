@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::chat_id::{DefaultCountry, Messenger};
-use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat};
+use crate::config::{defaults, Deadline, HumanDuration, InvalidValue, LogFormat, Refresh};
 use crate::credentials::CredentialsError;
 use crate::domain::Rate;
 use crate::export::ChangedSince;
@@ -187,6 +187,11 @@ pub struct EnrichArgs {
     /// Fetch only keys that have a failure row.
     #[arg(long)]
     pub only_failed: bool,
+    /// With a budget (--max-calls, --deadline), which stale contacts to refresh first: age (the
+    /// stalest) or adaptive (those whose refresh keeps the most rows fresh, by how often each
+    /// contact has changed).
+    #[arg(long, value_enum, default_value_t = Refresh::Age)]
+    pub refresh: Refresh,
     /// Stop after this many calls (retries count).
     #[arg(long)]
     pub max_calls: Option<u64>,
@@ -216,6 +221,10 @@ pub struct EnrichArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Run as if it were this UTC time (RFC 3339), the clock going on from there: for
+    /// simulations of many nights (`bench/run.sh refresh`).
+    #[arg(long, hide = true, value_parser = parse_now)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
     /// Keep the run's metrics in this file, in the Prometheus text format (for node_exporter's
     /// textfile collector): rewritten at every status interval and at the end.
     #[arg(long)]
@@ -443,6 +452,12 @@ fn parse_delimiter(text: &str) -> Result<u8, InvalidValue> {
     }
 }
 
+/// Parses `--now`.
+fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, InvalidValue> {
+    crate::normalise::parse_time(text)
+        .ok_or_else(|| InvalidValue(format!("'{text}' is not an RFC 3339 time")))
+}
+
 /// Parses `--encoding`.
 fn parse_encoding(text: &str) -> Result<&'static encoding_rs::Encoding, InvalidValue> {
     crate::source::sniff::encoding_by_name(text).ok_or_else(|| {
@@ -646,7 +661,7 @@ mod tests {
                 };
                 // What a run computes from them.
                 let now = chrono::Utc::now();
-                let policy = crate::pipeline::plan::policy(&config.plan, Some(now), now);
+                let policy = crate::pipeline::plan::policy(&config.plan, Some(now), now, None);
                 prop_assert!(policy.permanent_retry_before <= policy.now);
                 let delays = config.plan.retry_delays();
                 prop_assert!(delays.next_due(true, now) >= policy.now);

@@ -7,7 +7,7 @@ use crate::config::PlanPolicy;
 use crate::normalise::time_before;
 use crate::progress::format_eta;
 use crate::store::ledger::RunCounts;
-use crate::store::plan::{PlanCounts, Policy};
+use crate::store::plan::{Adaptive, PlanCounts, Policy};
 
 /// The store's policy at `now` for a run that began at `run_started_at` (`None`: a dry run).
 /// Fresh: younger than `--max-age` (the store adds what runs that are not over fetched).
@@ -15,8 +15,10 @@ pub(crate) fn policy(
     plan: &PlanPolicy,
     run_started_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    adaptive: Option<Adaptive>,
 ) -> Policy {
     Policy {
+        adaptive,
         now,
         fresh_from: plan.max_age.map(|age| time_before(now, age)),
         run_started_at,
@@ -65,13 +67,13 @@ mod tests {
 
     #[test]
     fn freshness_comes_from_max_age_and_saturates() {
-        let none = policy(&PlanPolicy::default(), None, now());
+        let none = policy(&PlanPolicy::default(), None, now(), None);
         assert_eq!(none.fresh_from, None, "without --max-age nothing is fresh");
         let aged = PlanPolicy {
             max_age: Some(Duration::from_secs(86_400)),
             ..PlanPolicy::default()
         };
-        let aged = policy(&aged, Some(now()), now());
+        let aged = policy(&aged, Some(now()), now(), None);
         let day_before = DateTime::from_timestamp(1_800_000_000 - 86_400, 0);
         assert_eq!(aged.fresh_from, day_before);
         let forever = PlanPolicy {
@@ -79,7 +81,7 @@ mod tests {
             retry_failed_after: Duration::from_secs(100_000_000 * 86_400),
             ..PlanPolicy::default()
         };
-        let forever = policy(&forever, None, now());
+        let forever = policy(&forever, None, now(), None);
         let year_zero = crate::normalise::parse_time("0000-01-01T00:00:00.000Z");
         assert_eq!(forever.fresh_from, year_zero);
         assert_eq!(Some(forever.permanent_retry_before), year_zero);

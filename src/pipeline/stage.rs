@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::chat_id::{self, DefaultCountry, Messenger};
@@ -71,7 +70,12 @@ impl Recording<'_> {
     async fn record(&self, stager: &mut Stager, batch: &NormalisedBatch) -> Result<(), StoreError> {
         if !batch.invalid.is_empty() {
             stager
-                .record_invalid(&batch.invalid, self.messenger, Utc::now(), self.delays)
+                .record_invalid(
+                    &batch.invalid,
+                    self.messenger,
+                    self.links.seen_at,
+                    self.delays,
+                )
                 .await?;
         }
         stager.record_links(self.links, &batch.links).await
@@ -410,7 +414,7 @@ mod tests {
             links: LinkOwner {
                 source: "in.csv",
                 run_id: 1,
-                seen_at: Utc::now(),
+                seen_at: chrono::Utc::now(),
             },
             ids_from_data: false,
         };

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::domain::Clock;
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::stats::Stats;
 use crate::store::writer::{Committed, KeyOutcome, Writer};
@@ -26,12 +27,13 @@ pub(crate) async fn write_outcomes(
     mut rx: mpsc::Receiver<KeyOutcome>,
     stats: Arc<Stats>,
     stop: Stop,
+    clock: Clock,
 ) -> Result<(), StoreError> {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut error = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if error.is_none() {
-            match commit(&mut writer, &batch).await {
+            match commit(&mut writer, &batch, clock).await {
                 Ok(committed) => {
                     Stats::add(&stats.new, committed.new);
                     Stats::add(&stats.changed, committed.changed);
@@ -62,11 +64,15 @@ pub(crate) async fn write_outcomes(
 }
 
 /// Commits `batch`, reconnecting while the store is unreachable (a commit is safe to repeat).
-async fn commit(writer: &mut Writer, batch: &[KeyOutcome]) -> Result<Committed, StoreError> {
+async fn commit(
+    writer: &mut Writer,
+    batch: &[KeyOutcome],
+    clock: Clock,
+) -> Result<Committed, StoreError> {
     let since = Instant::now();
     let mut wait = Duration::from_millis(50);
     loop {
-        let result = match writer.commit(batch, chrono::Utc::now()).await {
+        let result = match writer.commit(batch, clock.now()).await {
             Err(e) if e.is_connection_lost() => Err(e),
             done => return done,
         };

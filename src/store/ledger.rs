@@ -195,6 +195,18 @@ impl Store {
         }))
     }
 
+    /// When the last `n` runs began (the newest first).
+    pub(crate) async fn recent_run_starts(&self, n: i64) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        const SQL: &str = "SELECT started_at FROM runs ORDER BY id DESC LIMIT $1";
+        let mut conn = self.connect().await?;
+        let starts: Vec<String> =
+            on_conn!(&mut conn, c => sqlx::query_scalar(SQL).bind(n).fetch_all(c).await?);
+        Ok(starts
+            .iter()
+            .filter_map(|t| crate::normalise::parse_time(t))
+            .collect())
+    }
+
     /// Opens the run's row.
     pub async fn begin_run(
         &self,

@@ -9,7 +9,8 @@ use sqlx::Row;
 
 use super::conn::{on_conn, Conn};
 use super::StoreError;
-use crate::normalise::format_time;
+use crate::normalise::{format_time, parse_time};
+use crate::refresh::{self, Candidate, Checks};
 
 /// Which keys are due.
 #[derive(Debug, Clone)]
@@ -25,6 +26,18 @@ pub(crate) struct Policy {
     pub(crate) permanent_retry_before: DateTime<Utc>,
     /// Only keys that have a failure row are due.
     pub(crate) only_failed: bool,
+    /// Stale contacts in the order that keeps the most fresh for this budget, instead of the
+    /// stalest first (`--refresh adaptive` with a budget).
+    pub(crate) adaptive: Option<Adaptive>,
+}
+
+/// The budget `--refresh adaptive` spreads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Adaptive {
+    /// Calls this run may make.
+    pub(crate) calls: u64,
+    /// Days between two runs (the budget is a daily one for the optimum).
+    pub(crate) run_interval_days: f64,
 }
 
 /// What the planner found; the plan line of every run.
@@ -115,6 +128,56 @@ macro_rules! rows_added {
     };
 }
 
+/// The stale contacts with what their checks found ($1: --only-failed, $2: stale before).
+const STALE_CANDIDATES: &str = "SELECT c.chat_id, i.phone, c.fetched_at, c.fetches_changed,
+       c.changed_seconds, c.fetches_unchanged, c.unchanged_seconds
+     FROM contacts c JOIN input_keys i ON i.chat_id = c.chat_id
+     WHERE NOT $1 AND c.fetched_at < $2
+       AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = c.chat_id)";
+
+/// One row of [`STALE_CANDIDATES`].
+type StaleRow = (String, Option<String>, String, i64, f64, i64, f64);
+
+/// Queues the stale contacts on `$conn` in the order that keeps the most fresh for `$budget`
+/// refreshes a day ([`crate::refresh::order`]); evaluates to how many were queued.
+macro_rules! stale_in_order {
+    ($conn:expr, $policy:expr, $stale_before:expr, $budget:expr) => {{
+        let rows: Vec<StaleRow> = sqlx::query_as(STALE_CANDIDATES)
+            .bind($policy.only_failed)
+            .bind($stale_before)
+            .fetch_all(&mut *$conn)
+            .await?;
+        let candidates: Vec<Candidate> = rows.iter().map(candidate).collect();
+        let order = refresh::order(&candidates, $budget, $policy.now);
+        let ordered: Vec<&StaleRow> = order.iter().map(|i| &rows[*i]).collect();
+        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO due_keys (chat_id, phone) ");
+            q.push_values(chunk, |mut row, key| {
+                row.push_bind(&key.0).push_bind(&key.1);
+            });
+            q.build().execute(&mut *$conn).await?;
+        }
+        rows.len() as u64
+    }};
+}
+
+/// Rows per multi-row INSERT statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A stale contact as the adaptive order sees it.
+fn candidate(row: &StaleRow) -> Candidate {
+    let days = |seconds: f64| seconds / 86_400.0;
+    Candidate {
+        fetched_at: parse_time(&row.2).unwrap_or_default(),
+        checks: Checks {
+            changed: u32::try_from(row.3).unwrap_or(u32::MAX),
+            changed_days: days(row.4),
+            unchanged: u32::try_from(row.5).unwrap_or(u32::MAX),
+            unchanged_days: days(row.6),
+        },
+    }
+}
+
 impl StagedKeys {
     /// Queues the due keys in priority order: never fetched (in input order), then failed keys
     /// whose retry time has come (oldest attempt first), then stale contacts (stalest first, by
@@ -153,7 +216,15 @@ impl StagedKeys {
             // Without a freshness bound every contact is stale: a bound after every timestamp
             // keeps the range on the freshness index.
             let stale_before = fresh_from.as_deref().unwrap_or("9999");
-            let stale = rows_added!(&mut *tx, STALE, policy.only_failed, stale_before);
+            let stale = match policy.adaptive {
+                None => rows_added!(&mut *tx, STALE, policy.only_failed, stale_before),
+                Some(adaptive) => {
+                    // What the budget leaves after the keys that come first, as a daily rate.
+                    let calls = adaptive.calls.saturating_sub(never_fetched + retry);
+                    let budget = calls as f64 / adaptive.run_interval_days;
+                    stale_in_order!(&mut *tx, policy, stale_before, budget)
+                }
+            };
             let failed_not_due: i64 = sqlx::query_scalar(&FAILED_NOT_DUE)
                 .bind(policy.only_failed)
                 .bind(&now)

@@ -22,6 +22,7 @@ use crate::api::pacer::{Margin, Pacer};
 use crate::api::{Client, Instance, Problem, Verdict};
 use crate::chat_id::Messenger;
 use crate::config::FetchConfig;
+use crate::domain::Clock;
 use crate::domain::Rate;
 use crate::normalise;
 use crate::pipeline::stop::{Stop, StopReason};
@@ -59,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) max_calls: Option<u64>,
     /// The margin an earlier run of these instances ended with, at the same rate.
     pub(crate) learnt_margin: Option<f64>,
+    /// The time answers are stamped with.
+    pub(crate) clock: Clock,
 }
 
 /// One instance in the pool, with its pacer and state.
@@ -274,7 +277,7 @@ async fn attempt<A: ContactApi>(
                 job.phone.clone(),
                 shared.settings.messenger,
                 &answer,
-                chrono::Utc::now(),
+                shared.settings.clock.now(),
             );
             deliver(shared, job, KeyOutcome::Enriched(Box::new(enriched))).await;
             None

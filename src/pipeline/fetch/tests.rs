@@ -147,6 +147,7 @@ fn settings(rate: Rate) -> Settings {
         },
         max_calls: None,
         learnt_margin: None,
+        clock: crate::domain::Clock::default(),
     }
 }
 
