@@ -16,7 +16,9 @@ use crate::pipeline::task::{self, TaskDied};
 use crate::redact::mask;
 use crate::source::{csv_file, workbook, Source, SourceError};
 use crate::store::ledger::RunSummary;
-use crate::store::read::{DumpError, StoreReader, ENRICHED_COLUMNS, EXPORTED_TABLES};
+use crate::store::read::{
+    DumpError, ExportedTable, StoreReader, ENRICHED_COLUMNS, EXPORTED_TABLES,
+};
 use crate::store::{StoreError, StoreLocation};
 
 /// The CSV files cannot be written.
@@ -173,61 +175,72 @@ async fn write_csv(
                 .ok_or(ExportError::NoSuchRun(id))?,
         ),
     };
-    let (dir, raw) = (out.dir.as_path(), out.raw);
     let mut written = Vec::new();
     for table in &EXPORTED_TABLES {
         if since.is_some() && table.changed_since.is_none() {
             continue;
         }
-        let name = format!("{}.csv", table.name);
-        let path = dir.join(&name);
-        let mut out = csv::Writer::from_path(&path).map_err(|e| file_error(&path, e.into()))?;
-        let mut header = true;
-        let rows = store
-            .dump_table(table, since, |record| {
-                // The header row is column names: never neutralised.
-                let raw = raw || std::mem::take(&mut header);
-                out.write_record(record.iter().map(|cell| cell_out(cell, raw)))
-                    .map_err(Into::into)
-            })
-            .await
-            .map_err(|e| match e {
-                DumpError::Store(e) => ExportError::Store(e),
-                DumpError::Sink(e) => file_error(&path, e),
-            })?;
-        out.flush().map_err(|e| file_error(&path, e))?;
-        written.push((name, rows));
+        written.push(write_table(&mut store, table, &out, since).await?);
     }
-    if let Some(enriched) = enriched {
-        let rows = match &enriched.source {
-            Source::Csv { path, options, .. } => {
-                let file = csv_file::open_file(path, options, true)?;
-                let (headers, delimiter) = (file.headers.clone(), file.delimiter);
-                let rows = (1..).zip(file.raw_rows());
-                let input = Input {
-                    headers,
-                    delimiter,
-                    rows,
-                };
-                write_enriched(&mut store, &enriched, dir, raw, since, input).await?
-            }
-            Source::Workbook { path, sheet, .. } => {
-                let book = workbook::open_workbook(path, sheet.as_deref())?;
-                let rows = book.rows().map(|(number, _, fields)| (number, Ok(fields)));
-                let headers = book.headers.clone();
-                let input = Input {
-                    headers,
-                    delimiter: b',',
-                    rows,
-                };
-                write_enriched(&mut store, &enriched, dir, raw, since, input).await?
-            }
-            // A table's rows are joined to the `enriched` view in the database itself.
-            Source::Sqlite { .. } | Source::Server { .. } => return Ok(written),
-        };
-        written.push(("enriched.csv".into(), rows));
-    }
+    let Some(enriched) = enriched else {
+        return Ok(written);
+    };
+    let (dir, raw) = (out.dir.as_path(), out.raw);
+    let rows = match &enriched.source {
+        Source::Csv { path, options, .. } => {
+            let file = csv_file::open_file(path, options, true)?;
+            let (headers, delimiter) = (file.headers.clone(), file.delimiter);
+            let rows = (1..).zip(file.raw_rows());
+            let input = Input {
+                headers,
+                delimiter,
+                rows,
+            };
+            write_enriched(&mut store, &enriched, dir, raw, since, input).await?
+        }
+        Source::Workbook { path, sheet, .. } => {
+            let book = workbook::open_workbook(path, sheet.as_deref())?;
+            let rows = book.rows().map(|(number, _, fields)| (number, Ok(fields)));
+            let headers = book.headers.clone();
+            let input = Input {
+                headers,
+                delimiter: b',',
+                rows,
+            };
+            write_enriched(&mut store, &enriched, dir, raw, since, input).await?
+        }
+        // A table's rows are joined to the `enriched` view in the database itself.
+        Source::Sqlite { .. } | Source::Server { .. } => return Ok(written),
+    };
+    written.push(("enriched.csv".into(), rows));
     Ok(written)
+}
+
+/// Writes `table` (its rows changed `since`, when given) as `TABLE.csv`; its name and rows.
+async fn write_table(
+    store: &mut StoreReader,
+    table: &ExportedTable,
+    out: &CsvOut,
+    since: Option<DateTime<Utc>>,
+) -> Result<(String, u64), ExportError> {
+    let name = format!("{}.csv", table.name);
+    let path = out.dir.join(&name);
+    let mut file = csv::Writer::from_path(&path).map_err(|e| file_error(&path, e.into()))?;
+    let mut header = true;
+    let rows = store
+        .dump_table(table, since, |record| {
+            // The header row is column names: never neutralised.
+            let raw = out.raw || std::mem::take(&mut header);
+            file.write_record(record.iter().map(|cell| cell_out(cell, raw)))
+                .map_err(Into::into)
+        })
+        .await
+        .map_err(|e| match e {
+            DumpError::Store(e) => ExportError::Store(e),
+            DumpError::Sink(e) => file_error(&path, e),
+        })?;
+    file.flush().map_err(|e| file_error(&path, e))?;
+    Ok((name, rows))
 }
 
 fn file_error(path: &Path, source: std::io::Error) -> ExportError {
@@ -266,13 +279,7 @@ where
         rows,
     } = input;
     let path = dir.join("enriched.csv");
-    let mut out = std::fs::File::create(&path).map_err(|e| file_error(&path, e))?;
-    out.write_all(b"\xEF\xBB\xBF")
-        .map_err(|e| file_error(&path, e))?;
-    let mut out = csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_writer(std::io::BufWriter::new(out));
+    let mut out = enriched_file(&path, delimiter)?;
     let write_error = |e: csv::Error| file_error(&path, e.into());
     let mut header = headers;
     header.extend(
@@ -310,6 +317,20 @@ where
         );
     }
     Ok(written)
+}
+
+/// `enriched.csv`, created: UTF-8 with a BOM, so Excel shows Cyrillic right, and `delimiter`.
+fn enriched_file(
+    path: &Path,
+    delimiter: u8,
+) -> Result<csv::Writer<std::io::BufWriter<std::fs::File>>, ExportError> {
+    let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+    file.write_all(b"\xEF\xBB\xBF")
+        .map_err(|e| file_error(path, e))?;
+    Ok(csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_writer(std::io::BufWriter::new(file)))
 }
 
 /// Writes the run's summary as JSON to `path`; a failure is a warning (the run is done).

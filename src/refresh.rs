@@ -2,12 +2,12 @@
 //!
 //! After Cho and Garcia-Molina, *Estimating frequency of change* (ACM TOIT, 2003) and *Effective
 //! page refresh policies for Web crawlers* (ACM TODS, 2003):
-//! - **Each contact's change rate** is estimated from what its checks found: a check that found
-//!   no change after `t` days has likelihood `e^(-λt)`, one that found a change `1 - e^(-λt)`
-//!   (the changed checks are taken at their mean interval). The estimate is the posterior mean
-//!   over a grid of rates, under a **pooled prior**: how the store's contacts' rates are spread,
-//!   fitted to all of them by expectation-maximisation. A contact checked once or twice leans on
-//!   the prior; one checked often, on its own record.
+//! - **Each contact's change rate** is estimated from what its checks found (a check: a fetch
+//!   after an earlier one, which found the contact changed or not), with Cho and
+//!   Garcia-Molina's estimator `-ln((n - X + 0.5) / (n + 0.5)) / I` for `X` changes in `n`
+//!   checks `I` days apart. A **pooled prior** steadies it: two checks of the store's pooled
+//!   record are added to each contact's own, so a contact checked once or twice leans on the
+//!   store, one checked often on itself.
 //! - **The budget is spread by the Lagrangian optimum** of time-averaged freshness: a contact
 //!   changing `λ` times a day and refreshed `f` times a day at even intervals is fresh
 //!   `F(λ, f) = (1 - e^(-λ/f)) / (λ/f)` of the time, and the freshest store for a budget of `B`
@@ -30,77 +30,71 @@ pub(crate) struct Checks {
     pub(crate) unchanged_days: f64,
 }
 
-/// The rates (changes a day) a contact may have: a log grid from once in ten years to four
-/// times a day.
-const GRID: usize = 40;
+/// The pooled record's checks each contact's estimate starts from: a contact checked once or
+/// twice leans on the store's record, one checked often on its own.
+const PRIOR_CHECKS: f64 = 2.0;
 
-fn grid() -> [f64; GRID] {
-    let (low, high) = (1.0f64 / 3650.0, 4.0f64);
-    std::array::from_fn(|k| low * (high / low).powf(k as f64 / (GRID - 1) as f64))
-}
+/// The shortest interval an estimate divides by (two fetches in the same minute say little).
+const MIN_INTERVAL_DAYS: f64 = 1.0 / 1440.0;
+
+/// The slowest and fastest rates (changes a day) an estimate gives: once in ten years, four
+/// times a day.
+const RATES: (f64, f64) = (1.0 / 3650.0, 4.0);
 
 impl Checks {
-    /// How likely these findings are for a contact changing `rate` times a day.
-    fn likelihood(&self, rate: f64) -> f64 {
-        let unchanged = (-rate * self.unchanged_days).exp();
-        if self.changed == 0 {
-            return unchanged;
-        }
-        let mean = self.changed_days / f64::from(self.changed);
-        unchanged * (1.0 - (-rate * mean).exp()).powi(self.changed as i32)
+    fn count(&self) -> f64 {
+        f64::from(self.changed) + f64::from(self.unchanged)
+    }
+
+    /// The mean interval of the checks, in days.
+    fn interval(&self) -> f64 {
+        ((self.changed_days + self.unchanged_days) / self.count()).max(MIN_INTERVAL_DAYS)
     }
 }
 
-/// How the store's contacts' rates are spread over the grid.
-#[derive(Debug, Clone)]
-pub(crate) struct Prior {
-    weights: [f64; GRID],
+/// Cho and Garcia-Molina's estimator of the rate from `n` checks `interval` days apart of which
+/// `changed` found a change: `-ln((n - X + 0.5) / (n + 0.5)) / I`, which stays finite when
+/// every check found a change (the plain estimate `X / (n I)` would undercount, and the
+/// maximum-likelihood one would be infinite).
+fn estimate(n: f64, changed: f64, interval: f64) -> f64 {
+    let rate = -((n - changed + 0.5) / (n + 0.5)).ln() / interval;
+    rate.clamp(RATES.0, RATES.1)
 }
 
-/// Contacts the prior is fitted on at most: a population's spread needs no more.
-const PRIOR_SAMPLE: usize = 20_000;
+/// The store's pooled record: the rate the contacts' checks show taken together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pooled {
+    rate: f64,
+}
 
-impl Prior {
-    /// The prior that explains `contacts` best (EM over the grid, on an even sample of them).
-    pub(crate) fn fit(contacts: &[Checks]) -> Prior {
-        let step = contacts.len().div_ceil(PRIOR_SAMPLE).max(1);
-        let sample: Vec<&Checks> = contacts.iter().step_by(step).collect();
-        let rates = grid();
-        let mut weights = [1.0 / GRID as f64; GRID];
-        for _ in 0..60 {
-            let mut next = [0.0; GRID];
-            for checks in &sample {
-                let joint: [f64; GRID] =
-                    std::array::from_fn(|k| weights[k] * checks.likelihood(rates[k]));
-                let total: f64 = joint.iter().sum();
-                if total > 0.0 {
-                    next.iter_mut()
-                        .zip(joint)
-                        .for_each(|(n, j)| *n += j / total);
-                }
-            }
-            let total: f64 = next.iter().sum();
-            if total <= 0.0 {
-                break;
-            }
-            weights = next.map(|n| n / total);
-        }
-        Prior { weights }
+impl Pooled {
+    /// The pooled rate of `contacts`' checks.
+    pub(crate) fn fit(contacts: &[Checks]) -> Pooled {
+        let all = contacts.iter().fold(Checks::default(), |sum, c| Checks {
+            changed: sum.changed.saturating_add(c.changed),
+            changed_days: sum.changed_days + c.changed_days,
+            unchanged: sum.unchanged.saturating_add(c.unchanged),
+            unchanged_days: sum.unchanged_days + c.unchanged_days,
+        });
+        let rate = match all.count() > 0.0 {
+            true => estimate(all.count(), f64::from(all.changed), all.interval()),
+            // Nothing checked yet: a change a month, until the checks say otherwise.
+            false => 1.0 / 30.0,
+        };
+        Pooled { rate }
     }
 
-    /// The posterior mean of the rate of a contact whose checks found `checks`.
+    /// The estimated rate of a contact whose checks found `checks`: its own record with
+    /// [`PRIOR_CHECKS`] checks of the pooled record's added, at its own interval.
     pub(crate) fn rate(&self, checks: &Checks) -> f64 {
-        let rates = grid();
-        let (mut mass, mut mean) = (0.0, 0.0);
-        for (k, rate) in rates.iter().enumerate() {
-            let p = self.weights[k] * checks.likelihood(*rate);
-            mass += p;
-            mean += p * rate;
+        if checks.count() == 0.0 {
+            return self.rate;
         }
-        match mass > 0.0 {
-            true => mean / mass,
-            false => rates[GRID / 2],
-        }
+        let interval = checks.interval();
+        let pooled_change = 1.0 - (-self.rate * interval).exp();
+        let n = checks.count() + PRIOR_CHECKS;
+        let changed = f64::from(checks.changed) + PRIOR_CHECKS * pooled_change;
+        estimate(n, changed, interval)
     }
 }
 
@@ -214,9 +208,9 @@ const BUCKETS: usize = 200;
 /// first. Returns indexes into `candidates`.
 pub(crate) fn order(candidates: &[Candidate], budget: f64, now: DateTime<Utc>) -> Vec<usize> {
     let checks: Vec<Checks> = candidates.iter().map(|c| c.checks).collect();
-    let prior = Prior::fit(&checks);
-    let rates: Vec<f64> = checks.iter().map(|c| prior.rate(c)).collect();
-    let (low, high) = (grid()[0], grid()[GRID - 1]);
+    let pooled = Pooled::fit(&checks);
+    let rates: Vec<f64> = checks.iter().map(|c| pooled.rate(c)).collect();
+    let (low, high) = RATES;
     let bucket = |rate: f64| {
         let at = (rate / low).ln() / (high / low).ln() * (BUCKETS - 1) as f64;
         (at.round() as usize).min(BUCKETS - 1)
@@ -317,8 +311,8 @@ mod tests {
         let new = Checks::default();
         let mut contacts = vec![quiet; 70];
         contacts.extend(vec![busy; 30]);
-        let prior = Prior::fit(&contacts);
-        let (q, b, n) = (prior.rate(&quiet), prior.rate(&busy), prior.rate(&new));
+        let pooled = Pooled::fit(&contacts);
+        let (q, b, n) = (pooled.rate(&quiet), pooled.rate(&busy), pooled.rate(&new));
         assert!(q < 1.0 / 150.0, "quiet {q}");
         assert!(b > 1.0 / 10.0, "busy {b}");
         assert!(

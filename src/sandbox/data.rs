@@ -64,11 +64,7 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Valu
     } else {
         ""
     };
-    // Each change of the contact renames it: a field a CRM keeps, in both messengers' answers.
-    let edited = match edition {
-        0 => first.to_string(),
-        n => format!("{first} (edition {n})").trim_start().to_string(),
-    };
+    let edited = edited(first, edition);
     let name = edited.as_str();
     let in_phone_book = rng.bool();
     let last_seen_secs = 1_754_000_000 + rng.i64(0..10_000_000);
@@ -119,6 +115,15 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Valu
     }
     vary(&mut body, &mut rng);
     body
+}
+
+/// The name of a contact at `edition`: each change renames it, a field a CRM keeps, in both
+/// messengers' answers.
+fn edited(name: &str, edition: u32) -> String {
+    match edition {
+        0 => name.to_string(),
+        n => format!("{name} (edition {n})").trim_start().to_string(),
+    }
 }
 
 /// A business account's e-mail, category, description and products.

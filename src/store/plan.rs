@@ -40,6 +40,14 @@ pub(crate) struct Adaptive {
     pub(crate) run_interval_days: f64,
 }
 
+impl Adaptive {
+    /// The refreshes a day the budget leaves for stale contacts after `first` keys that come
+    /// before them (never fetched, failed and due again).
+    fn daily_budget(&self, first: u64) -> f64 {
+        self.calls.saturating_sub(first) as f64 / self.run_interval_days
+    }
+}
+
 /// What the planner found; the plan line of every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -120,6 +128,30 @@ static FAILED_NOT_DUE: LazyLock<String> = LazyLock::new(|| {
          WHERE NOT ({FAILURE_IS_DUE})"
     )
 });
+
+/// The fetch time from which a contact is fresh (on `$conn`, in the plan's snapshot): younger
+/// than `--max-age`, or fetched by a run that is not over ([`super::dialect::Dialect`]'s
+/// `runs_not_over`). Under `--refresh adaptive` each run plans afresh: what a run stopped by
+/// its budget fetched is not skipped as fresh, but comes last (its age is nearly nothing).
+macro_rules! fresh_from {
+    ($conn:expr, $dialect:expr, $policy:expr) => {{
+        let not_over: Option<String> = match $policy.adaptive {
+            Some(_) => None,
+            None => {
+                sqlx::query_scalar($dialect.runs_not_over)
+                    .bind($policy.run_started_at.map(format_time))
+                    .fetch_one($conn)
+                    .await?
+            }
+        };
+        $policy
+            .fresh_from
+            .map(format_time)
+            .into_iter()
+            .chain(not_over)
+            .min()
+    }};
+}
 
 /// Runs the statement `$sql` with its binds on `$conn`; the number of rows it added.
 macro_rules! rows_added {
@@ -204,11 +236,7 @@ impl StagedKeys {
                 Some(sql) => Some(sqlx::query_scalar(sql).fetch_one(&mut *tx).await?),
                 None => None,
             };
-            let not_over: Option<String> = sqlx::query_scalar(dialect.runs_not_over)
-                .bind(policy.run_started_at.map(format_time))
-                .fetch_one(&mut *tx)
-                .await?;
-            let fresh_from = policy.fresh_from.map(format_time).into_iter().chain(not_over).min();
+            let fresh_from = fresh_from!(&mut *tx, dialect, policy);
             sqlx::query("DROP TABLE IF EXISTS due_keys").execute(&mut *tx).await?;
             sqlx::query(dialect.create_due_keys).execute(&mut *tx).await?;
             let never_fetched = rows_added!(&mut *tx, NEVER_FETCHED, policy.only_failed);
@@ -219,9 +247,7 @@ impl StagedKeys {
             let stale = match policy.adaptive {
                 None => rows_added!(&mut *tx, STALE, policy.only_failed, stale_before),
                 Some(adaptive) => {
-                    // What the budget leaves after the keys that come first, as a daily rate.
-                    let calls = adaptive.calls.saturating_sub(never_fetched + retry);
-                    let budget = calls as f64 / adaptive.run_interval_days;
+                    let budget = adaptive.daily_budget(never_fetched + retry);
                     stale_in_order!(&mut *tx, policy, stale_before, budget)
                 }
             };
