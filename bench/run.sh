@@ -2,7 +2,7 @@
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
 #   bench/run.sh                 # every scenario but real (about 14 minutes)
-#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead memory plan links writes tables workers pgwrites
+#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead memory plan links writes tables workers pgwrites refresh
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
 # less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries),
@@ -194,6 +194,13 @@ scenario_writes() {
   rate=$(echo "$line" | grep -o '= [0-9]* rows/s' | tr -dc 0-9)
   secs=$(echo "$line" | grep -o 'in [0-9.]* s' | tr -dc 0-9.)
   row "writes: 1,000,000 contacts + 2,000,000 products, store only" "**$rate rows/s**" "${secs} s" "> 50,000 rows/s"
+}
+
+# Refresh policies under a budget: 300 simulated nights through the real job and store for each
+# mix, budget and policy (bench/refresh.rs prints its own table, about 15 minutes on 2 cores).
+scenario_refresh() {
+  cargo bench --quiet --bench refresh 2>/dev/null | tee "$OUT/refresh.txt"
+  row "refresh: simulated nights, 2,000 contacts (table above, and in docs/performance.md)" "$(grep -c '^| mixed\|^| one' "$OUT/refresh.txt") rows" "-" "adaptive ≥ 0.80 / 0.905 / 0.948"
 }
 
 # Reading a CRM table of 1,000,000 rows in PostgreSQL and in MariaDB (the local servers; ids

@@ -259,3 +259,62 @@ async fn changed_since_a_time_takes_the_changes_after_it() {
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("no run #77"), "{}", missing.stderr);
 }
+
+/// Runs `nights` nightly refreshes of `contacts` contacts on the sandbox's clock, each with a
+/// budget of `calls` and `--refresh policy`; returns how many checks the contacts of each mean
+/// time between changes (days) had.
+async fn nights(policy: &str, contacts: usize, nights: i64, calls: &str) -> Vec<(u64, f64)> {
+    let env = env_with(greenrich::sandbox::Config {
+        change_rates: "50%:2d,50%:1000d".parse().unwrap(),
+        seed: 3,
+        ..fast()
+    })
+    .await;
+    env.write("in.csv", phones_csv(contacts).as_bytes());
+    let start = env.sandbox.world.start();
+    for night in 0..=nights {
+        let at = start + chrono::Duration::days(night);
+        env.sandbox.world.set_now(at);
+        let now = at.to_rfc3339();
+        let mut extra = vec!["--now", now.as_str(), "--refresh", policy];
+        if night > 0 {
+            extra.extend(["--max-calls", calls]);
+        }
+        let run = env.enrich("in.csv", "out.db", &extra).await;
+        assert!(run.code == 0 || run.code == 3, "{}", run.stderr);
+    }
+    let rows = rows(
+        &env.path("out.db"),
+        "SELECT chat_id, CAST(fetches_changed + fetches_unchanged AS TEXT) FROM contacts",
+    )
+    .await;
+    let mut by: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    for row in rows {
+        let every = env.sandbox.world.every(row[0].as_deref().unwrap());
+        let days = every.map_or(0, |d| d.as_secs() / 86_400);
+        let checks: f64 = row[1].as_deref().unwrap().parse().unwrap();
+        let entry = by.entry(days).or_default();
+        *entry = (entry.0 + checks, entry.1 + 1.0);
+    }
+    by.into_iter()
+        .map(|(days, (checks, n))| (days, checks / n))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adaptive_refresh_spends_the_budget_where_contacts_change() {
+    // Half the contacts change every two days, half every thousand; a tenth is refreshed a
+    // night. Oldest-first spreads the calls evenly; the adaptive order learns which contacts
+    // change and spends more on them (a two-day contact is worth a refresh every few days, a
+    // thousand-day one hardly ever).
+    let age = nights("age", 60, 50, "6").await;
+    let adaptive = nights("adaptive", 60, 50, "6").await;
+    let (age_fast, age_slow) = (age[0].1, age[1].1);
+    let (fast, slow) = (adaptive[0].1, adaptive[1].1);
+    assert!((age_fast - age_slow).abs() < 0.5, "age: {age:?}");
+    // A thousand-day contact takes long to tell from a slow one; the shift shows in weeks.
+    assert!(
+        fast > age_fast + 0.75 && slow < age_slow - 0.75,
+        "age: {age:?}, adaptive: {adaptive:?}"
+    );
+}
