@@ -121,9 +121,20 @@ pub(crate) struct History {
 /// What the store held of a contact before a fetch.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
-    pub(crate) tracked: Tracked,
+    /// Its fingerprint (`None`: stored before change tracking).
+    pub(crate) fingerprint: Option<String>,
+    /// Its compared fields, read only when the fingerprint differs (to name what changed).
+    pub(crate) tracked: Option<Tracked>,
     pub(crate) fetched_at: DateTime<Utc>,
     pub(crate) history: History,
+}
+
+impl Stored {
+    /// Whether a fetch whose fingerprint is `fingerprint` may differ from it (then its fields
+    /// are read, to compare them one by one).
+    pub(crate) fn may_differ(&self, fingerprint: &str) -> bool {
+        self.fingerprint.as_deref() != Some(fingerprint)
+    }
 }
 
 /// A fetch compared with what was stored.
@@ -137,14 +148,15 @@ pub(crate) struct Compared {
     pub(crate) history: History,
 }
 
-/// Compares `fetched` (at `fetched_at`, by run `run`) with what was `stored` of it, if anything.
+/// Compares `fetched` (whose fingerprint is `fingerprint`, fetched at `fetched_at` by run `run`)
+/// with what was `stored` of it, if anything.
 pub(crate) fn compare(
     stored: Option<&Stored>,
     fetched: &Tracked,
+    fingerprint: String,
     fetched_at: DateTime<Utc>,
     run: i64,
 ) -> Compared {
-    let fingerprint = fetched.fingerprint();
     let Some(stored) = stored else {
         let history = History {
             first_seen_at: fetched_at,
@@ -162,7 +174,10 @@ pub(crate) fn compare(
             history,
         };
     };
-    let fields = fetched.changed_fields(&stored.tracked);
+    let fields = match (&stored.tracked, stored.may_differ(&fingerprint)) {
+        (Some(old), true) => fetched.changed_fields(old),
+        _ => Vec::new(),
+    };
     let since = (fetched_at - stored.fetched_at).as_seconds_f64().max(0.0);
     let mut history = stored.history.clone();
     let change = if fields.is_empty() {
@@ -317,21 +332,29 @@ mod tests {
         let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let day = chrono::Duration::days(1);
         let first = Tracked::of(&contact(), &[]);
-        let new = compare(None, &first, t0, 1);
+        let new = compare(None, &first, first.fingerprint(), t0, 1);
         assert_eq!((new.change, new.history.first_seen_at), (Change::New, t0));
         let stored = Stored {
-            tracked: first.clone(),
+            fingerprint: Some(first.fingerprint()),
+            tracked: Some(first.clone()),
             fetched_at: t0,
             history: new.history,
         };
-        let same = compare(Some(&stored), &first, t0 + day, 2);
+        let same = compare(Some(&stored), &first, first.fingerprint(), t0 + day, 2);
         assert_eq!(same.change, Change::Unchanged);
         assert_eq!(same.history.fetches_unchanged, 1);
         assert_eq!(same.history.unchanged_seconds, 86_400.0);
         assert_eq!(same.history.changed_at, t0);
         let mut renamed = contact();
         renamed.name = Some("Ann".into());
-        let changed = compare(Some(&stored), &Tracked::of(&renamed, &[]), t0 + day * 3, 3);
+        let renamed = Tracked::of(&renamed, &[]);
+        let changed = compare(
+            Some(&stored),
+            &renamed,
+            renamed.fingerprint(),
+            t0 + day * 3,
+            3,
+        );
         assert_eq!(changed.change, Change::Changed);
         assert_eq!(changed.fields, ["name"]);
         assert_eq!(changed.history.changed_seconds, 3.0 * 86_400.0);

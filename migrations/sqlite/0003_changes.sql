@@ -2,7 +2,7 @@
 -- names them, and those left out because they move on their own), when it was first seen and
 -- when it last changed, and what each fetch found: how many fetches found it changed or
 -- unchanged, and the time between those fetches and the one before (for estimating how often
--- the contact changes). `changes` records each new or changed contact of each run.
+-- the contact changes). `changes` records each contact a run found changed.
 ALTER TABLE contacts ADD COLUMN fingerprint TEXT;
 ALTER TABLE contacts ADD COLUMN first_seen_at TEXT;
 ALTER TABLE contacts ADD COLUMN changed_at TEXT;
@@ -15,19 +15,15 @@ ALTER TABLE contacts ADD COLUMN unchanged_seconds REAL NOT NULL DEFAULT 0; -- su
 -- Contacts stored before change tracking were first seen by then at the latest.
 UPDATE contacts SET first_seen_at = fetched_at, changed_at = fetched_at;
 CREATE INDEX contacts_by_change ON contacts (changed_at);
-CREATE INDEX contacts_by_changed_run ON contacts (changed_run);
 
 CREATE TABLE changes (
     id         INTEGER PRIMARY KEY,
     run_id     INTEGER NOT NULL,
     chat_id    TEXT NOT NULL,
     changed_at TEXT NOT NULL,
-    kind       TEXT NOT NULL,     -- new or changed
-    fields     TEXT NOT NULL      -- the changed fields, comma-separated (empty for a new contact)
+    fields     TEXT NOT NULL      -- the changed fields, comma-separated
 );
-CREATE INDEX changes_by_time ON changes (changed_at);
 CREATE INDEX changes_by_run ON changes (run_id);
-CREATE INDEX changes_by_contact ON changes (chat_id);
 
 -- The view gains when the contact last changed, and what its last fetch found.
 DROP VIEW enriched;

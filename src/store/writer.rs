@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::changes::{record_changes, stored_contacts};
+use super::changes::{record_changes, stored_contacts, stored_fields};
 use super::conn::{on_conn, Conn, Connector};
 use super::{last_per_key, shared, Store, StoreError, WorkerId};
 use crate::change::{self, Change, Compared, Tracked};
@@ -195,13 +195,36 @@ macro_rules! write_results {
             .collect();
         for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
             let keys: Vec<&str> = chunk.iter().map(|e| e.contact.chat_id.as_str()).collect();
-            let stored = stored_contacts!($tx, &keys);
-            let compared: Vec<Compared> = chunk
+            let mut stored = stored_contacts!($tx, &keys);
+            let fetched: Vec<(Tracked, String)> = chunk
                 .iter()
                 .map(|e| {
-                    let fetched_at = parse_time(&e.contact.fetched_at).unwrap_or($now);
                     let tracked = Tracked::of(&e.contact, &e.products);
-                    change::compare(stored.get(&e.contact.chat_id), &tracked, fetched_at, $run)
+                    let fingerprint = tracked.fingerprint();
+                    (tracked, fingerprint)
+                })
+                .collect();
+            // The fields are read only where the fingerprint says something changed.
+            let differing: Vec<&str> = keys
+                .iter()
+                .zip(&fetched)
+                .filter(|(key, (_, fp))| stored.get(**key).is_some_and(|s| s.may_differ(fp)))
+                .map(|(key, _)| *key)
+                .collect();
+            if !differing.is_empty() {
+                for (key, tracked) in stored_fields!($tx, &differing) {
+                    if let Some(s) = stored.get_mut(&key) {
+                        s.tracked = Some(tracked);
+                    }
+                }
+            }
+            let compared: Vec<Compared> = chunk
+                .iter()
+                .zip(fetched)
+                .map(|(e, (tracked, fingerprint))| {
+                    let fetched_at = parse_time(&e.contact.fetched_at).unwrap_or($now);
+                    let stored = stored.get(&e.contact.chat_id);
+                    change::compare(stored, &tracked, fingerprint, fetched_at, $run)
                 })
                 .collect();
             committed.count(&compared);
