@@ -129,15 +129,20 @@ async fn simulate(setup: &Setup, rates: &str, budget: f64, policy: &str) -> f64 
     total / f64::from(setup.measured)
 }
 
-/// Per change class: contacts, checks per contact, and the share of checks that found a change
-/// (`GREENRICH_BENCH_CLASSES=1`, to see where a policy spends its calls).
-async fn classes(db: &Path, world: &sandbox::World) {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+/// The store at `db`, read-only.
+async fn open(db: &Path) -> sqlx::SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)
         .read_only(true)
         .connect()
         .await
-        .expect("the store");
+        .expect("the store")
+}
+
+/// Per change class: contacts, checks per contact, and the share of checks that found a change
+/// (`GREENRICH_BENCH_CLASSES=1`, to see where a policy spends its calls).
+async fn classes(db: &Path, world: &sandbox::World) {
+    let mut conn = open(db).await;
     let rows = sqlx::query("SELECT chat_id, fetches_changed, fetches_unchanged FROM contacts")
         .fetch_all(&mut conn)
         .await
@@ -221,12 +226,7 @@ async fn freshness(
     changes: &HashMap<String, Vec<DateTime<Utc>>>,
     at: DateTime<Utc>,
 ) -> f64 {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .expect("the store");
+    let mut conn = open(db).await;
     let rows = sqlx::query("SELECT chat_id, fetched_at FROM contacts")
         .fetch_all(&mut conn)
         .await
