@@ -67,21 +67,38 @@ pub(crate) struct Pooled {
     rate: f64,
 }
 
-impl Pooled {
-    /// The pooled rate of `contacts`' checks.
-    pub(crate) fn fit(contacts: &[Checks]) -> Pooled {
-        let all = contacts.iter().fold(Checks::default(), |sum, c| Checks {
-            changed: sum.changed.saturating_add(c.changed),
-            changed_days: sum.changed_days + c.changed_days,
-            unchanged: sum.unchanged.saturating_add(c.unchanged),
-            unchanged_days: sum.unchanged_days + c.unchanged_days,
-        });
+/// The store's checks summed, contact by contact (the first of the three passes).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Record(Checks);
+
+impl Record {
+    pub(crate) fn add(&mut self, c: &Checks) {
+        let sum = &mut self.0;
+        sum.changed = sum.changed.saturating_add(c.changed);
+        sum.changed_days += c.changed_days;
+        sum.unchanged = sum.unchanged.saturating_add(c.unchanged);
+        sum.unchanged_days += c.unchanged_days;
+    }
+
+    /// The pooled record's rate.
+    pub(crate) fn pooled(&self) -> Pooled {
+        let all = &self.0;
         let rate = match all.count() > 0.0 {
             true => estimate(all.count(), f64::from(all.changed), all.interval()),
             // Nothing checked yet: a change a month, until the checks say otherwise.
             false => 1.0 / 30.0,
         };
         Pooled { rate }
+    }
+}
+
+impl Pooled {
+    /// The pooled rate of `contacts`' checks.
+    #[cfg(test)]
+    fn fit(contacts: &[Checks]) -> Pooled {
+        let mut record = Record::default();
+        contacts.iter().for_each(|c| record.add(c));
+        record.pooled()
     }
 
     /// The estimated rate of a contact whose checks found `checks`: its own record with
@@ -203,32 +220,136 @@ pub(crate) struct Candidate {
 /// Buckets of rates the allocation is solved for (contacts of one bucket share a frequency).
 const BUCKETS: usize = 200;
 
+/// How the contacts' estimated rates spread over [`BUCKETS`] log buckets (the second pass).
+#[derive(Debug, Clone)]
+pub(crate) struct Spread {
+    pooled: Pooled,
+    counts: Vec<usize>,
+}
+
+impl Spread {
+    pub(crate) fn new(pooled: Pooled) -> Spread {
+        Spread {
+            pooled,
+            counts: vec![0; BUCKETS],
+        }
+    }
+
+    pub(crate) fn add(&mut self, c: &Checks) {
+        self.counts[bucket(self.pooled.rate(c))] += 1;
+    }
+
+    /// Each bucket's refreshes a day when `budget` refreshes a day are spread for the freshest
+    /// store, and the priorities they give at `now`.
+    pub(crate) fn priorities(&self, budget: f64, now: DateTime<Utc>) -> Priorities {
+        let buckets: Vec<(f64, usize)> =
+            (0..BUCKETS).map(|b| (centre(b), self.counts[b])).collect();
+        Priorities {
+            pooled: self.pooled,
+            per_bucket: allocate_counted(&buckets, budget),
+            now,
+        }
+    }
+}
+
+/// A rate's bucket, and a bucket's rate.
+fn bucket(rate: f64) -> usize {
+    let (low, high) = RATES;
+    let at = (rate / low).ln() / (high / low).ln() * (BUCKETS - 1) as f64;
+    (at.round().max(0.0) as usize).min(BUCKETS - 1)
+}
+
+fn centre(b: usize) -> f64 {
+    let (low, high) = RATES;
+    low * (high / low).powf(b as f64 / (BUCKETS - 1) as f64)
+}
+
+/// How overdue each contact is against its own optimal interval (the third pass).
+#[derive(Debug, Clone)]
+pub(crate) struct Priorities {
+    pooled: Pooled,
+    per_bucket: Vec<f64>,
+    now: DateTime<Utc>,
+}
+
+impl Priorities {
+    /// `c`'s priority (`age × f`; 0 when the optimum gives it no refresh) and its age in days.
+    pub(crate) fn of(&self, c: &Candidate) -> (f64, f64) {
+        let age = (self.now - c.fetched_at).as_seconds_f64().max(0.0) / 86_400.0;
+        let f = self.per_bucket[bucket(self.pooled.rate(&c.checks))];
+        (age * f, age)
+    }
+}
+
+/// The `k` items of the highest priority seen (ties: the older first), in memory of `k`.
+pub(crate) struct Top<T> {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked<T>>>,
+}
+
+/// An item with its priority and age, ordered by both.
+struct Ranked<T>(f64, f64, T);
+
+impl<T> PartialEq for Ranked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl<T> Eq for Ranked<T> {}
+impl<T> PartialOrd for Ranked<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Ranked<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.total_cmp(&other.1))
+    }
+}
+
+impl<T> Top<T> {
+    pub(crate) fn new(k: usize) -> Top<T> {
+        Top {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k.min(1 << 20) + 1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, (priority, age): (f64, f64), item: T) {
+        if self.k == 0 {
+            return;
+        }
+        self.heap
+            .push(std::cmp::Reverse(Ranked(priority, age, item)));
+        if self.heap.len() > self.k {
+            self.heap.pop();
+        }
+    }
+
+    /// The items, the highest priority first.
+    pub(crate) fn into_sorted(self) -> Vec<T> {
+        let mut ranked: Vec<Ranked<T>> = self.heap.into_iter().map(|r| r.0).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked.into_iter().map(|r| r.2).collect()
+    }
+}
+
 /// The order to refresh `candidates` in at `now`, with `budget` refreshes a day: most overdue
 /// against their own optimal interval first; those the optimum gives no refresh last, stalest
-/// first. Returns indexes into `candidates`.
-pub(crate) fn order(candidates: &[Candidate], budget: f64, now: DateTime<Utc>) -> Vec<usize> {
-    let checks: Vec<Checks> = candidates.iter().map(|c| c.checks).collect();
-    let pooled = Pooled::fit(&checks);
-    let rates: Vec<f64> = checks.iter().map(|c| pooled.rate(c)).collect();
-    let (low, high) = RATES;
-    let bucket = |rate: f64| {
-        let at = (rate / low).ln() / (high / low).ln() * (BUCKETS - 1) as f64;
-        (at.round() as usize).min(BUCKETS - 1)
-    };
-    let centre = |b: usize| low * (high / low).powf(b as f64 / (BUCKETS - 1) as f64);
-    let mut counts = vec![0usize; BUCKETS];
-    rates.iter().for_each(|r| counts[bucket(*r)] += 1);
-    let buckets: Vec<(f64, usize)> = (0..BUCKETS).map(|b| (centre(b), counts[b])).collect();
-    let per_bucket = allocate_counted(&buckets, budget);
-    let age = |c: &Candidate| (now - c.fetched_at).as_seconds_f64().max(0.0) / 86_400.0;
-    let mut keyed: Vec<(f64, f64, usize)> = candidates
-        .iter()
-        .zip(&rates)
-        .enumerate()
-        .map(|(i, (c, r))| (age(c) * per_bucket[bucket(*r)], age(c), i))
-        .collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)));
-    keyed.into_iter().map(|(_, _, i)| i).collect()
+/// first. Returns indexes into `candidates`. (The plan makes the same three passes over the
+/// store, keeping only the calls it can make.)
+#[cfg(test)]
+fn order(candidates: &[Candidate], budget: f64, now: DateTime<Utc>) -> Vec<usize> {
+    let mut record = Record::default();
+    candidates.iter().for_each(|c| record.add(&c.checks));
+    let mut spread = Spread::new(record.pooled());
+    candidates.iter().for_each(|c| spread.add(&c.checks));
+    let priorities = spread.priorities(budget, now);
+    let mut top = Top::new(candidates.len());
+    for (i, c) in candidates.iter().enumerate() {
+        top.push(priorities.of(c), i);
+    }
+    top.into_sorted()
 }
 
 /// The days between runs, as the ledger's recent run starts (`starts`, any order) show: their

@@ -44,7 +44,12 @@ impl Adaptive {
     /// The refreshes a day the budget leaves for stale contacts after `first` keys that come
     /// before them (never fetched, failed and due again).
     fn daily_budget(&self, first: u64) -> f64 {
-        self.calls.saturating_sub(first) as f64 / self.run_interval_days
+        self.left(first) as f64 / self.run_interval_days
+    }
+
+    /// The calls left for stale contacts after `first` keys that come before them.
+    fn left(&self, first: u64) -> usize {
+        usize::try_from(self.calls.saturating_sub(first)).unwrap_or(usize::MAX)
     }
 }
 
@@ -170,26 +175,55 @@ const STALE_CANDIDATES: &str = "SELECT c.chat_id, i.phone, c.fetched_at, c.fetch
 /// One row of [`STALE_CANDIDATES`].
 type StaleRow = (String, Option<String>, String, i64, f64, i64, f64);
 
-/// Queues the stale contacts on `$conn` in the order that keeps the most fresh for `$budget`
-/// refreshes a day ([`crate::refresh::order`]); evaluates to how many were queued.
-macro_rules! stale_in_order {
-    ($conn:expr, $policy:expr, $stale_before:expr, $budget:expr) => {{
-        let rows: Vec<StaleRow> = sqlx::query_as(STALE_CANDIDATES)
+/// The stale contacts not queued yet, stalest first (binds as [`STALE`]).
+static STALE_REST: LazyLock<String> = LazyLock::new(|| {
+    STALE.replace(
+        "ORDER BY c.fetched_at",
+        "AND NOT EXISTS (SELECT 1 FROM due_keys d WHERE d.chat_id = c.chat_id)
+     ORDER BY c.fetched_at",
+    )
+});
+
+/// Streams [`STALE_CANDIDATES`] on `$conn` through `$each` (a closure taking a [`StaleRow`]).
+macro_rules! each_stale {
+    ($conn:expr, $policy:expr, $stale_before:expr, $each:expr) => {{
+        let mut rows = sqlx::query_as::<_, StaleRow>(STALE_CANDIDATES)
             .bind($policy.only_failed)
             .bind($stale_before)
-            .fetch_all(&mut *$conn)
-            .await?;
-        let candidates: Vec<Candidate> = rows.iter().map(candidate).collect();
-        let order = refresh::order(&candidates, $budget, $policy.now);
-        let ordered: Vec<&StaleRow> = order.iter().map(|i| &rows[*i]).collect();
-        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
+            .fetch(&mut *$conn);
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+            $each(row);
+        }
+    }};
+}
+
+/// Queues the stale contacts on `$conn`: first the `$calls` whose refresh keeps the most fresh
+/// for `$budget` refreshes a day ([`crate::refresh`]), found in three passes so that memory
+/// holds only them; then the rest, stalest first. Evaluates to how many were queued.
+macro_rules! stale_in_order {
+    ($conn:expr, $policy:expr, $stale_before:expr, $budget:expr, $calls:expr) => {{
+        let mut record = refresh::Record::default();
+        each_stale!($conn, $policy, $stale_before, |row: StaleRow| record
+            .add(&candidate(&row).checks));
+        let mut spread = refresh::Spread::new(record.pooled());
+        each_stale!($conn, $policy, $stale_before, |row: StaleRow| spread
+            .add(&candidate(&row).checks));
+        let priorities = spread.priorities($budget, $policy.now);
+        let mut top = refresh::Top::new($calls);
+        each_stale!($conn, $policy, $stale_before, |row: StaleRow| {
+            let rank = priorities.of(&candidate(&row));
+            top.push(rank, (row.0, row.1));
+        });
+        let first = top.into_sorted();
+        for chunk in first.chunks(ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new("INSERT INTO due_keys (chat_id, phone) ");
             q.push_values(chunk, |mut row, key| {
                 row.push_bind(&key.0).push_bind(&key.1);
             });
             q.build().execute(&mut *$conn).await?;
         }
-        rows.len() as u64
+        let only_failed = $policy.only_failed;
+        first.len() as u64 + rows_added!(&mut *$conn, &STALE_REST, only_failed, $stale_before)
     }};
 }
 
@@ -247,8 +281,9 @@ impl StagedKeys {
             let stale = match policy.adaptive {
                 None => rows_added!(&mut *tx, STALE, policy.only_failed, stale_before),
                 Some(adaptive) => {
-                    let budget = adaptive.daily_budget(never_fetched + retry);
-                    stale_in_order!(&mut *tx, policy, stale_before, budget)
+                    let first = never_fetched + retry;
+                    let (budget, calls) = (adaptive.daily_budget(first), adaptive.left(first));
+                    stale_in_order!(&mut *tx, policy, stale_before, budget, calls)
                 }
             };
             let failed_not_due: i64 = sqlx::query_scalar(&FAILED_NOT_DUE)
