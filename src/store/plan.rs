@@ -222,6 +222,10 @@ macro_rules! stale_in_order {
             });
             q.build().execute(&mut *$conn).await?;
         }
+        // The rest is an anti-join against the keys queued: by an index, not a scan per row.
+        sqlx::query("CREATE INDEX due_keys_by_key ON due_keys (chat_id)")
+            .execute(&mut *$conn)
+            .await?;
         let only_failed = $policy.only_failed;
         first.len() as u64 + rows_added!(&mut *$conn, &STALE_REST, only_failed, $stale_before)
     }};
