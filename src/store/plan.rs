@@ -204,10 +204,10 @@ macro_rules! stale_in_order {
     ($conn:expr, $policy:expr, $stale_before:expr, $budget:expr, $calls:expr) => {{
         let mut record = refresh::Record::default();
         each_stale!($conn, $policy, $stale_before, |row: StaleRow| record
-            .add(&candidate(&row).checks));
+            .add(&checks(&row)));
         let mut spread = refresh::Spread::new(record.pooled());
         each_stale!($conn, $policy, $stale_before, |row: StaleRow| spread
-            .add(&candidate(&row).checks));
+            .add(&checks(&row)));
         let priorities = spread.priorities($budget, $policy.now);
         let mut top = refresh::Top::new($calls);
         each_stale!($conn, $policy, $stale_before, |row: StaleRow| {
@@ -236,15 +236,21 @@ const ROWS_PER_STATEMENT: usize = 200;
 
 /// A stale contact as the adaptive order sees it.
 fn candidate(row: &StaleRow) -> Candidate {
-    let days = |seconds: f64| seconds / 86_400.0;
     Candidate {
         fetched_at: parse_time(&row.2).unwrap_or_default(),
-        checks: Checks {
-            changed: u32::try_from(row.3).unwrap_or(u32::MAX),
-            changed_days: days(row.4),
-            unchanged: u32::try_from(row.5).unwrap_or(u32::MAX),
-            unchanged_days: days(row.6),
-        },
+        checks: checks(row),
+    }
+}
+
+/// What a stale contact's checks found (the first two passes need no more: its time is not
+/// parsed there).
+fn checks(row: &StaleRow) -> Checks {
+    let days = |seconds: f64| seconds / 86_400.0;
+    Checks {
+        changed: u32::try_from(row.3).unwrap_or(u32::MAX),
+        changed_days: days(row.4),
+        unchanged: u32::try_from(row.5).unwrap_or(u32::MAX),
+        unchanged_days: days(row.6),
     }
 }
 
