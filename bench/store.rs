@@ -60,7 +60,11 @@ fn contact(i: usize) -> KeyOutcome {
             image_preview_url: Some("https://mmg.whatsapp.net/v/t45/1.jpg?stp=p100".into()),
         })
         .collect();
-    KeyOutcome::Enriched(Box::new(Enriched { contact, products }))
+    KeyOutcome::Enriched(Box::new(Enriched {
+        contact,
+        products,
+        handle: None,
+    }))
 }
 
 #[tokio::main]

@@ -129,7 +129,12 @@ pub async fn run(
             let server = sandbox::start(args.into_config(), port)
                 .await
                 .map_err(|source| Error::Listen { port, source })?;
-            let _ = writeln!(err, "sandbox GREEN-API listening on {}", server.url());
+            let _ = writeln!(
+                err,
+                "sandbox GREEN-API listening on {} (Telegram instances: {})",
+                server.url(),
+                server.telegram_url()
+            );
             let _ = writeln!(
                 err,
                 "instances (GREEN_API_INSTANCES): {}",
@@ -138,7 +143,9 @@ pub async fn run(
             stop.stopped().await;
             Ok(Done::Ok)
         }
-        Command::Demo(args) => Ok(Done::Demo(demo::run(&args.output, out, err).await?)),
+        Command::Demo(args) => Ok(Done::Demo(
+            demo::run(&args.output, args.messenger, out, err).await?,
+        )),
         Command::Status(DbArgs { store, max_age }) => {
             let text = inspect::status(&store.location()?, max_age.0).await?;
             let _ = write!(out, "{text}");

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::api::{ApiUrl, Instance};
-use crate::chat_id::{DefaultCountry, Messenger};
+use crate::chat_id::{DefaultCountry, Messenger, Notation};
 use crate::source::server_url::ServerUrl;
 use crate::source::Source;
 use crate::store::StoreLocation;
@@ -123,6 +123,8 @@ pub struct InputConfig {
     pub messenger: Messenger,
     /// The country of national phone formats.
     pub default_country: Option<DefaultCountry>,
+    /// Telegram: values of digits only are user ids, not phone numbers.
+    pub telegram_ids: bool,
     /// The name rows are linked under (`--source-name`); default: the file or table name.
     pub source_name: Option<String>,
     /// Go on when nearly every value is invalid (the wrong-column guard is off).
@@ -136,8 +138,18 @@ impl InputConfig {
             source,
             messenger,
             default_country: None,
+            telegram_ids: false,
             source_name: None,
             allow_mostly_invalid: false,
+        }
+    }
+
+    /// How the input's values are read.
+    pub fn notation(&self) -> Notation {
+        Notation {
+            messenger: self.messenger,
+            default_country: self.default_country,
+            telegram_ids: self.telegram_ids,
         }
     }
 
@@ -290,6 +302,8 @@ impl Default for PlanPolicy {
 pub struct FetchConfig {
     /// Calls per second per instance.
     pub rate: Rate,
+    /// Telegram `checkAccount` calls per second per instance (a limit of its own).
+    pub check_rate: Rate,
     /// Extra spacing, as a fraction of the interval.
     pub pacing_margin: f64,
     /// Attempts per key.
@@ -308,6 +322,7 @@ impl Default for FetchConfig {
     fn default() -> Self {
         FetchConfig {
             rate: Rate::PerSecond(defaults::RPS_PER_INSTANCE),
+            check_rate: Rate::PerSecond(defaults::RPS_PER_INSTANCE),
             pacing_margin: defaults::PACING_MARGIN,
             max_attempts: defaults::MAX_ATTEMPTS,
             backoff_base: defaults::BACKOFF_BASE,

@@ -19,8 +19,9 @@ use crate::store::read::StoreReader;
 use crate::store::StoreError;
 use crate::store::StoreLocation;
 
-/// The sample CRM export shipped in `samples/`, compiled in so the demo runs from anywhere.
+/// The sample CRM exports shipped in `samples/`, compiled in so the demo runs from anywhere.
 const SAMPLE_CSV: &str = include_str!("../samples/customers.csv");
+const TELEGRAM_SAMPLE_CSV: &str = include_str!("../samples/telegram.csv");
 
 /// Sandbox instances and pace used by the demo: 4 instances at 10 calls per second each.
 const DEMO_INSTANCES: usize = 4;
@@ -41,14 +42,23 @@ pub enum DemoError {
     /// The demo's store cannot be read back.
     #[error("cannot read the demo's store: {0}")]
     Read(#[from] StoreError),
+    /// The demo has no sample for this messenger.
+    #[error("the demo runs whatsapp or telegram, not {0}")]
+    Messenger(Messenger),
 }
 
 /// Runs the demo into `output`; returns the exit code a real run with this outcome would have.
 pub(crate) async fn run(
     output: &Path,
+    messenger: Messenger,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<i32, DemoError> {
+    let (sample, sample_name) = match messenger {
+        Messenger::Whatsapp => (SAMPLE_CSV, "customers.csv"),
+        Messenger::Telegram => (TELEGRAM_SAMPLE_CSV, "telegram.csv"),
+        Messenger::Max => return Err(DemoError::Messenger(messenger)),
+    };
     let sandbox_config = sandbox::Config {
         instances: sandbox::default_instances(DEMO_INSTANCES),
         rate: Rate::PerSecond(DEMO_RPS),
@@ -66,15 +76,20 @@ pub(crate) async fn run(
         server.url()
     );
     let input = std::env::temp_dir().join(format!("greenrich-demo-{}.csv", std::process::id()));
-    std::fs::write(&input, SAMPLE_CSV).map_err(|e| DemoError::Sample(input.clone(), e))?;
+    std::fs::write(&input, sample).map_err(|e| DemoError::Sample(input.clone(), e))?;
     let _ = writeln!(
         err,
-        "demo: enriching samples/customers.csv into {}",
+        "demo: enriching samples/{sample_name} ({messenger}) into {}",
         output.display()
     );
-    let url =
-        ApiUrl::parse(&server.url()).map_err(|e| DemoError::Sandbox(std::io::Error::other(e)))?;
-    let config = demo_config(input.clone(), output.to_path_buf(), url, &server);
+    let url = match messenger {
+        Messenger::Telegram => server.telegram_url(),
+        _ => server.url(),
+    };
+    let url = ApiUrl::parse(&url).map_err(|e| DemoError::Sandbox(std::io::Error::other(e)))?;
+    let mut config = demo_config(input.clone(), output.to_path_buf(), url, &server);
+    config.input.messenger = messenger;
+    config.input.source_name = Some(sample_name.into());
     let result = crate::job::enrich(config, Stop::default()).await;
     let _ = std::fs::remove_file(&input);
     let code = report::exit_code(&result);
@@ -99,11 +114,11 @@ fn demo_config(input: PathBuf, output: PathBuf, url: ApiUrl, server: &sandbox::S
     };
     let mut input = InputConfig::new(source, Messenger::Whatsapp);
     input.default_country = "RU".parse().ok();
-    input.source_name = Some("customers.csv".into());
     let mut api = ApiConfig::new(url, instances);
     api.timeout = Duration::from_secs(10);
     let mut config = Config::new(input, Output::Sqlite(output), api);
     config.fetch.rate = Rate::PerSecond(DEMO_RPS);
+    config.fetch.check_rate = Rate::PerSecond(DEMO_RPS);
     config.fetch.backoff_base = Duration::from_millis(200);
     config.fetch.backoff_cap = Duration::from_secs(5);
     config.fetch.retry_after_cap = Duration::from_secs(10);

@@ -10,6 +10,7 @@ use crate::domain::Clock;
 use tokio::sync::mpsc;
 
 use crate::api::{Client, Instance};
+use crate::chat_id::Messenger;
 use crate::config::{Config, Output, Refresh};
 use crate::domain::Rate;
 use crate::error::JobError;
@@ -228,7 +229,11 @@ async fn plan_run(
     delays: &RetryDelays,
     begun: Option<&Begun>,
 ) -> Result<Planned, JobError> {
-    let (staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
+    let (mut staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
+    if config.input.messenger == Messenger::Telegram {
+        let known = staged.follow_handles().await?;
+        tracing::info!("{known} phone numbers and usernames have a known Telegram chat id");
+    }
     let adaptive = adaptive_budget(config, store).await?;
     let policy = plan::policy(
         &config.plan,
@@ -293,7 +298,8 @@ async fn stage_input(
         opened.format()
     );
     let stager = Stager::new(store).await?;
-    let (messenger, country) = (config.input.messenger, config.input.default_country);
+    let messenger = config.input.messenger;
+    let notation = config.input.notation();
     let source_name = config.input.source_name();
     let recording = begun.map(|run| Recording {
         messenger,
@@ -312,7 +318,7 @@ async fn stage_input(
     });
     let staged = stage::stage_input(
         opened,
-        move |records| stage::normalise_batch(records, messenger, country),
+        move |records| stage::normalise_batch(records, notation),
         stager,
         recording,
         guard,

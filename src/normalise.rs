@@ -82,6 +82,9 @@ pub struct Enriched {
     pub contact: ContactRow,
     /// Its `products` rows.
     pub products: Vec<ProductRow>,
+    /// The Telegram phone number or username it was asked as, resolved to its chat id in this
+    /// run (the key the run holds).
+    pub handle: Option<String>,
 }
 
 /// Timestamps are stored as RFC 3339 UTC text with a fixed width, so they sort as text.
@@ -131,6 +134,12 @@ pub(crate) fn normalise(
     fetched_at: DateTime<Utc>,
 ) -> Enriched {
     let obj = &answer.object;
+    // Telegram tells the number (0 when it is hidden) of an account asked by its id.
+    let phone = phone.or_else(|| {
+        integer(obj, &["phoneNumber"])
+            .filter(|n| *n > 0)
+            .map(|n| n.to_string())
+    });
     let contact = ContactRow {
         chat_id: chat_id.to_string(),
         messenger,
@@ -160,7 +169,11 @@ pub(crate) fn normalise(
             .collect(),
         _ => Vec::new(),
     };
-    Enriched { contact, products }
+    Enriched {
+        contact,
+        products,
+        handle: None,
+    }
 }
 
 fn product(position: usize, item: &Map<String, Value>) -> Option<ProductRow> {

@@ -45,6 +45,8 @@ pub enum Reason {
     InstanceStarting,
     /// 466: the plan's monthly quota is used up.
     QuotaExhausted,
+    /// Telegram: `checkAccount` found no account for the phone number or username.
+    NoAccount,
 }
 
 impl Reason {
@@ -69,6 +71,7 @@ impl Reason {
             Reason::InstanceUnusable => "instance_unusable",
             Reason::InstanceStarting => "instance_starting",
             Reason::QuotaExhausted => "quota_exhausted",
+            Reason::NoAccount => "no_account",
         }
     }
 }
@@ -89,6 +92,7 @@ mod tests {
             Reason::InvalidId,
             Reason::BodyTooLarge,
             Reason::QuotaExhausted,
+            Reason::NoAccount,
         ] {
             assert_eq!(
                 serde_json::to_string(&reason).unwrap(),

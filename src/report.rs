@@ -128,7 +128,7 @@ impl Report {
         }
         let c = &s.counts;
         let mut out = format!(
-            "summary: {} enriched ({} new, {} changed, {} unchanged), {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests, {} 429s, {} retries, elapsed {}",
+            "summary: {} enriched ({} new, {} changed, {} unchanged), {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests{}, {} 429s, {} retries, elapsed {}",
             c.enriched,
             c.new,
             c.changed,
@@ -139,6 +139,13 @@ impl Report {
             c.duplicates,
             c.skipped_fresh,
             c.requests,
+            match c.checks {
+                0 => String::new(),
+                n => format!(
+                    " ({n} checkAccount: {} phone numbers and usernames resolved)",
+                    c.resolved
+                ),
+            },
             c.http_429,
             c.retries,
             format_duration(Duration::from_secs_f64(s.elapsed_seconds)),

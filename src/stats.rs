@@ -21,6 +21,9 @@ pub(crate) struct Stats {
     pub(crate) requests: AtomicU64,
     pub(crate) http_429: AtomicU64,
     pub(crate) retries: AtomicU64,
+    /// Telegram `checkAccount` calls (counted in `requests` too), and the handles resolved.
+    pub(crate) checks: AtomicU64,
+    pub(crate) resolved: AtomicU64,
     failed_by_reason: Mutex<BTreeMap<Reason, u64>>,
     calls_per_instance: Mutex<BTreeMap<String, u64>>,
     spacing_ms: Mutex<BTreeMap<String, f64>>,
@@ -61,6 +64,8 @@ impl Stats {
         counts.requests = Self::get(&self.requests);
         counts.http_429 = Self::get(&self.http_429);
         counts.retries = Self::get(&self.retries);
+        counts.checks = Self::get(&self.checks);
+        counts.resolved = Self::get(&self.resolved);
     }
 
     pub(crate) fn done(&self) -> u64 {

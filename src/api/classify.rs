@@ -58,6 +58,41 @@ impl Answer {
     }
 }
 
+/// What Telegram's `checkAccount` answered: the account's chat id, or that there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Account {
+    /// The account's chat id (the user id, digits).
+    Exists(String),
+    /// No Telegram account has this phone number or username.
+    Missing,
+}
+
+impl Answer {
+    /// This answer as `checkAccount`'s; a problem when it says neither clearly.
+    pub(crate) fn account(&self) -> Result<Account, Problem> {
+        let exist = match self.object.get("exist") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let chat_id = match self.object.get("chatId") {
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let valid = |id: &str| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit());
+        match (exist, chat_id) {
+            (Some(false), _) => Ok(Account::Missing),
+            (Some(true), Some(id)) if valid(&id) => Ok(Account::Exists(id)),
+            _ => Err(Problem::new(
+                Reason::BadBody,
+                Some(200),
+                "checkAccount answered without a clear exist and personal chatId",
+            )),
+        }
+    }
+}
+
 /// A failure's reason (stored in `failures.reason`), status and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Problem {
@@ -211,6 +246,19 @@ mod tests {
 
     fn reason(v: &Verdict) -> &'static str {
         v.problem().map_or("answer", |p| p.reason.as_str())
+    }
+
+    #[test]
+    fn check_account_answers() {
+        let account = |body: &str| Answer::parse(body).unwrap().account();
+        let exists = Account::Exists("10000000".into());
+        assert_eq!(account(r#"{"exist":true,"chatId":"10000000"}"#), Ok(exists.clone()));
+        assert_eq!(account(r#"{"exist":"true","chatId":10000000}"#), Ok(exists));
+        assert_eq!(account(r#"{"exist":false}"#), Ok(Account::Missing));
+        assert_eq!(account(r#"{"exist":false,"chatId":""}"#), Ok(Account::Missing));
+        for unclear in [r#"{"exist":true}"#, r#"{"exist":true,"chatId":"-100"}"#, "{}"] {
+            assert_eq!(account(unclear).unwrap_err().reason, Reason::BadBody, "{unclear}");
+        }
     }
 
     #[test]

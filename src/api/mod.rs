@@ -11,7 +11,7 @@ use crate::chat_id::Messenger;
 use crate::domain::InvalidValue;
 use crate::reason::Reason;
 use crate::redact::{mask, Secret};
-pub(crate) use classify::{Answer, Problem, Verdict};
+pub(crate) use classify::{Account, Answer, Problem, Verdict};
 pub(crate) use state::InstanceState;
 
 /// The biggest body read from one answer; a real contact answer is a few kilobytes.
@@ -131,8 +131,9 @@ impl Client {
     }
 
     fn url(&self, instance: &Instance, method: &str) -> String {
+        // Telegram's URL is taken as it is: GREEN_API_URL carries any prefix its host needs.
         let prefix = match self.messenger {
-            Messenger::Whatsapp => "",
+            Messenger::Whatsapp | Messenger::Telegram => "",
             Messenger::Max => "/v3",
         };
         format!(
@@ -151,6 +152,20 @@ impl Client {
             .post(self.url(instance, "getContactInfo"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
+        self.send(request).await
+    }
+
+    /// One Telegram `checkAccount` call for a phone number (`+digits`) or an `@username`.
+    pub(crate) async fn check_account(&self, instance: &Instance, handle: &str) -> Verdict {
+        let body = match handle.strip_prefix('+').map(str::parse::<u64>) {
+            Some(Ok(phone)) => serde_json::json!({ "phoneNumber": phone }),
+            _ => serde_json::json!({ "username": handle }),
+        };
+        let request = self
+            .http
+            .post(self.url(instance, "checkAccount"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
         self.send(request).await
     }
 

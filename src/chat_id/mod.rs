@@ -21,6 +21,9 @@ pub enum Messenger {
     Whatsapp,
     /// MAX: numeric ids, calls under `/v3`.
     Max,
+    /// Telegram: numeric user ids; phone numbers and `@usernames` are resolved to them with
+    /// `checkAccount` first.
+    Telegram,
 }
 
 impl Messenger {
@@ -29,6 +32,7 @@ impl Messenger {
         match self {
             Messenger::Whatsapp => "whatsapp",
             Messenger::Max => "max",
+            Messenger::Telegram => "telegram",
         }
     }
 }
@@ -39,8 +43,9 @@ impl FromStr for Messenger {
         match s.trim().to_ascii_lowercase().as_str() {
             "whatsapp" | "wa" => Ok(Messenger::Whatsapp),
             "max" => Ok(Messenger::Max),
+            "telegram" | "tg" => Ok(Messenger::Telegram),
             other => Err(InvalidValue(format!(
-                "unknown messenger '{other}': use whatsapp or max"
+                "unknown messenger '{other}': use whatsapp, max or telegram"
             ))),
         }
     }
@@ -93,20 +98,44 @@ pub(crate) struct ChatId {
 /// The longest MAX id accepted: ids are positive 64-bit integers.
 const MAX_ID_DIGITS: usize = 19;
 
-/// Normalises one raw value for `messenger`.
-pub(crate) fn normalise(
-    raw: &str,
-    messenger: Messenger,
-    default_country: Option<DefaultCountry>,
-) -> Result<ChatId, Invalid> {
+/// How an input's values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notation {
+    /// The messenger whose ids the values become.
+    pub messenger: Messenger,
+    /// The country of national phone formats.
+    pub default_country: Option<DefaultCountry>,
+    /// Telegram: values of digits only are user ids, not phone numbers (`--telegram-ids`).
+    pub telegram_ids: bool,
+}
+
+impl Notation {
+    /// Values for `messenger`, with no default country.
+    pub fn of(messenger: Messenger) -> Notation {
+        Notation {
+            messenger,
+            ..Notation::default()
+        }
+    }
+}
+
+/// Normalises one raw value as `notation` reads it.
+pub(crate) fn normalise(raw: &str, notation: Notation) -> Result<ChatId, Invalid> {
     let value = raw.trim();
     if value.is_empty() {
         return Err(Invalid::new("empty value"));
     }
-    match messenger {
-        Messenger::Whatsapp => whatsapp(value, default_country),
+    match notation.messenger {
+        Messenger::Whatsapp => whatsapp(value, notation.default_country),
         Messenger::Max => max(value),
+        Messenger::Telegram => telegram(value, notation),
     }
+}
+
+/// Whether `key` is a Telegram phone number (`+digits`) or `@username` that `checkAccount` has
+/// to turn into a chat id before `getContactInfo` can be asked.
+pub(crate) fn needs_resolving(key: &str) -> bool {
+    key.starts_with(['+', '@'])
 }
 
 fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
@@ -164,6 +193,16 @@ fn personal_chat_id(digits: &str) -> Result<ChatId, Invalid> {
 
 /// A phone number, in any notation, as WhatsApp's chat id.
 fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
+    let phone = country_rules::whatsapp(&phone_digits(value, default_country)?);
+    check_length(&phone)?;
+    Ok(ChatId {
+        id: format!("{phone}@c.us"),
+        phone: Some(phone),
+    })
+}
+
+/// A phone number, in any notation, as the digits of its international form.
+fn phone_digits(value: &str, default_country: Option<DefaultCountry>) -> Result<String, Invalid> {
     let number = without_zero_decimals(value).to_string();
     if number.chars().any(|c| c.is_alphabetic()) {
         return Err(Invalid::new("contains letters: not a phone number"));
@@ -179,19 +218,21 @@ fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Resul
             "too long for a phone number ({digit_count} digits; the maximum is 15)"
         )));
     }
-    let phone = country_rules::whatsapp(&parse_phone(&number, default_country)?);
-    // A national number with the country code put in front can pass libphonenumber's patterns
-    // with more digits than any chat id has (E.164 allows 15).
-    if !(8..=15).contains(&phone.len()) {
-        return Err(Invalid::new(format!(
-            "not a valid phone number: with its country code it has {} digits (a chat id has 8 to 15)",
-            phone.len()
-        )));
+    let phone = parse_phone(&number, default_country)?;
+    check_length(&phone)?;
+    Ok(phone)
+}
+
+/// A national number with the country code put in front can pass libphonenumber's patterns
+/// with more digits than any chat id has (E.164 allows 15).
+fn check_length(phone: &str) -> Result<(), Invalid> {
+    if (8..=15).contains(&phone.len()) {
+        return Ok(());
     }
-    Ok(ChatId {
-        id: format!("{phone}@c.us"),
-        phone: Some(phone),
-    })
+    Err(Invalid::new(format!(
+        "not a valid phone number: with its country code it has {} digits (a chat id has 8 to 15)",
+        phone.len()
+    )))
 }
 
 /// A number a numeric cell wrote with zero decimals (`79001234567.0`, `79001234567,00`) without
@@ -314,24 +355,82 @@ fn not_valid() -> Invalid {
     Invalid::new("not a valid phone number for its country (check the digits and the country code)")
 }
 
+/// A Telegram value: `@username` (or a `t.me/` link) becomes `@username` in lower case, a phone
+/// number `+digits`, and with `--telegram-ids` bare digits the user id itself.
+fn telegram(value: &str, notation: Notation) -> Result<ChatId, Invalid> {
+    let link = ["https://t.me/", "http://t.me/", "t.me/"]
+        .iter()
+        .find_map(|prefix| strip_prefix_ignoring_case(value, prefix));
+    if let Some(name) = value.strip_prefix('@').or(link) {
+        return telegram_username(name);
+    }
+    if value.starts_with('-') {
+        return Err(Invalid::new(
+            "a negative id is a group chat: getContactInfo only answers for personal chats",
+        ));
+    }
+    if notation.telegram_ids && value.bytes().all(|b| b.is_ascii_digit()) {
+        return positive_id(value, "a Telegram user id");
+    }
+    let phone = phone_digits(value, notation.default_country).map_err(|e| {
+        if value.bytes().all(|b| b.is_ascii_digit()) {
+            Invalid::new(format!(
+                "{}; if the column holds Telegram user ids, add --telegram-ids",
+                e.message
+            ))
+        } else {
+            e
+        }
+    })?;
+    Ok(ChatId {
+        id: format!("+{phone}"),
+        phone: Some(phone),
+    })
+}
+
+fn strip_prefix_ignoring_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+/// A Telegram username: 4 to 32 letters, digits and underscores, starting with a letter.
+fn telegram_username(name: &str) -> Result<ChatId, Invalid> {
+    let name = name.trim_end_matches('/');
+    let valid = (4..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(Invalid::new(
+            "a Telegram username has 4 to 32 letters, digits or underscores after the @, starting with a letter",
+        ));
+    }
+    Ok(ChatId {
+        id: format!("@{}", name.to_ascii_lowercase()),
+        phone: None,
+    })
+}
+
 fn max(value: &str) -> Result<ChatId, Invalid> {
     if value.starts_with('-') {
         return Err(Invalid::new(
             "a negative id is a group chat: getContactInfo only answers for personal chats",
         ));
     }
-    let digits = value.strip_prefix('+').unwrap_or(value);
+    positive_id(value.strip_prefix('+').unwrap_or(value), "a MAX chat id")
+}
+
+/// `digits` as a positive 64-bit id (leading zeros dropped); `what` names it in reasons.
+fn positive_id(digits: &str, what: &str) -> Result<ChatId, Invalid> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Invalid::new(
-            "a MAX chat id must be a positive whole number",
-        ));
+        return Err(Invalid::new(format!("{what} must be a positive whole number")));
     }
     let digits = digits.trim_start_matches('0');
     if digits.is_empty() {
-        return Err(Invalid::new("a MAX chat id must be greater than zero"));
+        return Err(Invalid::new(format!("{what} must be greater than zero")));
     }
     if digits.len() > MAX_ID_DIGITS || digits.parse::<i64>().is_err() {
-        return Err(Invalid::new("too long for a MAX chat id"));
+        return Err(Invalid::new(format!("too long for {what}")));
     }
     Ok(ChatId {
         id: digits.to_string(),
@@ -344,13 +443,49 @@ mod tests {
     use super::*;
 
     fn wa(raw: &str) -> Result<String, String> {
-        normalise(raw, Messenger::Whatsapp, None)
+        normalise(raw, Notation::of(Messenger::Whatsapp))
             .map(|c| c.id)
             .map_err(|e| e.message)
     }
 
+    fn ru() -> Notation {
+        Notation {
+            default_country: Some("RU".parse().unwrap()),
+            ..Notation::of(Messenger::Whatsapp)
+        }
+    }
+
+    fn tg(raw: &str, telegram_ids: bool) -> Result<String, String> {
+        let notation = Notation {
+            telegram_ids,
+            ..Notation::of(Messenger::Telegram)
+        };
+        normalise(raw, notation).map(|c| c.id).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn telegram_values_are_phones_usernames_or_ids() {
+        for raw in ["+7 (987) 654-32-10", "79876543210", "+79876543210", "79876543210.0"] {
+            assert_eq!(tg(raw, false).as_deref(), Ok("+79876543210"), "{raw}");
+        }
+        for raw in ["@Vasilisa_W", "https://t.me/vasilisa_w", "T.ME/vasilisa_w/", " @vasilisa_w "] {
+            assert_eq!(tg(raw, false).as_deref(), Ok("@vasilisa_w"), "{raw}");
+        }
+        // Bare digits are phone numbers unless --telegram-ids says the column holds ids.
+        assert_eq!(tg("0010000000", true).as_deref(), Ok("10000000"));
+        assert_eq!(tg("+7 987 654 32 10", true).as_deref(), Ok("+79876543210"));
+        assert!(tg("10000000", false).unwrap_err().contains("--telegram-ids"));
+        assert!(tg("-100123", true).unwrap_err().contains("group"));
+        assert!(tg("@ab", false).unwrap_err().contains("4 to 32"));
+        assert!(tg("@1abc", false).is_err());
+        assert!(tg("@abc-def", false).is_err());
+        assert_eq!("Telegram".parse::<Messenger>().unwrap(), Messenger::Telegram);
+        assert!(needs_resolving("+79876543210") && needs_resolving("@vasilisa_w"));
+        assert!(!needs_resolving("10000000") && !needs_resolving("79001234567@c.us"));
+    }
+
     fn wa_ru(raw: &str) -> Result<String, String> {
-        normalise(raw, Messenger::Whatsapp, Some("RU".parse().unwrap()))
+        normalise(raw, ru())
             .map(|c| c.id)
             .map_err(|e| e.message)
     }
@@ -389,7 +524,11 @@ mod tests {
     fn a_national_number_never_becomes_an_id_longer_than_fifteen_digits() {
         // Found by the property test below: read as German, this became 4985000000000000.
         let de = Some("DE".parse().unwrap());
-        let err = normalise("85000000000000", Messenger::Whatsapp, de).unwrap_err();
+        let notation = Notation {
+            default_country: de,
+            ..Notation::of(Messenger::Whatsapp)
+        };
+        let err = normalise("85000000000000", notation).unwrap_err();
         assert!(err.message.contains("16 digits"), "{}", err.message);
     }
 
@@ -440,7 +579,7 @@ mod tests {
             Ok("120650379300963@lid")
         );
         assert!(wa("abc@lid").unwrap_err().contains("@lid"));
-        let lid = normalise("120650379300963@LID", Messenger::Whatsapp, None).unwrap();
+        let lid = normalise("120650379300963@LID", Notation::of(Messenger::Whatsapp)).unwrap();
         assert_eq!((lid.id.as_str(), lid.phone), ("120650379300963@lid", None));
     }
 
@@ -464,7 +603,7 @@ mod tests {
 
     #[test]
     fn phone_digits_are_kept() {
-        let id = normalise("+7 900 123 45 67", Messenger::Whatsapp, None).unwrap();
+        let id = normalise("+7 900 123 45 67", Notation::of(Messenger::Whatsapp)).unwrap();
         assert_eq!(id.phone.as_deref(), Some("79001234567"));
     }
 
@@ -487,7 +626,7 @@ mod tests {
 
     #[test]
     fn max_ids_are_positive_integers() {
-        let max = |raw: &str| normalise(raw, Messenger::Max, None).map(|c| c.id);
+        let max = |raw: &str| normalise(raw, Notation::of(Messenger::Max)).map(|c| c.id);
         assert_eq!(max(" 10000000 ").unwrap(), "10000000");
         assert_eq!(max("0010000000").unwrap(), "10000000");
         assert!(max("-10000000").unwrap_err().message.contains("group"));
@@ -503,7 +642,7 @@ mod tests {
     #[test]
     fn messenger_and_country_parse() {
         assert_eq!("MAX".parse::<Messenger>().unwrap(), Messenger::Max);
-        assert!("telegram".parse::<Messenger>().is_err());
+        assert!("viber".parse::<Messenger>().is_err());
         assert!("ru".parse::<DefaultCountry>().is_ok());
         assert!("XX1".parse::<DefaultCountry>().is_err());
     }
@@ -539,10 +678,17 @@ mod tests {
                 raw in crm_values(),
                 country in countries(),
             ) {
-                for messenger in [Messenger::Whatsapp, Messenger::Max] {
-                    match normalise(&raw, messenger, country) {
+                let notations = [
+                    (Messenger::Whatsapp, false),
+                    (Messenger::Max, false),
+                    (Messenger::Telegram, false),
+                    (Messenger::Telegram, true),
+                ]
+                .map(|(messenger, telegram_ids)| Notation { messenger, default_country: country, telegram_ids });
+                for notation in notations {
+                    match normalise(&raw, notation) {
                         Ok(id) => {
-                            let again = normalise(&id.id, messenger, country).map(|c| c.id);
+                            let again = normalise(&id.id, notation).map(|c| c.id);
                             prop_assert_eq!(again.as_ref().ok(), Some(&id.id), "{:?} from {:?}", again, raw);
                         }
                         Err(e) => prop_assert!(!e.message.is_empty()),

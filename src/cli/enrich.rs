@@ -148,6 +148,7 @@ impl EnrichArgs {
                 source,
                 messenger: self.messenger,
                 default_country: self.default_country,
+                telegram_ids: self.telegram_ids,
                 source_name: self.file.source_name,
                 allow_mostly_invalid: self.allow_mostly_invalid,
             },
@@ -170,6 +171,7 @@ impl EnrichArgs {
             },
             fetch: FetchConfig {
                 rate: self.rps_per_instance,
+                check_rate: self.check_rps_per_instance.unwrap_or(self.rps_per_instance),
                 pacing_margin: self.pacing_margin,
                 max_attempts: self.max_attempts,
                 backoff_base: self.backoff_base.0,

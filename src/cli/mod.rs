@@ -138,12 +138,16 @@ pub struct EnrichArgs {
     /// Go on even when nearly every value of the column is not a phone number or chat id.
     #[arg(long)]
     pub allow_mostly_invalid: bool,
-    /// whatsapp or max.
+    /// whatsapp, max or telegram.
     #[arg(long, default_value_t = Messenger::Whatsapp)]
     pub messenger: Messenger,
     /// The country of national phone formats, such as RU for `8 900 123-45-67`.
     #[arg(long)]
     pub default_country: Option<DefaultCountry>,
+    /// Telegram: values of digits only are Telegram user ids, not phone numbers (phone numbers
+    /// written with `+` are still phone numbers).
+    #[arg(long)]
+    pub telegram_ids: bool,
     /// The SQLite file to write (created when missing), the directory for `--format csv`, or a
     /// PostgreSQL URL (`postgres://user@host/db`) for a store in the schema `--schema`.
     #[arg(long, value_parser = location::parse_location)]
@@ -160,6 +164,10 @@ pub struct EnrichArgs {
     /// getContactInfo calls per second per instance (the API allows 1); 0 is unlimited.
     #[arg(long, default_value_t = Rate::PerSecond(defaults::RPS_PER_INSTANCE))]
     pub rps_per_instance: Rate,
+    /// Telegram checkAccount calls per second per instance, a limit of its own (default: as
+    /// --rps-per-instance); 0 is unlimited.
+    #[arg(long)]
+    pub check_rps_per_instance: Option<Rate>,
     /// Extra spacing between calls, as a fraction of the interval, so that jitter causes no 429.
     #[arg(long, default_value_t = defaults::PACING_MARGIN)]
     pub pacing_margin: f64,
@@ -277,6 +285,9 @@ pub struct SandboxArgs {
     /// Answer 466 after this many successful getContactInfo answers.
     #[arg(long)]
     pub quota: Option<u64>,
+    /// Answer Telegram's checkAccount with 466 after this many calls per instance.
+    #[arg(long)]
+    pub check_quota: Option<u64>,
     /// Contacts change over time: shares and their mean time between changes, such as
     /// 5%:7d,25%:30d,70%:365d (each change renames the contact).
     #[arg(long, default_value = "")]
@@ -292,6 +303,10 @@ pub struct DemoArgs {
     /// The SQLite file the demo writes.
     #[arg(long, default_value = "demo.db")]
     pub output: PathBuf,
+    /// whatsapp (samples/customers.csv) or telegram (samples/telegram.csv: phone numbers and
+    /// usernames, resolved with checkAccount first).
+    #[arg(long, default_value_t = Messenger::Whatsapp)]
+    pub messenger: Messenger,
 }
 
 /// The store a command reads.
@@ -489,6 +504,7 @@ impl SandboxArgs {
             fault_rate: self.fault_rate,
             fault_attempts: self.fault_attempts,
             quota: self.quota,
+            check_quota: self.check_quota,
             change_rates: self.change_rates,
             seed: self.seed,
             ..sandbox::Config::default()

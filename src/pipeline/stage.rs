@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use tokio::sync::mpsc;
 
-use crate::chat_id::{self, DefaultCountry, Messenger};
+use crate::chat_id::{self, Messenger, Notation};
 use crate::pipeline::task::{self, TaskDied};
 use crate::reason::Reason;
 use crate::source::{Opened, Record, SourceError};
@@ -269,12 +269,8 @@ fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), Stag
     )))
 }
 
-/// Normalises one batch of records for `messenger` (pure).
-pub(crate) fn normalise_batch(
-    records: Vec<Record>,
-    messenger: Messenger,
-    country: Option<DefaultCountry>,
-) -> NormalisedBatch {
+/// Normalises one batch of records as `notation` reads them (pure).
+pub(crate) fn normalise_batch(records: Vec<Record>, notation: Notation) -> NormalisedBatch {
     let mut batch = NormalisedBatch {
         rows: records.len() as u64,
         valid: Vec::with_capacity(records.len()),
@@ -288,7 +284,7 @@ pub(crate) fn normalise_batch(
                 line,
                 row_ref,
                 value,
-            } => match chat_id::normalise(&value, messenger, country) {
+            } => match chat_id::normalise(&value, notation) {
                 Ok(id) => batch.add_valid(line, row_ref, &value, id),
                 Err(e) => batch.add_invalid(line, row_ref, &value, e.message),
             },
@@ -370,6 +366,7 @@ fn invalid(key: String, input_value: String, reason: Reason, message: String) ->
         http_status: None,
         attempts: 0,
         permanent: true,
+        handle: None,
     }
 }
 
@@ -425,7 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_input_is_counted_and_staged() {
-        let counts = staged(|r| normalise_batch(r, Messenger::Whatsapp, None))
+        let counts = staged(|r| normalise_batch(r, Notation::of(Messenger::Whatsapp)))
             .await
             .unwrap();
         assert_eq!((counts.input_rows, counts.invalid), (3, 1));

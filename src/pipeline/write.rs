@@ -46,6 +46,7 @@ pub(crate) async fn write_outcomes(
                         match outcome {
                             KeyOutcome::Enriched(_) => Stats::add(&stats.enriched, 1),
                             KeyOutcome::Failed(f) => stats.count_failure(f.reason),
+                            KeyOutcome::Resolved(_) => Stats::add(&stats.resolved, 1),
                         }
                     }
                 }

@@ -83,14 +83,35 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Valu
         String::new()
     };
     let contact_name = if in_phone_book { name } else { "" };
-    if messenger == Messenger::Max {
-        return json!({
-            "avatar": avatar,
-            "name": name,
-            "contactName": contact_name,
-            "chatId": chat_id,
-            "lastSeen": last_seen,
-        });
+    match messenger {
+        Messenger::Max => {
+            return json!({
+                "avatar": avatar,
+                "name": name,
+                "contactName": contact_name,
+                "chatId": chat_id,
+                "lastSeen": last_seen,
+            })
+        }
+        Messenger::Telegram => {
+            // Hidden by privacy settings: lastSeen and phoneNumber are 0.
+            let shown = rng.u8(0..3) != 0;
+            return json!({
+                "avatar": avatar,
+                "name": name,
+                "contactName": contact_name,
+                "chatId": chat_id,
+                "chatType": "user",
+                "lastSeen": if shown { last_seen_secs } else { 0 },
+                "phoneNumber": if shown { 79_000_000_000 + stable_hash(chat_id) % 1_000_000_000 } else { 0 },
+                "username": format!("user{}", stable_hash(chat_id) % 100_000),
+                "isPremium": rng.u8(0..5) == 0,
+                "isVerified": false,
+                "isScam": false,
+                "description": if rng.bool() { "" } else { "Bio: fresh flowers daily" },
+            });
+        }
+        Messenger::Whatsapp => {}
     }
     let is_business = has_account && rng.u8(0..3) == 0;
     let mut body = json!({

@@ -5,6 +5,7 @@
 //! `http` speaks HTTP/1.1 by hand, `rules` plays the API, `faults` breaks answers on purpose, and
 //! `data` makes the contacts; this module configures and serves them.
 
+mod accounts;
 mod data;
 mod faults;
 mod http;
@@ -113,6 +114,8 @@ pub struct Config {
     pub fault_attempts: u32,
     /// getContactInfo answers that succeed before 466 is answered.
     pub quota: Option<u64>,
+    /// Telegram checkAccount calls per instance before 466 is answered.
+    pub check_quota: Option<u64>,
     /// A `Retry-After` header (seconds) sent with each 429.
     pub retry_after: Option<u64>,
     /// An instance in state `starting` answers "starting" this many times, then is authorized.
@@ -136,6 +139,7 @@ impl Default for Config {
             fault_rate: 0.0,
             fault_attempts: 0,
             quota: None,
+            check_quota: None,
             retry_after: None,
             starting_calls: 3,
             change_rates: ChangeRates::default(),
@@ -166,6 +170,9 @@ pub struct SandboxStats {
     pub contact_answers: AtomicU64,
     /// Requests refused with 429.
     pub http_429: AtomicU64,
+    /// Telegram checkAccount requests, refused or not.
+    pub check_requests: AtomicU64,
+    checks_per_handle: Mutex<HashMap<String, u32>>,
     attempts_per_chat: Mutex<HashMap<String, u32>>,
     answers_per_chat: Mutex<HashMap<String, u32>>,
     arrivals: Mutex<Vec<String>>,
@@ -175,6 +182,11 @@ impl SandboxStats {
     /// The chat ids of getContactInfo calls, in order of arrival.
     pub fn arrivals(&self) -> Vec<String> {
         lock(&self.arrivals).clone()
+    }
+
+    /// How many checkAccount answers each phone number (`+digits`) or `@username` got.
+    pub fn checks_per_handle(&self) -> HashMap<String, u32> {
+        lock(&self.checks_per_handle).clone()
     }
 
     /// How many 200 answers each chat id got.
@@ -199,6 +211,12 @@ impl Sandbox {
     /// `http://127.0.0.1:PORT`, the `GREEN_API_URL` to use.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The `GREEN_API_URL` of its Telegram instances: [`Sandbox::url`] with the `/tgm` prefix
+    /// one of GREEN-API's SDKs uses.
+    pub fn telegram_url(&self) -> String {
+        format!("{}/tgm", self.url())
     }
 
     /// The instances it serves.
@@ -239,6 +257,7 @@ pub async fn start(config: Config, port: u16) -> std::io::Result<Sandbox> {
         stats: stats.clone(),
         last_accepted: Mutex::new(HashMap::new()),
         calls_per_instance: Mutex::new(HashMap::new()),
+        checks_per_instance: Mutex::new(HashMap::new()),
     });
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

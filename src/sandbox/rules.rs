@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::faults::{fault_for, faulty_reply};
 use super::http::{Reply, Request};
-use super::{data, lock, Config, SandboxInstance, SandboxStats, World};
+use super::{accounts, data, lock, Config, SandboxInstance, SandboxStats, World};
 use crate::chat_id::Messenger;
 
 /// What the rules remember between requests.
@@ -20,6 +20,7 @@ pub(super) struct State {
     pub(super) stats: Arc<SandboxStats>,
     pub(super) last_accepted: Mutex<HashMap<(String, &'static str), Instant>>,
     pub(super) calls_per_instance: Mutex<HashMap<String, u64>>,
+    pub(super) checks_per_instance: Mutex<HashMap<String, u64>>,
 }
 
 /// The answer to one request that arrived at `arrived`.
@@ -44,6 +45,9 @@ pub(super) fn answer(state: &State, request: &Request, arrived: Instant) -> Repl
             Reply::Json(200, json!({"stateInstance": instance.state}).to_string())
         }
         ("POST", "getContactInfo") => contact_info(state, instance, &route, &request.body, arrived),
+        ("POST", "checkAccount") if route.messenger == Messenger::Telegram => {
+            accounts::check_account(state, instance, &request.body, arrived)
+        }
         _ => Reply::Json(404, json!({"message": "Not Found"}).to_string()),
     }
 }
@@ -57,9 +61,11 @@ struct Route {
 
 impl Route {
     fn parse(path: &str) -> Option<Route> {
-        let (messenger, rest) = match path.strip_prefix("/v3/") {
-            Some(rest) => (Messenger::Max, rest),
-            None => (Messenger::Whatsapp, path.strip_prefix('/')?),
+        // Telegram instances are served under `/tgm` (GREEN_API_URL carries the prefix).
+        let (messenger, rest) = match (path.strip_prefix("/v3/"), path.strip_prefix("/tgm/")) {
+            (Some(rest), _) => (Messenger::Max, rest),
+            (_, Some(rest)) => (Messenger::Telegram, rest),
+            _ => (Messenger::Whatsapp, path.strip_prefix('/')?),
         };
         let mut parts = rest.split('/');
         let instance = parts.next()?.strip_prefix("waInstance")?.to_string();
@@ -130,7 +136,7 @@ fn contact_info(
 }
 
 /// Adds one to `key`'s count in `counts`; the new count.
-fn count<N: Copy + Default + std::ops::AddAssign + From<u8>>(
+pub(super) fn count<N: Copy + Default + std::ops::AddAssign + From<u8>>(
     counts: &Mutex<HashMap<String, N>>,
     key: &str,
 ) -> N {
@@ -174,7 +180,7 @@ fn requested_chat_id(body: &[u8], messenger: Messenger) -> Result<String, Reply>
     Ok(chat_id)
 }
 
-fn validation_failed(details: &str) -> Reply {
+pub(super) fn validation_failed(details: &str) -> Reply {
     Reply::Json(
         400,
         json!({"message": format!("Validation failed. Details: {details}")}).to_string(),
@@ -195,7 +201,7 @@ fn check_chat_id(chat_id: &str, messenger: Messenger) -> Result<(), &'static str
                 return Err("chatId is invalid");
             }
         }
-        Messenger::Max => {
+        Messenger::Max | Messenger::Telegram => {
             if chat_id.starts_with('-') {
                 return Err("The method GetContactInfo does not support group chats, to work with groups, use the GetGroupData method");
             }
@@ -212,7 +218,7 @@ fn check_chat_id(chat_id: &str, messenger: Messenger) -> Result<(), &'static str
 }
 
 /// Strict enforcement: a call arriving sooner than 1/rps after the last accepted one is refused.
-fn rate_allows(state: &State, instance: &str, method: &'static str, arrived: Instant) -> bool {
+pub(super) fn rate_allows(state: &State, instance: &str, method: &'static str, arrived: Instant) -> bool {
     let Some(interval) = state.config.rate.interval() else {
         return true;
     };

@@ -38,12 +38,16 @@ pub struct RunCounts {
     pub unchanged: u64,
     /// Keys failed (after their retries).
     pub failed: u64,
-    /// getContactInfo calls made.
+    /// API calls made (getContactInfo, and checkAccount for Telegram).
     pub requests: u64,
     /// Calls answered 429.
     pub http_429: u64,
     /// Attempts after the first.
     pub retries: u64,
+    /// Telegram: checkAccount calls made (counted in `requests` too).
+    pub checks: u64,
+    /// Telegram: phone numbers and usernames resolved to a chat id.
+    pub resolved: u64,
 }
 
 /// The options of a run that matter later (`runs.options`).

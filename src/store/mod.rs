@@ -10,6 +10,7 @@
 mod changes;
 pub(crate) mod conn;
 mod dialect;
+mod handles;
 pub(crate) mod ledger;
 pub(crate) mod links;
 pub(crate) mod plan;
@@ -30,9 +31,11 @@ use shared::{SharedStore, WorkQueue};
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
-const OUR_TABLES: [&str; 7] = [
+const OUR_TABLES: [&str; 9] = [
     "contacts",
     "changes",
+    "handles",
+    "run_minutes",
     "products",
     "failures",
     "runs",

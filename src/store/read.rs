@@ -148,6 +148,8 @@ impl StoreReader {
                             planned: count(8),
                             enriched: count(9),
                             failed: count(10),
+                            checks: found.checks,
+                            resolved: found.resolved,
                             requests: count(11),
                             http_429: count(12),
                             retries: count(13),

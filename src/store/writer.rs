@@ -33,15 +33,30 @@ pub struct FailedKey {
     pub attempts: u32,
     /// Whether it waits for `--retry-failed-after` rather than `--retry-transient-after`.
     pub permanent: bool,
+    /// The Telegram phone number or username it was asked as, when the key is the chat id
+    /// that was resolved from it in this run (the key the run holds).
+    pub handle: Option<String>,
 }
 
-/// The final outcome of one key in this run.
+/// The final outcome of one key in this run, or a Telegram handle's chat id on the way.
 #[derive(Debug, Clone)]
 pub enum KeyOutcome {
     /// Its contact and products.
     Enriched(Box<Enriched>),
     /// Its failure.
     Failed(FailedKey),
+    /// A Telegram phone number or username and the chat id `checkAccount` found for it: kept at
+    /// once, so the call is not repeated even if the run stops before the contact is asked.
+    Resolved(Resolution),
+}
+
+/// A Telegram phone number (`+digits`) or `@username`, and its account's chat id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The phone number or username.
+    pub handle: String,
+    /// The account's chat id.
+    pub chat_id: String,
 }
 
 /// When a failed key is due again, by the kind of failure.
@@ -137,10 +152,11 @@ impl Writer {
         let committed = match (&mut self.conn, self.fence) {
             (Conn::Postgres(c), Some(worker)) => {
                 let mut tx = sqlx::Connection::begin(c).await?;
-                let keys: Vec<&str> = batch.iter().map(|o| o.key()).collect();
+                let keys: Vec<&str> = batch.iter().filter_map(|o| o.claim()).collect();
                 let held = shared::finish_claims(&mut tx, worker, &keys).await?;
-                let (kept, left_out): (Vec<&KeyOutcome>, Vec<&KeyOutcome>) =
-                    batch.iter().partition(|o| held.contains(o.key()));
+                let (kept, left_out): (Vec<&KeyOutcome>, Vec<&KeyOutcome>) = batch
+                    .iter()
+                    .partition(|o| o.claim().is_none_or(|claim| held.contains(claim)));
                 let mut committed = write_results!(&mut *tx, &kept, messenger, now, delays, run);
                 tx.commit().await?;
                 committed.left_out = left_out.iter().map(|o| o.key().to_string()).collect();
@@ -169,7 +185,19 @@ impl KeyOutcome {
         match self {
             KeyOutcome::Enriched(e) => &e.contact.chat_id,
             KeyOutcome::Failed(f) => &f.key,
+            KeyOutcome::Resolved(r) => &r.handle,
         }
+    }
+
+    /// The key the run holds for this outcome (a shared store's claim): the Telegram handle a
+    /// chat id was resolved from, else the key; `None` for a resolution, which settles nothing.
+    pub fn claim(&self) -> Option<&str> {
+        let handle = match self {
+            KeyOutcome::Enriched(e) => e.handle.as_deref(),
+            KeyOutcome::Failed(f) => f.handle.as_deref(),
+            KeyOutcome::Resolved(_) => return None,
+        };
+        Some(handle.unwrap_or(self.key()))
     }
 }
 
@@ -183,16 +211,26 @@ macro_rules! write_results {
             .iter()
             .filter_map(|o| match o {
                 KeyOutcome::Enriched(e) => Some(e.as_ref()),
-                KeyOutcome::Failed(_) => None,
+                _ => None,
             })
             .collect();
         let failed: Vec<&FailedKey> = $batch
             .iter()
             .filter_map(|o| match o {
-                KeyOutcome::Enriched(_) => None,
                 KeyOutcome::Failed(f) => Some(f),
+                _ => None,
             })
             .collect();
+        let resolved: Vec<&Resolution> = $batch
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Resolved(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        for chunk in resolved.chunks(ROWS_PER_STATEMENT) {
+            upsert_handles!($tx, chunk, $now);
+        }
         for chunk in enriched.chunks(ROWS_PER_STATEMENT) {
             let keys: Vec<&str> = chunk.iter().map(|e| e.contact.chat_id.as_str()).collect();
             let mut stored = stored_contacts!($tx, &keys);
@@ -331,6 +369,31 @@ macro_rules! upsert_contacts {
     }};
 }
 use upsert_contacts;
+
+/// Keeps the chat ids of `chunk` (`&[&Resolution]`), and deletes the failure rows of their
+/// handles (an earlier "no account" or a transient failure of the check).
+macro_rules! upsert_handles {
+    ($conn:expr, $chunk:expr, $now:expr) => {{
+        let mut q = sqlx::QueryBuilder::new("INSERT INTO handles (handle, chat_id, resolved_at) ");
+        let now = format_time($now);
+        q.push_values($chunk, |mut row, r| {
+            row.push_bind(&r.handle)
+                .push_bind(&r.chat_id)
+                .push_bind(now.clone());
+        });
+        q.push(
+            " ON CONFLICT (handle) DO UPDATE SET chat_id = excluded.chat_id, \
+             resolved_at = excluded.resolved_at",
+        );
+        q.build().execute($conn).await?;
+        let mut q = sqlx::QueryBuilder::new("DELETE FROM failures WHERE key IN ");
+        q.push_tuples($chunk, |mut row, r| {
+            row.push_bind(&r.handle);
+        });
+        q.build().execute($conn).await?;
+    }};
+}
+use upsert_handles;
 
 /// `statement` (`DELETE … WHERE x IN `) for the chat ids of `chunk`.
 macro_rules! delete_where_in {

@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use crate::api::pacer::{Margin, Pacer};
-use crate::api::{Client, Instance, Problem, Verdict};
+use crate::api::{Account, Client, Instance, Problem, Verdict};
+use crate::chat_id;
 use crate::chat_id::Messenger;
 use crate::config::FetchConfig;
 use crate::domain::Clock;
@@ -29,16 +30,23 @@ use crate::pipeline::stop::{Stop, StopReason};
 use crate::pipeline::task::TaskDied;
 use crate::reason::Reason;
 use crate::stats::Stats;
-use crate::store::writer::{FailedKey, KeyOutcome};
+use crate::store::writer::{FailedKey, KeyOutcome, Resolution};
 use queue::{Job, Queue};
 
-/// The one call the fetch stage makes: the seam between dispatching and HTTP.
+/// The calls the fetch stage makes: the seam between dispatching and HTTP.
 pub(crate) trait ContactApi: Send + Sync + 'static {
     /// One `getContactInfo` call for `chat_id` on `instance`.
     fn contact_info(
         &self,
         instance: &Instance,
         chat_id: &str,
+    ) -> impl Future<Output = Verdict> + Send;
+
+    /// One Telegram `checkAccount` call for a phone number or username on `instance`.
+    fn check_account(
+        &self,
+        instance: &Instance,
+        handle: &str,
     ) -> impl Future<Output = Verdict> + Send;
 }
 
@@ -49,6 +57,14 @@ impl ContactApi for Client {
         chat_id: &str,
     ) -> impl Future<Output = Verdict> + Send {
         Client::contact_info(self, instance, chat_id)
+    }
+
+    fn check_account(
+        &self,
+        instance: &Instance,
+        handle: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        Client::check_account(self, instance, handle)
     }
 }
 
@@ -64,10 +80,14 @@ pub(crate) struct Settings {
     pub(crate) clock: Clock,
 }
 
-/// One instance in the pool, with its pacer and state.
+/// One instance in the pool, with its pacers and state.
 struct Member {
     instance: Instance,
     pacer: Pacer,
+    /// Paces Telegram's `checkAccount`, whose limit is its own.
+    check_pacer: Pacer,
+    /// Whether it may still call `checkAccount` (until its monthly quota answers 466).
+    checking: AtomicBool,
     in_flight: Arc<Semaphore>,
     removed: AtomicBool,
     /// While the instance answers "starting": when it may be tried again, and since when.
@@ -83,6 +103,8 @@ struct Shared<A> {
     stats: Arc<Stats>,
     stop: Stop,
     live_members: AtomicUsize,
+    /// Instances that may still call `checkAccount`.
+    checkers_left: AtomicUsize,
     calls_left: Option<AtomicU64>,
 }
 
@@ -112,6 +134,8 @@ pub(crate) async fn run<A: ContactApi>(
             Arc::new(Member {
                 instance,
                 pacer: Pacer::new(settings.fetch.rate, margin.clone()),
+                check_pacer: Pacer::new(settings.fetch.check_rate, margin.clone()),
+                checking: AtomicBool::new(true),
                 in_flight: Arc::new(Semaphore::new(per_instance)),
                 removed: AtomicBool::new(false),
                 starting: Mutex::new(None),
@@ -127,6 +151,7 @@ pub(crate) async fn run<A: ContactApi>(
         stats,
         stop: stop.clone(),
         live_members: AtomicUsize::new(members.len()),
+        checkers_left: AtomicUsize::new(members.len()),
     });
     let mut dispatchers = tokio::task::JoinSet::new();
     for member in members {
@@ -172,6 +197,11 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         let Some(job) = shared.queue.next().await else {
             break;
         };
+        let checks = chat_id::needs_resolving(&job.chat_id);
+        if checks && !member.checking.load(Ordering::SeqCst) {
+            leave_to_checkers(&shared, job).await;
+            continue;
+        }
         // The instance may have answered "starting" while this dispatcher waited for a key: the
         // key goes back (another instance may take it) and this one waits first.
         if starting_until(&member).is_some() {
@@ -181,8 +211,12 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         let Ok(permit) = member.in_flight.clone().acquire_owned().await else {
             break;
         };
+        let pacer = match checks {
+            true => &member.check_pacer,
+            false => &member.pacer,
+        };
         let sent_at = tokio::select! {
-            sent_at = member.pacer.ready() => sent_at,
+            sent_at = pacer.ready() => sent_at,
             _ = shared.stop.stopped() => break,
         };
         if shared.stop.reason().is_some() {
@@ -219,6 +253,17 @@ async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
         .note_spacing(&member.instance.id, member.pacer.spacing());
 }
 
+/// A phone number or username this instance can no longer check: another instance checks it,
+/// or, once none can, it waits for the next run (its job is dropped: it stays due).
+async fn leave_to_checkers<A>(shared: &Shared<A>, job: Job) {
+    if shared.checkers_left.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    shared.queue.requeue(job).await;
+    // The others take it; this dispatcher must not spin on it meanwhile.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
 fn take_budget<A>(shared: &Shared<A>) -> bool {
     match &shared.calls_left {
         None => true,
@@ -253,10 +298,18 @@ async fn attempt<A: ContactApi>(
     sent_at: Instant,
 ) -> Option<Retry> {
     shared.stats.count_call(&member.instance.id);
-    let verdict = shared
-        .api
-        .contact_info(&member.instance, &job.chat_id)
-        .await;
+    let checks = chat_id::needs_resolving(&job.chat_id);
+    let (verdict, pacer) = match checks {
+        true => {
+            Stats::add(&shared.stats.checks, 1);
+            let verdict = shared.api.check_account(&member.instance, &job.chat_id);
+            (verdict.await, &member.check_pacer)
+        }
+        false => {
+            let verdict = shared.api.contact_info(&member.instance, &job.chat_id);
+            (verdict.await, &member.pacer)
+        }
+    };
     job.attempts += 1;
     let status = match verdict.problem() {
         Some(p) => p.status,
@@ -264,22 +317,38 @@ async fn attempt<A: ContactApi>(
     };
     shared.stats.count_response(&member.instance.id, status);
     match verdict.problem() {
-        Some(p) if p.reason == Reason::RateLimited => member.pacer.rate_limited(sent_at),
+        Some(p) if p.reason == Reason::RateLimited => pacer.rate_limited(sent_at),
         // No answer: whether the limiter saw the call is unknown.
         Some(p) if p.status.is_none() => {}
-        _ => member.pacer.accepted(),
+        _ => pacer.accepted(),
     }
     match verdict {
+        Verdict::Answer(answer) if checks => {
+            clear_starting(member);
+            match answer.account() {
+                Ok(account) => resolved(shared, job, account).await,
+                Err(problem) => retry_or_fail(shared, job, problem).await,
+            }
+        }
         Verdict::Answer(answer) => {
             clear_starting(member);
-            let enriched = normalise::normalise(
+            let mut enriched = normalise::normalise(
                 &job.chat_id,
                 job.phone.clone(),
                 shared.settings.messenger,
                 &answer,
                 shared.settings.clock.now(),
             );
+            enriched.handle = job.handle.clone();
             deliver(shared, job, KeyOutcome::Enriched(Box::new(enriched))).await;
+            None
+        }
+        // checkAccount's monthly quota: this instance stops checking, and goes on asking for
+        // contacts (a quota of its own).
+        Verdict::QuotaExhausted(problem) if checks => {
+            job.attempts -= 1;
+            stop_checking(shared, member, &problem);
+            shared.queue.requeue(job).await;
             None
         }
         Verdict::Transient(problem) => {
@@ -309,6 +378,59 @@ async fn attempt<A: ContactApi>(
             None
         }
     }
+}
+
+/// What `checkAccount` found: the chat id is kept at once, and the key goes back to the queue
+/// (ahead of fresh keys) to be asked for its contact; no account is a permanent failure, asked
+/// again after `--retry-failed-after`.
+async fn resolved<A>(shared: &Shared<A>, mut job: Job, account: Account) -> Option<Retry> {
+    match account {
+        Account::Exists(chat_id) => {
+            let resolution = Resolution {
+                handle: job.chat_id.clone(),
+                chat_id: chat_id.clone(),
+            };
+            if shared
+                .outcomes
+                .send(KeyOutcome::Resolved(resolution))
+                .await
+                .is_err()
+            {
+                shared
+                    .stop
+                    .trigger(StopReason::Store("the writer stopped".into()));
+                return None;
+            }
+            job.handle = Some(std::mem::replace(&mut job.chat_id, chat_id));
+            job.attempts = 0;
+            shared.queue.requeue(job).await;
+        }
+        Account::Missing => {
+            let problem = Problem::new(
+                Reason::NoAccount,
+                Some(200),
+                "no Telegram account has this phone number or username",
+            );
+            let failed = failed_key(&job, &problem, true);
+            deliver(shared, job, failed).await;
+        }
+    }
+    None
+}
+
+/// An instance whose `checkAccount` quota is used up checks no more; once none can, phone
+/// numbers and usernames wait for the next run while the known ids go on.
+fn stop_checking<A>(shared: &Shared<A>, member: &Member, problem: &Problem) {
+    if !member.checking.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let left = shared.checkers_left.fetch_sub(1, Ordering::SeqCst) - 1;
+    tracing::warn!(
+        instance = %member.instance.id,
+        "instance {} checks no more phone numbers or usernames this run: {} ({left} instances still check; chat ids already known go on)",
+        member.instance.id,
+        problem.message,
+    );
 }
 
 /// A failed attempt: a failure row once the attempts run out, else a retry after a backoff.
@@ -365,6 +487,7 @@ fn failed_key(job: &Job, problem: &Problem, permanent: bool) -> KeyOutcome {
         http_status: problem.status,
         attempts: job.attempts,
         permanent,
+        handle: job.handle.clone(),
     })
 }
 

@@ -13,6 +13,8 @@ pub(crate) struct Job {
     pub(crate) chat_id: String,
     pub(crate) phone: Option<String>,
     pub(crate) attempts: u32,
+    /// The Telegram phone number or username `chat_id` was resolved from in this run.
+    pub(crate) handle: Option<String>,
     _ticket: Ticket,
 }
 
@@ -63,6 +65,7 @@ impl Feeder {
             chat_id,
             phone,
             attempts: 0,
+            handle: None,
             _ticket: Ticket(self.0.clone()),
         };
         self.0.fresh_tx.send(job).await.is_ok()

@@ -28,7 +28,8 @@ struct Inner {
     rng: Mutex<Option<fastrand::Rng>>,
     script: Mutex<HashMap<String, Script>>,
     unusable: Vec<(&'static str, u16)>,
-    last_accepted: Mutex<HashMap<String, Instant>>,
+    /// The last accepted call per instance and method (each method has its own limit).
+    last_accepted: Mutex<HashMap<(String, &'static str), Instant>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -84,8 +85,34 @@ impl ContactApi for FakeApi {
         instance: &Instance,
         chat_id: &str,
     ) -> impl Future<Output = Verdict> + Send {
+        let answer = r#"{"name":"x"}"#.to_string();
+        self.call(instance, "getContactInfo", chat_id, answer)
+    }
+
+    /// Every phone number or username has an account, whose id is its digits (or 77 for a
+    /// username) with a 1 in front.
+    fn check_account(
+        &self,
+        instance: &Instance,
+        handle: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        let digits: String = handle.chars().filter(char::is_ascii_digit).collect();
+        let answer = format!(r#"{{"exist":true,"chatId":"1{digits}77"}}"#);
+        self.call(instance, "checkAccount", handle, answer)
+    }
+}
+
+impl FakeApi {
+    /// One call of `method` for `key`: limited, scripted, else `answer`.
+    fn call(
+        &self,
+        instance: &Instance,
+        method: &'static str,
+        key: &str,
+        answer: String,
+    ) -> impl Future<Output = Verdict> + Send {
         let inner = self.0.clone();
-        let (id, chat_id) = (instance.id.clone(), chat_id.to_string());
+        let (id, chat_id) = (instance.id.clone(), key.to_string());
         async move {
             inner.calls.lock().unwrap().push(id.clone());
             let delay = inner
@@ -100,9 +127,10 @@ impl ContactApi for FakeApi {
             let now = Instant::now();
             let limited = inner.limit.is_some_and(|limit| {
                 let mut last = inner.last_accepted.lock().unwrap();
-                let refused = last.get(&id).is_some_and(|t| now - *t < limit);
+                let key = (id.clone(), method);
+                let refused = last.get(&key).is_some_and(|t| now - *t < limit);
                 if !refused {
-                    last.insert(id.clone(), now);
+                    last.insert(key, now);
                 }
                 refused
             });
@@ -121,7 +149,7 @@ impl ContactApi for FakeApi {
                 .and_then(VecDeque::pop_front);
             match scripted {
                 Some((status, body, retry_after)) => classify(status, body, retry_after),
-                None => classify(200, r#"{"name":"x"}"#, None),
+                None => classify(200, &answer, None),
             }
         }
     }
@@ -172,18 +200,39 @@ impl Ran {
             .iter()
             .filter_map(|o| match o {
                 KeyOutcome::Failed(f) => Some(f),
-                KeyOutcome::Enriched(_) => None,
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn resolved(&self) -> Vec<&Resolution> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                KeyOutcome::Resolved(r) => Some(r),
+                _ => None,
             })
             .collect()
     }
 }
 
 async fn run_stage(api: FakeApi, ids: &[&str], settings: Settings, keys: usize, stop: Stop) -> Ran {
+    let keys = (0..keys).map(|i| format!("7900{i:07}@c.us")).collect();
+    run_stage_on(api, ids, settings, keys, stop).await
+}
+
+async fn run_stage_on(
+    api: FakeApi,
+    ids: &[&str],
+    settings: Settings,
+    keys: Vec<String>,
+    stop: Stop,
+) -> Ran {
     let started = Instant::now();
     let (queue, feeder) = Queue::new(16);
     tokio::spawn(async move {
-        for i in 0..keys {
-            if !feeder.push(format!("7900{i:07}@c.us"), None).await {
+        for key in keys {
+            if !feeder.push(key, None).await {
                 return;
             }
         }
@@ -239,6 +288,76 @@ async fn one_instance_is_paced_at_its_limit_with_no_429() {
     assert!(
         elapsed > 19.0 + 0.2 && elapsed < 19.0 * 1.03 + 0.2,
         "{elapsed}"
+    );
+}
+
+/// Telegram keys: `phones` phone numbers and `ids` chat ids, interleaved.
+fn telegram_keys(phones: usize, ids: usize) -> Vec<String> {
+    let phones = (0..phones).map(|i| format!("+7900{i:07}"));
+    let ids = (0..ids).map(|i| format!("{}", 5_000_000 + i));
+    let mut keys: Vec<String> = phones.chain(ids).collect();
+    fastrand::Rng::with_seed(7).shuffle(&mut keys);
+    keys
+}
+
+#[tokio::test(start_paused = true)]
+async fn telegram_handles_are_checked_then_asked_each_method_at_its_own_limit() {
+    let api = FakeApi::new(Some(Duration::from_millis(100)), Duration::from_millis(30));
+    let mut settings = settings(Rate::PerSecond(10.0));
+    settings.fetch.check_rate = Rate::PerSecond(10.0);
+    let keys = telegram_keys(30, 10);
+    let ran = run_stage_on(api.clone(), &["1"], settings, keys, Stop::default()).await;
+    assert_eq!(ran.enriched(), 40);
+    assert_eq!(ran.resolved().len(), 30);
+    assert_eq!(Stats::get(&ran.stats.checks), 30);
+    assert_eq!(Stats::get(&ran.stats.requests), 70);
+    assert_eq!(Stats::get(&ran.stats.http_429), 0);
+    // 40 getContactInfo calls at 10/s bound the run: the 30 checks go on beside them.
+    let elapsed = seconds(ran.elapsed);
+    assert!(elapsed < 4.0 * 1.05 + 0.2, "{elapsed}");
+    // Each contact is stored under its chat id, and held under the handle it came from.
+    for outcome in &ran.outcomes {
+        if let KeyOutcome::Enriched(e) = outcome {
+            assert!(!chat_id::needs_resolving(&e.contact.chat_id), "{}", e.contact.chat_id);
+            if let Some(handle) = &e.handle {
+                assert_eq!(outcome.claim(), Some(handle.as_str()));
+                assert!(e.contact.phone.as_deref().is_none() || handle.starts_with('+'));
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_466_on_check_account_stops_checking_and_the_known_ids_go_on() {
+    let api = FakeApi::new(None, Duration::from_millis(10));
+    // Each instance's checkAccount quota is used up: whichever phone number it checks first.
+    for i in 0..3 {
+        api.script(&format!("+7900{i:07}"), &[(466, "{}", None); 2]);
+    }
+    let keys = telegram_keys(3, 12);
+    let ran = run_stage_on(api, &["1", "2"], settings(Rate::Unlimited), keys, Stop::default()).await;
+    // Each instance met the quota (with the checks it had in flight then); the phone numbers
+    // wait for the next run (no outcome: they stay due), and every id is enriched.
+    let checks = Stats::get(&ran.stats.checks);
+    assert!((2..=6).contains(&checks), "{checks}");
+    assert_eq!(ran.enriched(), 12);
+    assert!(ran.resolved().is_empty());
+    assert!(ran.failed().is_empty(), "{:?}", ran.failed());
+    assert_eq!(ran.stopped, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_phone_number_without_an_account_is_a_permanent_failure_of_the_handle() {
+    let api = FakeApi::new(None, Duration::ZERO);
+    api.script("+79000000001", &[(200, r#"{"exist":false}"#, None)]);
+    let keys = vec!["+79000000000".into(), "+79000000001".into()];
+    let ran = run_stage_on(api, &["1"], settings(Rate::Unlimited), keys, Stop::default()).await;
+    assert_eq!(ran.enriched(), 1);
+    let failed = ran.failed();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].key.as_str(), failed[0].reason, failed[0].permanent),
+        ("+79000000001", Reason::NoAccount, true)
     );
 }
 
