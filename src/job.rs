@@ -480,9 +480,13 @@ async fn stages(
     if let Err(e) = written? {
         stop.trigger(StopReason::Store(e.to_string()));
     }
-    Ok(match stop.reason() {
-        None => Outcome::Completed,
-        Some(reason) => Outcome::Stopped(reason),
+    Ok(match (stop.reason(), stats.checks_over()) {
+        (Some(reason), _) => Outcome::Stopped(reason),
+        // The ids went on; the phone numbers and usernames not checked wait for the next run.
+        (None, Some(why)) => Outcome::Stopped(StopReason::Quota(format!(
+            "Telegram's checkAccount quota is used up on every instance ({why}); the phone numbers and usernames not checked yet wait for the next run, every known id was asked"
+        ))),
+        (None, None) => Outcome::Completed,
     })
 }
 

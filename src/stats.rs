@@ -29,6 +29,8 @@ pub(crate) struct Stats {
     spacing_ms: Mutex<BTreeMap<String, f64>>,
     /// Answers per (instance, class): `200`, `429`, `4xx`, `5xx`, `error` (no answer).
     responses: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Why no instance may call Telegram's checkAccount any more (its quota), once none may.
+    checks_over: Mutex<Option<String>>,
     /// The pool's pacing while it runs: its learnt margin and the limit's interval.
     pacing: Mutex<Option<(Arc<Margin>, Duration)>>,
 }
@@ -82,6 +84,16 @@ impl Stats {
         *lock(&self.calls_per_instance)
             .entry(instance.to_string())
             .or_default() += 1;
+    }
+
+    /// Notes that no instance may call checkAccount any more, and why.
+    pub(crate) fn note_checks_over(&self, why: &str) {
+        *lock(&self.checks_over) = Some(why.to_string());
+    }
+
+    /// Why checkAccount calls ended before the run did, if they did.
+    pub(crate) fn checks_over(&self) -> Option<String> {
+        lock(&self.checks_over).clone()
     }
 
     pub(crate) fn failed_by_reason(&self) -> BTreeMap<Reason, u64> {

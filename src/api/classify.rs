@@ -80,7 +80,8 @@ impl Answer {
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let valid = |id: &str| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit());
+        let valid =
+            |id: &str| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit());
         match (exist, chat_id) {
             (Some(false), _) => Ok(Account::Missing),
             (Some(true), Some(id)) if valid(&id) => Ok(Account::Exists(id)),
@@ -252,12 +253,26 @@ mod tests {
     fn check_account_answers() {
         let account = |body: &str| Answer::parse(body).unwrap().account();
         let exists = Account::Exists("10000000".into());
-        assert_eq!(account(r#"{"exist":true,"chatId":"10000000"}"#), Ok(exists.clone()));
+        assert_eq!(
+            account(r#"{"exist":true,"chatId":"10000000"}"#),
+            Ok(exists.clone())
+        );
         assert_eq!(account(r#"{"exist":"true","chatId":10000000}"#), Ok(exists));
         assert_eq!(account(r#"{"exist":false}"#), Ok(Account::Missing));
-        assert_eq!(account(r#"{"exist":false,"chatId":""}"#), Ok(Account::Missing));
-        for unclear in [r#"{"exist":true}"#, r#"{"exist":true,"chatId":"-100"}"#, "{}"] {
-            assert_eq!(account(unclear).unwrap_err().reason, Reason::BadBody, "{unclear}");
+        assert_eq!(
+            account(r#"{"exist":false,"chatId":""}"#),
+            Ok(Account::Missing)
+        );
+        for unclear in [
+            r#"{"exist":true}"#,
+            r#"{"exist":true,"chatId":"-100"}"#,
+            "{}",
+        ] {
+            assert_eq!(
+                account(unclear).unwrap_err().reason,
+                Reason::BadBody,
+                "{unclear}"
+            );
         }
     }
 

@@ -423,7 +423,9 @@ fn max(value: &str) -> Result<ChatId, Invalid> {
 /// `digits` as a positive 64-bit id (leading zeros dropped); `what` names it in reasons.
 fn positive_id(digits: &str, what: &str) -> Result<ChatId, Invalid> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Invalid::new(format!("{what} must be a positive whole number")));
+        return Err(Invalid::new(format!(
+            "{what} must be a positive whole number"
+        )));
     }
     let digits = digits.trim_start_matches('0');
     if digits.is_empty() {
@@ -460,34 +462,49 @@ mod tests {
             telegram_ids,
             ..Notation::of(Messenger::Telegram)
         };
-        normalise(raw, notation).map(|c| c.id).map_err(|e| e.message)
+        normalise(raw, notation)
+            .map(|c| c.id)
+            .map_err(|e| e.message)
     }
 
     #[test]
     fn telegram_values_are_phones_usernames_or_ids() {
-        for raw in ["+7 (987) 654-32-10", "79876543210", "+79876543210", "79876543210.0"] {
+        for raw in [
+            "+7 (987) 654-32-10",
+            "79876543210",
+            "+79876543210",
+            "79876543210.0",
+        ] {
             assert_eq!(tg(raw, false).as_deref(), Ok("+79876543210"), "{raw}");
         }
-        for raw in ["@Vasilisa_W", "https://t.me/vasilisa_w", "T.ME/vasilisa_w/", " @vasilisa_w "] {
+        for raw in [
+            "@Vasilisa_W",
+            "https://t.me/vasilisa_w",
+            "T.ME/vasilisa_w/",
+            " @vasilisa_w ",
+        ] {
             assert_eq!(tg(raw, false).as_deref(), Ok("@vasilisa_w"), "{raw}");
         }
         // Bare digits are phone numbers unless --telegram-ids says the column holds ids.
         assert_eq!(tg("0010000000", true).as_deref(), Ok("10000000"));
         assert_eq!(tg("+7 987 654 32 10", true).as_deref(), Ok("+79876543210"));
-        assert!(tg("10000000", false).unwrap_err().contains("--telegram-ids"));
+        assert!(tg("10000000", false)
+            .unwrap_err()
+            .contains("--telegram-ids"));
         assert!(tg("-100123", true).unwrap_err().contains("group"));
         assert!(tg("@ab", false).unwrap_err().contains("4 to 32"));
         assert!(tg("@1abc", false).is_err());
         assert!(tg("@abc-def", false).is_err());
-        assert_eq!("Telegram".parse::<Messenger>().unwrap(), Messenger::Telegram);
+        assert_eq!(
+            "Telegram".parse::<Messenger>().unwrap(),
+            Messenger::Telegram
+        );
         assert!(needs_resolving("+79876543210") && needs_resolving("@vasilisa_w"));
         assert!(!needs_resolving("10000000") && !needs_resolving("79001234567@c.us"));
     }
 
     fn wa_ru(raw: &str) -> Result<String, String> {
-        normalise(raw, ru())
-            .map(|c| c.id)
-            .map_err(|e| e.message)
+        normalise(raw, ru()).map(|c| c.id).map_err(|e| e.message)
     }
 
     #[test]

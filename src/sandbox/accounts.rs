@@ -24,7 +24,9 @@ pub(super) fn check_account(
         return Reply::RateLimited(state.config.retry_after);
     }
     let Some(handle) = requested_handle(body) else {
-        return validation_failed("phoneNumber (an integer) or username (starting with @) is required");
+        return validation_failed(
+            "phoneNumber (an integer) or username (starting with @) is required",
+        );
     };
     let checks = count(&state.checks_per_instance, &instance.id);
     if checks > state.config.check_quota.unwrap_or(u64::MAX) {
@@ -34,7 +36,9 @@ pub(super) fn check_account(
                 .to_string(),
         );
     }
-    *lock(&stats.checks_per_handle).entry(handle.clone()).or_default() += 1;
+    *lock(&stats.checks_per_handle)
+        .entry(handle.clone())
+        .or_default() += 1;
     Reply::Json(200, account(&handle).to_string())
 }
 

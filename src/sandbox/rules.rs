@@ -218,7 +218,12 @@ fn check_chat_id(chat_id: &str, messenger: Messenger) -> Result<(), &'static str
 }
 
 /// Strict enforcement: a call arriving sooner than 1/rps after the last accepted one is refused.
-pub(super) fn rate_allows(state: &State, instance: &str, method: &'static str, arrived: Instant) -> bool {
+pub(super) fn rate_allows(
+    state: &State,
+    instance: &str,
+    method: &'static str,
+    arrived: Instant,
+) -> bool {
     let Some(interval) = state.config.rate.interval() else {
         return true;
     };

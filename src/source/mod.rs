@@ -231,10 +231,17 @@ pub(crate) fn pick_column(headers: &[String], wanted: Option<&str>) -> Result<us
             .position(|h| parts.iter().any(|p| simple(h).contains(p)))
     };
     let found = named(&[
-        "chatid", "chat", "whatsapp", "ватсап", "вотсап", "telegram", "телеграм", "username",
+        "chatid",
+        "chat",
+        "whatsapp",
+        "ватсап",
+        "вотсап",
+        "telegram",
+        "телеграм",
+        "username",
     ])
-        .or_else(|| containing(&PHONE_WORDS))
-        .or_else(|| named(&SHORT_PHONE_NAMES));
+    .or_else(|| containing(&PHONE_WORDS))
+    .or_else(|| named(&SHORT_PHONE_NAMES));
     Ok(found.unwrap_or(0))
 }
 

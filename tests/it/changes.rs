@@ -3,53 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::Connection;
-
 use crate::helpers::*;
-use crate::servers::{Engine, ServerDb};
+use crate::servers::{At, Engine, ServerDb};
 
 const CONTACTS: usize = 1000;
 /// The rows whose contacts the sandbox changes between the two runs.
 const EDITED: [usize; 3] = [7, 500, 998];
-
-/// Where a test's store is: a SQLite file in the test's folder, or a PostgreSQL schema.
-enum At<'a> {
-    Sqlite,
-    Postgres(&'a ServerDb),
-}
-
-impl At<'_> {
-    fn store_flags(&self) -> Vec<String> {
-        match self {
-            At::Sqlite => vec!["out.db".into()],
-            At::Postgres(db) => vec![db.url.clone(), "--schema".into(), db.name.clone()],
-        }
-    }
-
-    /// The rows of `sql` (the store's tables unqualified), as text.
-    async fn rows(&self, env: &TestEnv, sql: &str) -> Vec<Vec<Option<String>>> {
-        match self {
-            At::Sqlite => rows(&env.path("out.db"), sql).await,
-            At::Postgres(db) => {
-                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-                sqlx::query(&format!("SET search_path TO {}", db.name))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let found = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
-                found
-                    .iter()
-                    .map(|r| {
-                        use sqlx::Row;
-                        (0..r.len())
-                            .map(|i| r.get::<Option<String>, _>(i))
-                            .collect()
-                    })
-                    .collect()
-            }
-        }
-    }
-}
 
 /// Enriches `CONTACTS` contacts, changes three in the sandbox, enriches again, and checks what
 /// the second run found, what the store recorded, and the delta export.

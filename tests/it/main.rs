@@ -30,3 +30,4 @@ mod secrets;
 mod servers;
 mod shared_store;
 mod stops;
+mod telegram;

@@ -690,3 +690,42 @@ async fn a_postgres_schema_with_tables_of_our_names_is_left_alone() {
         "nothing was created beside the CRM's table"
     );
 }
+
+/// Where a test's store is: a SQLite file in the test's folder, or a PostgreSQL schema.
+pub enum At<'a> {
+    Sqlite,
+    Postgres(&'a ServerDb),
+}
+
+impl At<'_> {
+    pub fn store_flags(&self) -> Vec<String> {
+        match self {
+            At::Sqlite => vec!["out.db".into()],
+            At::Postgres(db) => vec![db.url.clone(), "--schema".into(), db.name.clone()],
+        }
+    }
+
+    /// The rows of `sql` (the store's tables unqualified), as text.
+    pub async fn rows(&self, env: &TestEnv, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            At::Sqlite => rows(&env.path("out.db"), sql).await,
+            At::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(&format!("SET search_path TO {}", db.name))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let found = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+                found
+                    .iter()
+                    .map(|r| {
+                        use sqlx::Row;
+                        (0..r.len())
+                            .map(|i| r.get::<Option<String>, _>(i))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+}

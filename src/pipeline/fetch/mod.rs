@@ -425,6 +425,9 @@ fn stop_checking<A>(shared: &Shared<A>, member: &Member, problem: &Problem) {
         return;
     }
     let left = shared.checkers_left.fetch_sub(1, Ordering::SeqCst) - 1;
+    if left == 0 {
+        shared.stats.note_checks_over(&problem.message);
+    }
     tracing::warn!(
         instance = %member.instance.id,
         "instance {} checks no more phone numbers or usernames this run: {} ({left} instances still check; chat ids already known go on)",

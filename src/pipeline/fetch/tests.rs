@@ -318,7 +318,11 @@ async fn telegram_handles_are_checked_then_asked_each_method_at_its_own_limit() 
     // Each contact is stored under its chat id, and held under the handle it came from.
     for outcome in &ran.outcomes {
         if let KeyOutcome::Enriched(e) = outcome {
-            assert!(!chat_id::needs_resolving(&e.contact.chat_id), "{}", e.contact.chat_id);
+            assert!(
+                !chat_id::needs_resolving(&e.contact.chat_id),
+                "{}",
+                e.contact.chat_id
+            );
             if let Some(handle) = &e.handle {
                 assert_eq!(outcome.claim(), Some(handle.as_str()));
                 assert!(e.contact.phone.as_deref().is_none() || handle.starts_with('+'));
@@ -335,7 +339,14 @@ async fn a_466_on_check_account_stops_checking_and_the_known_ids_go_on() {
         api.script(&format!("+7900{i:07}"), &[(466, "{}", None); 2]);
     }
     let keys = telegram_keys(3, 12);
-    let ran = run_stage_on(api, &["1", "2"], settings(Rate::Unlimited), keys, Stop::default()).await;
+    let ran = run_stage_on(
+        api,
+        &["1", "2"],
+        settings(Rate::Unlimited),
+        keys,
+        Stop::default(),
+    )
+    .await;
     // Each instance met the quota (with the checks it had in flight then); the phone numbers
     // wait for the next run (no outcome: they stay due), and every id is enriched.
     let checks = Stats::get(&ran.stats.checks);
@@ -351,12 +362,23 @@ async fn a_phone_number_without_an_account_is_a_permanent_failure_of_the_handle(
     let api = FakeApi::new(None, Duration::ZERO);
     api.script("+79000000001", &[(200, r#"{"exist":false}"#, None)]);
     let keys = vec!["+79000000000".into(), "+79000000001".into()];
-    let ran = run_stage_on(api, &["1"], settings(Rate::Unlimited), keys, Stop::default()).await;
+    let ran = run_stage_on(
+        api,
+        &["1"],
+        settings(Rate::Unlimited),
+        keys,
+        Stop::default(),
+    )
+    .await;
     assert_eq!(ran.enriched(), 1);
     let failed = ran.failed();
     assert_eq!(failed.len(), 1);
     assert_eq!(
-        (failed[0].key.as_str(), failed[0].reason, failed[0].permanent),
+        (
+            failed[0].key.as_str(),
+            failed[0].reason,
+            failed[0].permanent
+        ),
         ("+79000000001", Reason::NoAccount, true)
     );
 }
