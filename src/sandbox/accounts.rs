@@ -55,7 +55,7 @@ fn requested_handle(body: &[u8]) -> Option<String> {
 /// What `checkAccount` answers for `handle`: four in five have an account, with a stable id.
 pub(super) fn account(handle: &str) -> Value {
     let hash = stable_hash(handle);
-    if hash % 5 == 0 {
+    if hash.is_multiple_of(5) {
         return json!({"exist": false, "chatId": ""});
     }
     json!({"exist": true, "chatId": (100_000_000 + hash % 8_900_000_000).to_string()})
