@@ -469,10 +469,10 @@ async fn stages(
         clock: config.clock,
     };
     let (stats_, stop_) = (stats.clone(), stop.clone());
-    let fetched = fetch::run(
+    let fetching = fetch::run(
         client, instances, settings, queue, outcome_tx, stats_, stop_,
-    )
-    .await;
+    );
+    let fetched = recording_minutes(fetching, store, run.run_id, stats).await;
     drop(feeding);
     let written = task::join("the writer", writing).await;
     progress.finish(stats);
@@ -488,6 +488,33 @@ async fn stages(
         ))),
         (None, None) => Outcome::Completed,
     })
+}
+
+/// Runs `work` while keeping the run's calls per instance and minute in the store (every
+/// [`MINUTES_EVERY`], and once more at the end): what the run report charts.
+async fn recording_minutes<T>(
+    work: impl std::future::Future<Output = T>,
+    store: &Store,
+    run_id: i64,
+    stats: &Stats,
+) -> T {
+    const MINUTES_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+    tokio::pin!(work);
+    let done = loop {
+        tokio::select! {
+            done = &mut work => break done,
+            () = tokio::time::sleep(MINUTES_EVERY) => keep_minutes(store, run_id, stats).await,
+        }
+    };
+    keep_minutes(store, run_id, stats).await;
+    done
+}
+
+/// Writes the minutes changed since the last time; the chart is not worth stopping a run for.
+async fn keep_minutes(store: &Store, run_id: i64, stats: &Stats) {
+    if let Err(e) = store.record_minutes(run_id, &stats.take_minutes()).await {
+        tracing::warn!("cannot keep the run's calls per minute for its report: {e}");
+    }
 }
 
 /// The pacing margin the latest run of the last two days that paced any of `instances` at

@@ -29,6 +29,9 @@ pub(crate) struct Stats {
     spacing_ms: Mutex<BTreeMap<String, f64>>,
     /// Answers per (instance, class): `200`, `429`, `4xx`, `5xx`, `error` (no answer).
     responses: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Calls and 429s per (instance, minute since the first call), and the buckets changed
+    /// since they were last taken (for the run report's chart).
+    minutes: Mutex<Minutes>,
     /// Why no instance may call Telegram's checkAccount any more (its quota), once none may.
     checks_over: Mutex<Option<String>>,
     /// The pool's pacing while it runs: its learnt margin and the limit's interval.
@@ -84,6 +87,27 @@ impl Stats {
         *lock(&self.calls_per_instance)
             .entry(instance.to_string())
             .or_default() += 1;
+        lock(&self.minutes).add(instance, |m| m.calls += 1);
+    }
+
+    /// The per-minute buckets changed since the last call, with the pool's spacing now.
+    pub(crate) fn take_minutes(&self) -> Vec<MinuteRow> {
+        let spacing_ms = self.pool_spacing().map(|s| s.as_secs_f64() * 1000.0);
+        let mut minutes = lock(&self.minutes);
+        let changed = std::mem::take(&mut minutes.changed);
+        changed
+            .into_iter()
+            .filter_map(|key| {
+                let counts = minutes.counts.get(&key)?;
+                Some(MinuteRow {
+                    instance: key.0,
+                    minute: key.1,
+                    calls: counts.calls,
+                    http_429: counts.http_429,
+                    spacing_ms,
+                })
+            })
+            .collect()
     }
 
     /// Notes that no instance may call checkAccount any more, and why.
@@ -126,12 +150,52 @@ impl Stats {
         *lock(&self.responses)
             .entry((instance.to_string(), class))
             .or_default() += 1;
+        if class == "429" {
+            lock(&self.minutes).add(instance, |m| m.http_429 += 1);
+        }
     }
 
     /// Answers per instance and class.
     pub(crate) fn responses(&self) -> BTreeMap<(String, &'static str), u64> {
         lock(&self.responses).clone()
     }
+}
+
+/// Calls per instance and minute of the run (since its first call).
+#[derive(Default)]
+struct Minutes {
+    first_call: Option<std::time::Instant>,
+    counts: BTreeMap<(String, u32), MinuteCounts>,
+    changed: std::collections::BTreeSet<(String, u32)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct MinuteCounts {
+    calls: u64,
+    http_429: u64,
+}
+
+impl Minutes {
+    /// Updates `instance`'s bucket of this minute.
+    fn add(&mut self, instance: &str, update: impl FnOnce(&mut MinuteCounts)) {
+        let first = *self.first_call.get_or_insert_with(std::time::Instant::now);
+        let minute = (first.elapsed().as_secs() / 60) as u32;
+        let key = (instance.to_string(), minute);
+        update(self.counts.entry(key.clone()).or_default());
+        self.changed.insert(key);
+    }
+}
+
+/// One instance's calls in one minute of a run (`run_minutes`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MinuteRow {
+    pub(crate) instance: String,
+    /// Minutes since the run's first call.
+    pub(crate) minute: u32,
+    pub(crate) calls: u64,
+    pub(crate) http_429: u64,
+    /// The pool's pacing spacing when the row was taken.
+    pub(crate) spacing_ms: Option<f64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
