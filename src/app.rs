@@ -81,6 +81,9 @@ pub enum Error {
     /// The demo could not run.
     #[error(transparent)]
     Demo(#[from] DemoError),
+    /// The run report cannot be made.
+    #[error(transparent)]
+    Report(#[from] crate::page::ReportError),
     /// The CSV files cannot be written.
     #[error(transparent)]
     Export(#[from] ExportError),
@@ -149,6 +152,13 @@ pub async fn run(
         Command::Status(DbArgs { store, max_age }) => {
             let text = inspect::status(&store.location()?, max_age.0).await?;
             let _ = write!(out, "{text}");
+            Ok(Done::Ok)
+        }
+        Command::Report(args) => {
+            let DbArgs { store, max_age } = args.db;
+            let now = chrono::Utc::now();
+            crate::page::write(&store.location()?, &args.output, now, max_age.0).await?;
+            let _ = writeln!(err, "wrote {}", args.output.display());
             Ok(Done::Ok)
         }
         Command::Failures(DbArgs { store, .. }) => {

@@ -93,6 +93,7 @@ impl Config {
                 claim_lease: defaults::CLAIM_LEASE,
                 metrics_file: None,
                 summary_json: None,
+                report: None,
                 prefix: None,
             },
             api,
@@ -220,6 +221,8 @@ pub struct OutputConfig {
     pub metrics_file: Option<PathBuf>,
     /// Where to write the final summary as JSON.
     pub summary_json: Option<PathBuf>,
+    /// Where to write the run report (HTML) at the end.
+    pub report: Option<PathBuf>,
     /// The prefix of the columns `enriched.csv` adds (default: `whatsapp_` or `max_`).
     pub prefix: Option<String>,
 }

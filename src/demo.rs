@@ -88,6 +88,8 @@ pub(crate) async fn run(
     };
     let url = ApiUrl::parse(&url).map_err(|e| DemoError::Sandbox(std::io::Error::other(e)))?;
     let mut config = demo_config(input.clone(), output.to_path_buf(), url, &server);
+    let page = output.with_extension("html");
+    config.output.report = Some(page.clone());
     config.input.messenger = messenger;
     config.input.source_name = Some(sample_name.into());
     let result = crate::job::enrich(config, Stop::default()).await;
@@ -96,6 +98,7 @@ pub(crate) async fn run(
     let report = result?;
     let _ = writeln!(err, "{}", report.summary_text());
     print_rows(output, out).await?;
+    let _ = writeln!(err, "demo: the run report is {}", page.display());
     Ok(code)
 }
 

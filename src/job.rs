@@ -188,6 +188,7 @@ async fn run_begun(
     }
     report.summary.elapsed_seconds = live.started.elapsed().as_secs_f64();
     write_summary_json(config, &report);
+    write_report_page(config).await;
     Ok(report)
 }
 
@@ -206,6 +207,23 @@ fn report(config: &Config, live: &Live, outcome: Outcome, mut summary: RunSummar
             ..summary
         },
     )
+}
+
+/// `--report`: the store's report page, with this run as its last; a page that cannot be written
+/// is a warning (`greenrich report` writes it again from the store).
+async fn write_report_page(config: &Config) {
+    let Some(path) = &config.output.report else {
+        return;
+    };
+    let max_age = config
+        .plan
+        .max_age
+        .unwrap_or(crate::config::defaults::STATUS_MAX_AGE);
+    let store = config.output.target.store();
+    match crate::page::write(&store, path, config.clock.now(), max_age).await {
+        Ok(()) => tracing::info!("wrote the run report {}", path.display()),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 fn write_summary_json(config: &Config, report: &Report) {
@@ -469,10 +487,10 @@ async fn stages(
         clock: config.clock,
     };
     let (stats_, stop_) = (stats.clone(), stop.clone());
-    let fetching = fetch::run(
+    let fetched = fetch::run(
         client, instances, settings, queue, outcome_tx, stats_, stop_,
-    );
-    let fetched = recording_minutes(fetching, store, run.run_id, stats).await;
+    )
+    .await;
     drop(feeding);
     let written = task::join("the writer", writing).await;
     progress.finish(stats);
@@ -488,33 +506,6 @@ async fn stages(
         ))),
         (None, None) => Outcome::Completed,
     })
-}
-
-/// Runs `work` while keeping the run's calls per instance and minute in the store (every
-/// [`MINUTES_EVERY`], and once more at the end): what the run report charts.
-async fn recording_minutes<T>(
-    work: impl std::future::Future<Output = T>,
-    store: &Store,
-    run_id: i64,
-    stats: &Stats,
-) -> T {
-    const MINUTES_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-    tokio::pin!(work);
-    let done = loop {
-        tokio::select! {
-            done = &mut work => break done,
-            () = tokio::time::sleep(MINUTES_EVERY) => keep_minutes(store, run_id, stats).await,
-        }
-    };
-    keep_minutes(store, run_id, stats).await;
-    done
-}
-
-/// Writes the minutes changed since the last time; the chart is not worth stopping a run for.
-async fn keep_minutes(store: &Store, run_id: i64, stats: &Stats) {
-    if let Err(e) = store.record_minutes(run_id, &stats.take_minutes()).await {
-        tracing::warn!("cannot keep the run's calls per minute for its report: {e}");
-    }
 }
 
 /// The pacing margin the latest run of the last two days that paced any of `instances` at

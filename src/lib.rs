@@ -24,6 +24,7 @@ mod inspect;
 mod job;
 mod metrics;
 mod normalise;
+mod page;
 mod pipeline;
 mod progress;
 mod reason;

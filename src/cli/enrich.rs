@@ -159,6 +159,7 @@ impl EnrichArgs {
                 claim_lease: self.claim_lease.0,
                 metrics_file: self.metrics_file,
                 summary_json: self.summary_json,
+                report: self.report,
                 prefix: self.csv_out.prefix,
             },
             api,

@@ -60,6 +60,9 @@ pub enum Command {
     /// List failed keys grouped by reason.
     #[command(after_help = FAILURES_EXAMPLES)]
     Failures(DbArgs),
+    /// Write one self-contained HTML page about the store and its recent runs.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Write CSV files from a store at any time: its tables, and enriched.csv for one input file.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
@@ -94,6 +97,9 @@ const DEMO_EXAMPLES: &str = "Examples:
 const STATUS_EXAMPLES: &str = "Examples:
   greenrich status --db enriched.db
   greenrich status --db postgres://greenrich@db/crm --max-age 30d";
+const REPORT_EXAMPLES: &str = "Examples:
+  greenrich report --db enriched.db
+  greenrich report --db postgres://greenrich@db/crm --output /var/www/greenrich/report.html";
 const FAILURES_EXAMPLES: &str = "Examples:
   greenrich failures --db enriched.db
   greenrich failures --db postgres://greenrich@db/crm --schema greenrich";
@@ -229,6 +235,9 @@ pub struct EnrichArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Write the run report (`greenrich report`) to this HTML file at the end of the run.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Run as if it were this UTC time (RFC 3339), the clock going on from there: for
     /// simulations of many nights (`bench/run.sh refresh`).
     #[arg(long, hide = true, value_parser = parse_now)]
@@ -350,6 +359,17 @@ pub struct DbArgs {
     /// Contacts fetched longer ago than this count as stale.
     #[arg(long, default_value_t = HumanDuration(defaults::STATUS_MAX_AGE))]
     pub max_age: HumanDuration,
+}
+
+/// Flags of `report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The store to read, and when contacts count as stale.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The HTML file to write (replaced whole).
+    #[arg(long, default_value = "report.html")]
+    pub output: PathBuf,
 }
 
 /// Flags of `export`.

@@ -31,8 +31,13 @@ pub(crate) async fn write_outcomes(
 ) -> Result<(), StoreError> {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut error = None;
+    let mut minutes_kept = Instant::now();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if error.is_none() {
+            if minutes_kept.elapsed() >= KEEP_MINUTES_EVERY {
+                keep_minutes(&mut writer, &stats).await;
+                minutes_kept = Instant::now();
+            }
             match commit(&mut writer, &batch, clock).await {
                 Ok(committed) => {
                     Stats::add(&stats.new, committed.new);
@@ -61,7 +66,20 @@ pub(crate) async fn write_outcomes(
         }
         batch.clear();
     }
+    if error.is_none() {
+        keep_minutes(&mut writer, &stats).await;
+    }
     error.map_or(Ok(()), Err)
+}
+
+/// How often the run's calls per minute are kept for its report while it goes.
+const KEEP_MINUTES_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes the minutes changed since the last time; the chart is not worth stopping a run for.
+async fn keep_minutes(writer: &mut Writer, stats: &Stats) {
+    if let Err(e) = writer.record_minutes(&stats.take_minutes()).await {
+        tracing::warn!("cannot keep the run's calls per minute for its report: {e}");
+    }
 }
 
 /// Commits `batch`, reconnecting while the store is unreachable (a commit is safe to repeat).

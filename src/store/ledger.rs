@@ -13,7 +13,6 @@ use crate::chat_id::Messenger;
 use crate::domain::Rate;
 use crate::normalise::format_time;
 use crate::reason::Reason;
-use crate::stats::MinuteRow;
 
 /// The counts a run ends with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -210,40 +209,6 @@ impl Store {
             .iter()
             .filter_map(|t| crate::normalise::parse_time(t))
             .collect())
-    }
-
-    /// Keeps run `run_id`'s calls per instance and minute (the run report's chart): each row
-    /// replaces what the store held for its minute.
-    pub(crate) async fn record_minutes(
-        &self,
-        run_id: i64,
-        rows: &[MinuteRow],
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.connect().await?;
-        on_conn!(&mut conn, c => {
-            for chunk in rows.chunks(200) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO run_minutes (run_id, instance, minute, calls, http_429, spacing_ms) ",
-                );
-                q.push_values(chunk, |mut row, m| {
-                    row.push_bind(run_id)
-                        .push_bind(&m.instance)
-                        .push_bind(i64::from(m.minute))
-                        .push_bind(m.calls as i64)
-                        .push_bind(m.http_429 as i64)
-                        .push_bind(m.spacing_ms);
-                });
-                q.push(
-                    " ON CONFLICT (run_id, instance, minute) DO UPDATE SET calls = excluded.calls, \
-                     http_429 = excluded.http_429, spacing_ms = excluded.spacing_ms",
-                );
-                q.build().execute(&mut *c).await?;
-            }
-        });
-        Ok(())
     }
 
     /// Opens the run's row.

@@ -9,6 +9,7 @@ use super::conn::{on_conn, Conn};
 use super::ledger::{RunCounts, RunOutcome, RunRecord, RunSummary};
 use super::{postgres, sqlite, StoreError, StoreLocation};
 use crate::normalise::{format_time, parse_time};
+use crate::stats::MinuteRow;
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {
@@ -92,6 +93,56 @@ impl StoreReader {
                 newest: time(3),
                 products: row.get(4),
             }
+        }))
+    }
+
+    /// Run `run_id`'s calls per instance and minute, in order.
+    pub(crate) async fn run_minutes(&mut self, run_id: i64) -> Result<Vec<MinuteRow>, StoreError> {
+        const SQL: &str = "SELECT instance, minute, calls, http_429, spacing_ms FROM run_minutes
+             WHERE run_id = $1 ORDER BY instance, minute";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).bind(run_id).fetch_all(c).await?;
+            rows.iter()
+                .map(|r| MinuteRow {
+                    instance: r.get(0),
+                    minute: u32::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+                    calls: r.get::<i64, _>(2).max(0) as u64,
+                    http_429: r.get::<i64, _>(3).max(0) as u64,
+                    spacing_ms: r.get(4),
+                })
+                .collect()
+        }))
+    }
+
+    /// How many contacts were last fetched at or after each of `bounds` (newest bound first),
+    /// and in all.
+    pub(crate) async fn fetched_since(
+        &mut self,
+        bounds: &[DateTime<Utc>],
+    ) -> Result<(Vec<i64>, i64), StoreError> {
+        let mut sql = String::from("SELECT COUNT(*)");
+        for i in 1..=bounds.len() {
+            sql.push_str(&format!(
+                ", CAST(COALESCE(SUM(CASE WHEN fetched_at >= ${i} THEN 1 ELSE 0 END), 0) AS BIGINT)"
+            ));
+        }
+        sql.push_str(" FROM contacts");
+        Ok(on_conn!(&mut self.conn, c => {
+            let mut q = sqlx::query(&sql);
+            for bound in bounds {
+                q = q.bind(format_time(*bound));
+            }
+            let row = q.fetch_one(c).await?;
+            ((1..=bounds.len()).map(|i| row.get(i)).collect(), row.get(0))
+        }))
+    }
+
+    /// The input rows of every source by status (`enriched`, `failed`, `invalid`, `pending`).
+    pub(crate) async fn row_statuses(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        const SQL: &str = "SELECT status, COUNT(*) FROM enriched GROUP BY status ORDER BY status";
+        Ok(on_conn!(&mut self.conn, c => {
+            let rows = sqlx::query(SQL).fetch_all(c).await?;
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
         }))
     }
 

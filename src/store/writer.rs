@@ -12,6 +12,7 @@ use crate::change::{self, Change, Compared, Tracked};
 use crate::chat_id::Messenger;
 use crate::normalise::{format_time, parse_time, time_after, Enriched, ProductRow};
 use crate::reason::Reason;
+use crate::stats::MinuteRow;
 
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 100;
@@ -176,6 +177,37 @@ impl Writer {
             );
         }
         Ok(committed)
+    }
+
+    /// Keeps the run's calls per instance and minute (the run report's chart), on the writer's
+    /// own connection (a second writer of a SQLite file would break its transactions): each row
+    /// replaces what the store held for its minute.
+    pub(crate) async fn record_minutes(&mut self, rows: &[MinuteRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let run_id = self.run_id;
+        on_conn!(&mut self.conn, c => {
+            for chunk in rows.chunks(200) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO run_minutes (run_id, instance, minute, calls, http_429, spacing_ms) ",
+                );
+                q.push_values(chunk, |mut row, m| {
+                    row.push_bind(run_id)
+                        .push_bind(&m.instance)
+                        .push_bind(i64::from(m.minute))
+                        .push_bind(m.calls as i64)
+                        .push_bind(m.http_429 as i64)
+                        .push_bind(m.spacing_ms);
+                });
+                q.push(
+                    " ON CONFLICT (run_id, instance, minute) DO UPDATE SET calls = excluded.calls, \
+                     http_429 = excluded.http_429, spacing_ms = excluded.spacing_ms",
+                );
+                q.build().execute(&mut *c).await?;
+            }
+        });
+        Ok(())
     }
 }
 

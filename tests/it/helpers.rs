@@ -206,7 +206,13 @@ impl TestEnv {
             };
             path_next = matches!(
                 arg.as_str(),
-                "--input" | "--output" | "--summary-json" | "--db" | "--metrics-file" | "--config"
+                "--input"
+                    | "--output"
+                    | "--summary-json"
+                    | "--db"
+                    | "--metrics-file"
+                    | "--config"
+                    | "--report"
             );
             out.push(arg);
         }

@@ -25,6 +25,7 @@ mod enrich;
 mod faults;
 mod helpers;
 mod refresh;
+mod report;
 mod rows;
 mod secrets;
 mod servers;
