@@ -6,8 +6,10 @@ use super::PageData;
 use crate::reason::Reason;
 use crate::store::ledger::RunOutcome;
 
-/// A share of 429s above this on one instance is worth a look (the pacer aims well below it).
+/// A share of 429s above this on one instance is worth a look (the pacer aims well below it),
+/// once there are this many of them (one 429 of a short run's 20 calls is no pattern).
 const HTTP_429_SHARE: f64 = 0.01;
+const HTTP_429_AT_LEAST: u64 = 3;
 /// A share of invalid input rows above this usually means the wrong column or country.
 const INVALID_SHARE: f64 = 0.10;
 
@@ -73,7 +75,9 @@ fn http_429_advice(minutes: &[crate::stats::MinuteRow]) -> Vec<String> {
     }
     per_instance
         .into_iter()
-        .filter(|(_, (calls, limited))| *calls > 0 && *limited as f64 / *calls as f64 > HTTP_429_SHARE)
+        .filter(|(_, (calls, limited))| {
+            *limited >= HTTP_429_AT_LEAST && *limited as f64 / *calls as f64 > HTTP_429_SHARE
+        })
         .map(|(instance, (calls, limited))| {
             format!(
                 "Instance {} answered {:.1}% 429s ({limited} of {calls} calls): another client may share it, or the network jitters; raise --pacing-margin a little.",
@@ -128,6 +132,7 @@ mod tests {
             minute("7105123402", 60, 2),
             minute("7105123402", 40, 1),
             minute("7105999901", 100, 1),
+            minute("7105555501", 20, 2),
         ]);
         assert_eq!(advice.len(), 1, "{advice:?}");
         assert!(

@@ -50,7 +50,7 @@ pub(super) fn render(data: &PageData, advice: &[String]) -> String {
     }
     let _ = writeln!(
         page,
-        "<section><h2>The last {} runs</h2><p class=\"muted\">Each bar is a run, oldest on the left: its height is how long it ran, its colour how it ended (<span class=\"outcome completed\">completed</span> <span class=\"outcome partial\">partial</span> <span class=\"outcome stopped\">stopped</span> <span class=\"outcome failed\">failed</span>). Hover for its calls.</p>{}</section>",
+        "<section><h2>Runs (the last {})</h2><p class=\"muted\">Each bar is a run, oldest on the left: its height is how long it ran, its colour how it ended (<span class=\"outcome completed\">completed</span> <span class=\"outcome partial\">partial</span> <span class=\"outcome stopped\">stopped</span> <span class=\"outcome failed\">failed</span>). Hover for its calls.</p>{}</section>",
         data.runs.len(),
         svg::timeline_chart(&data.runs)
     );
