@@ -6,7 +6,7 @@ use std::io::Write;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs};
+use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs, ReportArgs};
 use crate::config::{LogFormat, Output};
 use crate::demo::DemoError;
 use crate::error::JobError;
@@ -127,25 +127,7 @@ pub async fn run(
             let config = args.into_config(quiet, log_format, env)?;
             Ok(Done::Run(Box::new(job::enrich(config, stop).await?)))
         }
-        Command::Sandbox(args) => {
-            let port = args.port;
-            let server = sandbox::start(args.into_config(), port)
-                .await
-                .map_err(|source| Error::Listen { port, source })?;
-            let _ = writeln!(
-                err,
-                "sandbox GREEN-API listening on {} (Telegram instances: {})",
-                server.url(),
-                server.telegram_url()
-            );
-            let _ = writeln!(
-                err,
-                "instances (GREEN_API_INSTANCES): {}",
-                server.credentials()
-            );
-            stop.stopped().await;
-            Ok(Done::Ok)
-        }
+        Command::Sandbox(args) => serve_sandbox(args, stop, err).await,
         Command::Demo(args) => Ok(Done::Demo(
             demo::run(&args.output, args.messenger, out, err).await?,
         )),
@@ -154,13 +136,7 @@ pub async fn run(
             let _ = write!(out, "{text}");
             Ok(Done::Ok)
         }
-        Command::Report(args) => {
-            let DbArgs { store, max_age } = args.db;
-            let now = chrono::Utc::now();
-            crate::page::write(&store.location()?, &args.output, now, max_age.0).await?;
-            let _ = writeln!(err, "wrote {}", args.output.display());
-            Ok(Done::Ok)
-        }
+        Command::Report(args) => write_report(args, err).await,
         Command::Failures(DbArgs { store, .. }) => {
             let text = inspect::failures(&store.location()?).await?;
             let _ = write!(out, "{text}");
@@ -186,6 +162,40 @@ pub async fn run(
             Ok(Done::Ok)
         }
     }
+}
+
+/// `greenrich sandbox`: serves until stopped, saying where and with which instances.
+async fn serve_sandbox(
+    args: crate::cli::SandboxArgs,
+    stop: Stop,
+    err: &mut (dyn Write + Send),
+) -> Result<Done, Error> {
+    let port = args.port;
+    let server = sandbox::start(args.into_config(), port)
+        .await
+        .map_err(|source| Error::Listen { port, source })?;
+    let _ = writeln!(
+        err,
+        "sandbox GREEN-API listening on {} (Telegram instances: {})",
+        server.url(),
+        server.telegram_url()
+    );
+    let _ = writeln!(
+        err,
+        "instances (GREEN_API_INSTANCES): {}",
+        server.credentials()
+    );
+    stop.stopped().await;
+    Ok(Done::Ok)
+}
+
+/// `greenrich report`: the page, and a line saying where it is.
+async fn write_report(args: ReportArgs, err: &mut (dyn Write + Send)) -> Result<Done, Error> {
+    let DbArgs { store, max_age } = args.db;
+    let now = chrono::Utc::now();
+    crate::page::write(&store.location()?, &args.output, now, max_age.0).await?;
+    let _ = writeln!(err, "wrote {}", args.output.display());
+    Ok(Done::Ok)
 }
 
 /// The one place a command's end becomes what people see and its exit code: a run's summary

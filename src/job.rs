@@ -498,14 +498,20 @@ async fn stages(
     if let Err(e) = written? {
         stop.trigger(StopReason::Store(e.to_string()));
     }
-    Ok(match (stop.reason(), stats.checks_over()) {
+    Ok(ended(stop, stats))
+}
+
+/// How the fetch and write stages ended: stopped, or completed unless Telegram's checkAccount
+/// quota left phone numbers and usernames unchecked (the ids went on; they wait for the next
+/// run).
+fn ended(stop: &Stop, stats: &Stats) -> Outcome {
+    match (stop.reason(), stats.checks_over()) {
         (Some(reason), _) => Outcome::Stopped(reason),
-        // The ids went on; the phone numbers and usernames not checked wait for the next run.
         (None, Some(why)) => Outcome::Stopped(StopReason::Quota(format!(
             "Telegram's checkAccount quota is used up on every instance ({why}); the phone numbers and usernames not checked yet wait for the next run, every known id was asked"
         ))),
         (None, None) => Outcome::Completed,
-    })
+    }
 }
 
 /// The pacing margin the latest run of the last two days that paced any of `instances` at

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::api::pacer::Margin;
 
 use crate::reason::Reason;
-use crate::store::ledger::RunCounts;
+use crate::store::ledger::{MinuteRow, RunCounts};
 
 #[derive(Default)]
 pub(crate) struct Stats {
@@ -184,18 +184,6 @@ impl Minutes {
         update(self.counts.entry(key.clone()).or_default());
         self.changed.insert(key);
     }
-}
-
-/// One instance's calls in one minute of a run (`run_minutes`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MinuteRow {
-    pub(crate) instance: String,
-    /// Minutes since the run's first call.
-    pub(crate) minute: u32,
-    pub(crate) calls: u64,
-    pub(crate) http_429: u64,
-    /// The pool's pacing spacing when the row was taken.
-    pub(crate) spacing_ms: Option<f64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use super::text::{days_or_duration, shorten};
 use super::PageData;
 use crate::reason::Reason;
-use crate::store::ledger::RunOutcome;
+use crate::store::ledger::{MinuteRow, RunOutcome};
 
 /// A share of 429s above this on one instance is worth a look (the pacer aims well below it),
 /// once there are this many of them (one 429 of a short run's 20 calls is no pattern).
@@ -52,7 +53,7 @@ pub(crate) fn advise(data: &PageData) -> Vec<String> {
         advice.push(format!(
             "{stale} of {} contacts were last fetched more than {} ago: more calls a night (instances, --max-calls) or a longer --max-age.",
             data.contacts,
-            super::html::days_or_duration(data.max_age)
+            days_or_duration(data.max_age)
         ));
     }
     let idle = data.generated_at - last.started_at;
@@ -66,7 +67,7 @@ pub(crate) fn advise(data: &PageData) -> Vec<String> {
 }
 
 /// Instances whose share of 429s was high in the last run.
-fn http_429_advice(minutes: &[crate::stats::MinuteRow]) -> Vec<String> {
+fn http_429_advice(minutes: &[MinuteRow]) -> Vec<String> {
     let mut per_instance: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for m in minutes {
         let entry = per_instance.entry(m.instance.as_str()).or_default();
@@ -106,18 +107,9 @@ fn failure_advice(failed: &BTreeMap<Reason, u64>) -> Vec<String> {
         .collect()
 }
 
-/// `7105123402` as `7105…02`, as people recognise an instance.
-pub(crate) fn shorten(instance: &str) -> String {
-    match instance.len() {
-        0..=7 => instance.to_string(),
-        n => format!("{}…{}", &instance[..4], &instance[n - 2..]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::MinuteRow;
 
     #[test]
     fn a_share_of_429s_names_the_instance() {

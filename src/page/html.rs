@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::advice::shorten;
-use super::svg::{self, colour, escape, outcome_of};
+use super::svg::{self, colour, outcome_of};
+use super::text::{days_or_duration, escape, shorten};
 use super::PageData;
 use crate::progress::format_duration;
 use crate::store::ledger::RunRecord;
@@ -63,14 +63,6 @@ pub(super) fn render(data: &PageData, advice: &[String]) -> String {
     );
     page.push_str("</body></html>\n");
     page
-}
-
-/// `7d` for whole days, else as the progress line writes durations.
-pub(super) fn days_or_duration(d: Duration) -> String {
-    match d.as_secs() {
-        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ => format_duration(d),
-    }
 }
 
 fn advice_section(advice: &[String]) -> String {

@@ -6,6 +6,7 @@
 mod advice;
 mod html;
 mod svg;
+mod text;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::normalise::time_before;
-use crate::stats::MinuteRow;
+use crate::store::ledger::MinuteRow;
 use crate::store::ledger::RunRecord;
 use crate::store::read::StoreReader;
 use crate::store::{StoreError, StoreLocation};

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::stats::MinuteRow;
+use super::text::escape;
+use crate::store::ledger::MinuteRow;
 use crate::store::ledger::RunRecord;
 
 const WIDTH: f64 = 860.0;
@@ -19,22 +20,6 @@ const TOP: f64 = 12.0;
 const PALETTE: [&str; 8] = [
     "#2563eb", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4d7c0f", "#475569",
 ];
-
-/// Text for HTML and SVG.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The colour of the `index`th instance.
 pub(super) fn colour(index: usize) -> &'static str {
@@ -90,14 +75,7 @@ pub(super) fn minutes_chart(minutes: &[MinuteRow]) -> String {
     };
     let last_minute = minutes.iter().map(|m| m.minute).max().unwrap_or(0);
     let bin = (last_minute + 1).div_ceil(MAX_BARS).max(1);
-    // (bin, instance) → (calls, 429s)
-    let mut bins: BTreeMap<(u32, usize), (u64, u64)> = BTreeMap::new();
-    for m in minutes {
-        let index = instances.binary_search(&m.instance.as_str()).unwrap_or(0);
-        let entry = bins.entry((m.minute / bin, index)).or_default();
-        entry.0 += m.calls;
-        entry.1 += m.http_429;
-    }
+    let bins = binned(minutes, &instances, bin);
     let bars = last_minute / bin + 1;
     let mut totals = vec![0u64; bars as usize];
     for ((b, _), (calls, _)) in &bins {
@@ -142,6 +120,22 @@ pub(super) fn minutes_chart(minutes: &[MinuteRow]) -> String {
         HEIGHT - 6.0
     );
     out
+}
+
+/// Calls and 429s per (bin of `bin` minutes, index of the instance in `instances`).
+fn binned(
+    minutes: &[MinuteRow],
+    instances: &[&str],
+    bin: u32,
+) -> BTreeMap<(u32, usize), (u64, u64)> {
+    let mut bins: BTreeMap<(u32, usize), (u64, u64)> = BTreeMap::new();
+    for m in minutes {
+        let index = instances.binary_search(&m.instance.as_str()).unwrap_or(0);
+        let entry = bins.entry((m.minute / bin, index)).or_default();
+        entry.0 += m.calls;
+        entry.1 += m.http_429;
+    }
+    bins
 }
 
 /// One bar per run, oldest on the left: its height is the run's duration, its colour its

@@ -55,6 +55,15 @@ pub(crate) fn stable_hash(text: &str) -> u64 {
     })
 }
 
+/// What `checkAccount` answers for `handle`: four in five have an account, with a stable id.
+pub(crate) fn account(handle: &str) -> Value {
+    let hash = stable_hash(handle);
+    if hash.is_multiple_of(5) {
+        return json!({"exist": false, "chatId": ""});
+    }
+    json!({"exist": true, "chatId": (100_000_000 + hash % 8_900_000_000).to_string()})
+}
+
 /// The answer body for `chat_id`.
 pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Value {
     let mut rng = fastrand::Rng::with_seed(stable_hash(chat_id));
@@ -83,59 +92,55 @@ pub(crate) fn contact(chat_id: &str, messenger: Messenger, edition: u32) -> Valu
         String::new()
     };
     let contact_name = if in_phone_book { name } else { "" };
-    match messenger {
-        Messenger::Max => {
-            return json!({
-                "avatar": avatar,
-                "name": name,
-                "contactName": contact_name,
-                "chatId": chat_id,
-                "lastSeen": last_seen,
-            })
-        }
-        Messenger::Telegram => {
-            // Hidden by privacy settings: lastSeen and phoneNumber are 0.
-            let shown = rng.u8(0..3) != 0;
-            return json!({
-                "avatar": avatar,
-                "name": name,
-                "contactName": contact_name,
-                "chatId": chat_id,
-                "chatType": "user",
-                "lastSeen": if shown { last_seen_secs } else { 0 },
-                "phoneNumber": if shown { 79_000_000_000 + stable_hash(chat_id) % 1_000_000_000 } else { 0 },
-                "username": format!("user{}", stable_hash(chat_id) % 100_000),
-                "isPremium": rng.u8(0..5) == 0,
-                "isVerified": false,
-                "isScam": false,
-                "description": if rng.bool() { "" } else { "Bio: fresh flowers daily" },
-            });
-        }
-        Messenger::Whatsapp => {}
-    }
-    let is_business = has_account && rng.u8(0..3) == 0;
     let mut body = json!({
         "avatar": avatar,
         "name": name,
         "contactName": contact_name,
-        "email": "",
-        "category": "",
-        "description": "",
-        "products": [],
         "chatId": chat_id,
         "lastSeen": last_seen,
-        "isArchive": rng.u8(0..10) == 0,
-        "isDisappearing": false,
-        "isMute": rng.u8(0..8) == 0,
-        "messageExpiration": 0,
-        "muteExpiration": Value::Null,
-        "isBusiness": is_business,
     });
+    match messenger {
+        Messenger::Max => return body,
+        Messenger::Telegram => {
+            add_telegram(&mut body, chat_id, last_seen_secs, &mut rng);
+            return body;
+        }
+        Messenger::Whatsapp => {}
+    }
+    let is_business = has_account && rng.u8(0..3) == 0;
+    body["email"] = json!("");
+    body["category"] = json!("");
+    body["description"] = json!("");
+    body["products"] = json!([]);
+    body["isArchive"] = json!(rng.u8(0..10) == 0);
+    body["isDisappearing"] = json!(false);
+    body["isMute"] = json!(rng.u8(0..8) == 0);
+    body["messageExpiration"] = json!(0);
+    body["muteExpiration"] = Value::Null;
+    body["isBusiness"] = json!(is_business);
     if is_business {
         add_business(&mut body, &mut rng);
     }
     vary(&mut body, &mut rng);
     body
+}
+
+/// Telegram's own fields; the last seen time and the number may be hidden (0).
+fn add_telegram(body: &mut Value, chat_id: &str, last_seen_secs: i64, rng: &mut fastrand::Rng) {
+    let shown = rng.u8(0..3) != 0;
+    let phone = 79_000_000_000 + stable_hash(chat_id) % 1_000_000_000;
+    body["chatType"] = json!("user");
+    body["lastSeen"] = json!(if shown { last_seen_secs } else { 0 });
+    body["phoneNumber"] = json!(if shown { phone } else { 0 });
+    body["username"] = json!(format!("user{}", stable_hash(chat_id) % 100_000));
+    body["isPremium"] = json!(rng.u8(0..5) == 0);
+    body["isVerified"] = json!(false);
+    body["isScam"] = json!(false);
+    body["description"] = json!(if rng.bool() {
+        ""
+    } else {
+        "Bio: fresh flowers daily"
+    });
 }
 
 /// The name of a contact at `edition`: each change renames it, a field a CRM keeps, in both

@@ -5,7 +5,6 @@
 //! `http` speaks HTTP/1.1 by hand, `rules` plays the API, `faults` breaks answers on purpose, and
 //! `data` makes the contacts; this module configures and serves them.
 
-mod accounts;
 mod data;
 mod faults;
 mod http;

@@ -1,16 +1,17 @@
-//! The API's rules as the sandbox plays them: routes for both flavours, tokens, instance states,
-//! chat id validation, the strict per-instance rate limit (429) and the monthly quota (466).
+//! The API's rules as the sandbox plays them: routes for the three flavours, tokens, instance
+//! states, chat id validation, Telegram's checkAccount, the strict per-instance rate limit (429)
+//! and the monthly quotas (466).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::faults::{fault_for, faulty_reply};
 use super::http::{Reply, Request};
-use super::{accounts, data, lock, Config, SandboxInstance, SandboxStats, World};
+use super::{data, lock, Config, SandboxInstance, SandboxStats, World};
 use crate::chat_id::Messenger;
 
 /// What the rules remember between requests.
@@ -46,7 +47,7 @@ pub(super) fn answer(state: &State, request: &Request, arrived: Instant) -> Repl
         }
         ("POST", "getContactInfo") => contact_info(state, instance, &route, &request.body, arrived),
         ("POST", "checkAccount") if route.messenger == Messenger::Telegram => {
-            accounts::check_account(state, instance, &request.body, arrived)
+            check_account(state, instance, &request.body, arrived)
         }
         _ => Reply::Json(404, json!({"message": "Not Found"}).to_string()),
     }
@@ -135,8 +136,50 @@ fn contact_info(
     reply
 }
 
+/// The answer to one `checkAccount` call of `instance` with `body`.
+fn check_account(
+    state: &State,
+    instance: &SandboxInstance,
+    body: &[u8],
+    arrived: Instant,
+) -> Reply {
+    let stats = &state.stats;
+    stats.check_requests.fetch_add(1, Relaxed);
+    if !rate_allows(state, &instance.id, "checkAccount", arrived) {
+        stats.http_429.fetch_add(1, Relaxed);
+        return Reply::RateLimited(state.config.retry_after);
+    }
+    let Some(handle) = requested_handle(body) else {
+        return validation_failed(
+            "phoneNumber (an integer) or username (starting with @) is required",
+        );
+    };
+    let checks = count(&state.checks_per_instance, &instance.id);
+    if checks > state.config.check_quota.unwrap_or(u64::MAX) {
+        return Reply::Json(
+            466,
+            json!({"invokeStatus": {"method": "checkAccount", "status": "QUOTE_ALLOWED_EXCEEDED"}})
+                .to_string(),
+        );
+    }
+    *lock(&stats.checks_per_handle)
+        .entry(handle.clone())
+        .or_default() += 1;
+    Reply::Json(200, data::account(&handle).to_string())
+}
+
+/// `+digits` for a phone number, `@name` for a username, as the body names it.
+fn requested_handle(body: &[u8]) -> Option<String> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    match (body.get("phoneNumber"), body.get("username")) {
+        (Some(Value::Number(n)), _) => n.as_u64().map(|n| format!("+{n}")),
+        (_, Some(Value::String(name))) if name.starts_with('@') => Some(name.to_lowercase()),
+        _ => None,
+    }
+}
+
 /// Adds one to `key`'s count in `counts`; the new count.
-pub(super) fn count<N: Copy + Default + std::ops::AddAssign + From<u8>>(
+fn count<N: Copy + Default + std::ops::AddAssign + From<u8>>(
     counts: &Mutex<HashMap<String, N>>,
     key: &str,
 ) -> N {
@@ -180,7 +223,7 @@ fn requested_chat_id(body: &[u8], messenger: Messenger) -> Result<String, Reply>
     Ok(chat_id)
 }
 
-pub(super) fn validation_failed(details: &str) -> Reply {
+fn validation_failed(details: &str) -> Reply {
     Reply::Json(
         400,
         json!({"message": format!("Validation failed. Details: {details}")}).to_string(),
@@ -218,12 +261,7 @@ fn check_chat_id(chat_id: &str, messenger: Messenger) -> Result<(), &'static str
 }
 
 /// Strict enforcement: a call arriving sooner than 1/rps after the last accepted one is refused.
-pub(super) fn rate_allows(
-    state: &State,
-    instance: &str,
-    method: &'static str,
-    arrived: Instant,
-) -> bool {
+fn rate_allows(state: &State, instance: &str, method: &'static str, arrived: Instant) -> bool {
     let Some(interval) = state.config.rate.interval() else {
         return true;
     };

@@ -125,6 +125,18 @@ impl RunOutcome {
     }
 }
 
+/// One instance's calls in one minute of a run (`run_minutes`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MinuteRow {
+    pub(crate) instance: String,
+    /// Minutes since the run's first call.
+    pub(crate) minute: u32,
+    pub(crate) calls: u64,
+    pub(crate) http_429: u64,
+    /// The pool's pacing spacing when the row was taken.
+    pub(crate) spacing_ms: Option<f64>,
+}
+
 /// The final summary of a run (`runs.summary`, and `--summary-json`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

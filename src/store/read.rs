@@ -6,10 +6,9 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
 
 use super::conn::{on_conn, Conn};
-use super::ledger::{RunCounts, RunOutcome, RunRecord, RunSummary};
+use super::ledger::{MinuteRow, RunCounts, RunOutcome, RunRecord, RunSummary};
 use super::{postgres, sqlite, StoreError, StoreLocation};
 use crate::normalise::{format_time, parse_time};
-use crate::stats::MinuteRow;
 
 /// A read-only view of an existing store (for `status`, `failures` and the demo).
 pub(crate) struct StoreReader {

@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 
 use super::changes::{record_changes, stored_contacts, stored_fields};
 use super::conn::{on_conn, Conn, Connector};
+use super::ledger::MinuteRow;
 use super::{last_per_key, shared, Store, StoreError, WorkerId};
 use crate::change::{self, Change, Compared, Tracked};
 use crate::chat_id::Messenger;
 use crate::normalise::{format_time, parse_time, time_after, Enriched, ProductRow};
 use crate::reason::Reason;
-use crate::stats::MinuteRow;
 
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 100;
