@@ -68,7 +68,7 @@ pub(crate) struct EnrichedCsv {
 
 impl EnrichedCsv {
     /// `enriched.csv` of `source`, whose rows are linked under `source_name` (default: the file
-    /// name), with the added columns named `prefix…` (default: `whatsapp_` or `max_`).
+    /// name), with the added columns named `prefix…` (default: `whatsapp_`, `max_` or `telegram_`).
     pub(crate) fn new(
         source: &Source,
         source_name: Option<String>,

@@ -249,8 +249,10 @@ async fn plan_run(
 ) -> Result<Planned, JobError> {
     let (mut staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
     if config.input.messenger == Messenger::Telegram {
-        let known = staged.follow_handles().await?;
-        tracing::info!("{known} phone numbers and usernames have a known Telegram chat id");
+        let (known, left) = staged.follow_handles().await?;
+        tracing::info!(
+            "Telegram: {known} phone numbers and usernames have a known chat id; {left} have none yet (checked with checkAccount when due: one call more each)"
+        );
     }
     let adaptive = adaptive_budget(config, store).await?;
     let policy = plan::policy(

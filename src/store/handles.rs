@@ -21,17 +21,23 @@ const ADD_KNOWN_IDS: &str = "INSERT INTO input_keys (chat_id, phone, line)
 const DROP_KNOWN_HANDLES: &str =
     "DELETE FROM input_keys WHERE chat_id IN (SELECT handle FROM handles)";
 
+/// The staged handles still to be resolved.
+const HANDLES_LEFT: &str =
+    "SELECT COUNT(*) FROM input_keys WHERE chat_id LIKE '+%' OR chat_id LIKE '@%'";
+
 impl StagedKeys {
     /// Replaces the staged Telegram handles whose chat id is known by that chat id; returns how
-    /// many were replaced. Handles still unknown stay, to be checked by the fetch stage.
-    pub(crate) async fn follow_handles(&mut self) -> Result<u64, StoreError> {
-        let replaced = on_conn!(&mut self.conn, c => {
+    /// many were replaced, and how many handles are left (to be checked by the fetch stage, if
+    /// they are due).
+    pub(crate) async fn follow_handles(&mut self) -> Result<(u64, u64), StoreError> {
+        let counts = on_conn!(&mut self.conn, c => {
             let mut tx = sqlx::Connection::begin(c).await?;
             sqlx::query(ADD_KNOWN_IDS).execute(&mut *tx).await?;
             let dropped = sqlx::query(DROP_KNOWN_HANDLES).execute(&mut *tx).await?;
+            let left: i64 = sqlx::query_scalar(HANDLES_LEFT).fetch_one(&mut *tx).await?;
             tx.commit().await?;
-            dropped.rows_affected()
+            (dropped.rows_affected(), left as u64)
         });
-        Ok(replaced)
+        Ok(counts)
     }
 }
