@@ -372,6 +372,8 @@ fn telegram(value: &str, notation: Notation) -> Result<ChatId, Invalid> {
     if notation.telegram_ids && value.bytes().all(|b| b.is_ascii_digit()) {
         return positive_id(value, "a Telegram user id");
     }
+    // In the form libphonenumber validates: an old Brazilian mobile read in the national format
+    // gets its ninth digit, as the same number written internationally does.
     let phone = phone_digits(value, notation.default_country).map_err(|e| {
         if value.bytes().all(|b| b.is_ascii_digit()) {
             Invalid::new(format!(
@@ -382,6 +384,7 @@ fn telegram(value: &str, notation: Notation) -> Result<ChatId, Invalid> {
             e
         }
     })?;
+    let phone = country_rules::canonical(&phone);
     Ok(ChatId {
         id: format!("+{phone}"),
         phone: Some(phone),
@@ -499,6 +502,14 @@ mod tests {
             "Telegram".parse::<Messenger>().unwrap(),
             Messenger::Telegram
         );
+        // Found by the property test: an old Brazilian mobile in the national format is the
+        // same number as when written internationally.
+        let br = Notation {
+            default_country: Some("BR".parse().unwrap()),
+            ..Notation::of(Messenger::Telegram)
+        };
+        let national = normalise("3170000000", br).unwrap().id;
+        assert_eq!(normalise(&national, br).unwrap().id, national);
         assert!(needs_resolving("+79876543210") && needs_resolving("@vasilisa_w"));
         assert!(!needs_resolving("10000000") && !needs_resolving("79001234567@c.us"));
     }
