@@ -80,7 +80,7 @@ async fn run(config: &Config, stop: Stop, live: &Live) -> Result<Report, JobErro
     let opened = source::open(&config.input.source).await?;
     let store = Store::open(&config.output.target.store(), config.output.lock_timeout).await?;
     let Some(client) = client else {
-        return dry_run(config, live, &store, opened).await;
+        return dry_run(config, live, &store, opened, &stop).await;
     };
     let run_id = store.begin_run(started_at, &run_options(config)).await?;
     let begun = Begun {
@@ -132,11 +132,16 @@ async fn dry_run(
     live: &Live,
     store: &Store,
     opened: source::Opened,
+    stop: &Stop,
 ) -> Result<Report, JobError> {
     let delays = config.plan.retry_delays();
-    let planned = plan_run(config, store, opened, &delays, None).await?;
+    let planned = plan_run(config, store, opened, &delays, None, stop).await?;
     *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
-    let report = report(config, live, Outcome::DryRun, planned.summary);
+    let outcome = match (planned.due, stop.reason()) {
+        (None, Some(reason)) => Outcome::Stopped(reason),
+        _ => Outcome::DryRun,
+    };
+    let report = report(config, live, outcome, planned.summary);
     write_summary_json(config, &report);
     Ok(report)
 }
@@ -152,24 +157,34 @@ async fn run_begun(
     begun: Begun,
 ) -> Result<Report, JobError> {
     let delays = config.plan.retry_delays();
-    let planned = plan_run(config, store, opened, &delays, Some(&begun)).await?;
-    tracing::info!("{}", planned.summary.plan_line);
-    let work = store.hand_out(planned.due).await?;
+    let planned = plan_run(config, store, opened, &delays, Some(&begun), &stop).await?;
     *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
-    let run = Run {
-        config,
-        store,
-        run_id: begun.id,
-        delays: &delays,
-        stats: &live.stats,
-        stop: &stop,
+    let outcome = match planned.due {
+        Some(due) => {
+            tracing::info!("{}", planned.summary.plan_line);
+            let work = store.hand_out(due).await?;
+            let run = Run {
+                config,
+                store,
+                run_id: begun.id,
+                delays: &delays,
+                stats: &live.stats,
+                stop: &stop,
+            };
+            fetch_and_store(run, client, work, &planned.summary.plan).await?
+        }
+        // Stopped while reading the input: no plan, no call.
+        None => Outcome::Stopped(stop.reason().unwrap_or(StopReason::Interrupted)),
     };
-    let outcome = fetch_and_store(run, client, work, &planned.summary.plan).await?;
     let mut report = report(config, live, outcome, planned.summary);
     store
         .finish_run(begun.id, config.clock.now(), &report.summary)
         .await?;
-    if let Output::Csv { dir, raw } = &config.output.target {
+    let past_deadline = stop.reason() == Some(StopReason::Deadline);
+    if let (Output::Csv { .. }, true) = (&config.output.target, past_deadline) {
+        // The deadline is a wall: the files come with the next run (or `greenrich export`).
+        tracing::warn!("the --deadline has passed: the CSV files are not written by this run");
+    } else if let Output::Csv { dir, raw } = &config.output.target {
         let enriched = EnrichedCsv::new(
             &config.input.source,
             Some(config.input.source_name()),
@@ -232,9 +247,10 @@ fn write_summary_json(config: &Config, report: &Report) {
     }
 }
 
-/// A run's plan: its due keys, and the summary's plan line and counts so far.
+/// A run's plan: its due keys (none when the run stopped while reading the input), and the
+/// summary's plan line and counts so far.
 struct Planned {
-    due: DuePlan,
+    due: Option<DuePlan>,
     summary: RunSummary,
 }
 
@@ -246,8 +262,20 @@ async fn plan_run(
     opened: source::Opened,
     delays: &RetryDelays,
     begun: Option<&Begun>,
+    stop: &Stop,
 ) -> Result<Planned, JobError> {
-    let (mut staged, mut counts) = stage_input(config, opened, store, delays, begun).await?;
+    let (staged, mut counts) = stage_input(config, opened, store, delays, begun, stop).await?;
+    let Some(mut staged) = staged else {
+        let summary = RunSummary {
+            plan_line: format!(
+                "no plan: the run stopped while reading the input ({} rows read)",
+                counts.input_rows
+            ),
+            counts,
+            ..RunSummary::default()
+        };
+        return Ok(Planned { due: None, summary });
+    };
     if config.input.messenger == Messenger::Telegram {
         let (known, left) = staged.follow_handles().await?;
         tracing::info!(
@@ -271,7 +299,10 @@ async fn plan_run(
         counts,
         ..RunSummary::default()
     };
-    Ok(Planned { due, summary })
+    Ok(Planned {
+        due: Some(due),
+        summary,
+    })
 }
 
 /// The budget `--refresh adaptive` spreads over the stale contacts: the calls `--max-calls` and
@@ -310,7 +341,8 @@ async fn stage_input(
     store: &Store,
     delays: &RetryDelays,
     begun: Option<&Begun>,
-) -> Result<(StagedKeys, RunCounts), JobError> {
+    stop: &Stop,
+) -> Result<(Option<StagedKeys>, RunCounts), JobError> {
     let described = config.input.source.describe();
     tracing::info!(
         "reading {described} (column '{}'{})",
@@ -343,6 +375,7 @@ async fn stage_input(
         recording,
         guard,
         &described,
+        stop,
     );
     Ok(staged.await?)
 }

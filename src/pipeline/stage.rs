@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use tokio::sync::mpsc;
 
 use crate::chat_id::{self, Messenger, Notation};
+use crate::pipeline::stop::Stop;
 use crate::pipeline::task::{self, TaskDied};
 use crate::reason::Reason;
 use crate::source::{Opened, Record, SourceError};
@@ -171,10 +172,11 @@ pub(crate) struct ColumnGuard {
 }
 
 /// Reads `opened` to the end through `normalise` into `stager`; returns the staged keys and the
-/// input counts. A
-/// reader or normaliser that dies fails the run: half an input is never taken for all of it.
-/// With a `guard`, a first batch of mostly invalid values stops the run before anything is
-/// recorded.
+/// input counts, or no keys when the run stopped while reading (`stop`: a deadline, a signal).
+/// What was read by then stays recorded (row links, invalid values); rows not read are not
+/// taken for gone. A reader or normaliser that dies fails the run: half an input is never taken
+/// for all of it. With a `guard`, a first batch of mostly invalid values stops the run before
+/// anything is recorded.
 pub(crate) async fn stage_input(
     opened: Opened,
     normalise: impl Fn(Vec<Record>) -> NormalisedBatch + Send + 'static,
@@ -182,7 +184,8 @@ pub(crate) async fn stage_input(
     recording: Option<Recording<'_>>,
     guard: Option<ColumnGuard>,
     source_name: &str,
-) -> Result<(StagedKeys, RunCounts), StageError> {
+    stop: &Stop,
+) -> Result<(Option<StagedKeys>, RunCounts), StageError> {
     let (records_tx, mut records_rx) = mpsc::channel(4);
     let reader = tokio::spawn(opened.stream(records_tx));
     let (batches_tx, mut batches_rx) = mpsc::channel::<NormalisedBatch>(4);
@@ -195,7 +198,14 @@ pub(crate) async fn stage_input(
     });
     let mut read = Read::default();
     let mut guard = guard;
-    while let Some(mut batch) = batches_rx.recv().await {
+    loop {
+        let next = tokio::select! {
+            next = batches_rx.recv() => next,
+            () = stop.stopped() => break,
+        };
+        let Some(mut batch) = next else {
+            break;
+        };
         if let Some(guard) = guard.take() {
             check_column(&guard, &batch)?;
         }
@@ -216,8 +226,17 @@ pub(crate) async fn stage_input(
         valid,
         row_ids,
     } = read;
+    // Stopped: the reader and the normaliser end as soon as they find nobody listening.
+    drop(batches_rx);
     task::join("the input normaliser", normaliser).await?;
     task::join("the input reader", reader).await??;
+    if stop.reason().is_some() {
+        tracing::warn!(
+            "the run stopped while reading {source_name}: {} rows were read and linked; no call is made, and the next run reads the input again",
+            counts.input_rows
+        );
+        return Ok((None, counts));
+    }
     if counts.input_rows == 0 {
         tracing::warn!("{source_name} has a header but no rows: nothing to do");
     }
@@ -233,7 +252,7 @@ pub(crate) async fn stage_input(
     }
     let (keys, distinct) = stager.finish().await?;
     counts.duplicates = valid - distinct;
-    Ok((keys, counts))
+    Ok((Some(keys), counts))
 }
 
 /// The wrong-column guard, on the first batch of rows.
@@ -415,9 +434,17 @@ mod tests {
             },
             ids_from_data: false,
         };
-        stage_input(opened, normalise, stager, Some(recording), None, "in.csv")
-            .await
-            .map(|(_, counts)| counts)
+        stage_input(
+            opened,
+            normalise,
+            stager,
+            Some(recording),
+            None,
+            "in.csv",
+            &Stop::default(),
+        )
+        .await
+        .map(|(_, counts)| counts)
     }
 
     #[tokio::test]

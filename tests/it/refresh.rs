@@ -377,6 +377,31 @@ async fn a_deadline_counts_from_the_start_and_may_pass_while_planning() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_is_a_wall_even_while_the_input_is_read() {
+    // Reading a million rows takes far longer than the deadline. Before: the calls stopped at
+    // the deadline but reading and planning ran on (14.5 s in a release build).
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(1_000_000).as_bytes());
+    let began = std::time::Instant::now();
+    let run = env.enrich("in.csv", "out.db", &["--deadline", "1s"]).await;
+    let took = began.elapsed();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(took.as_secs_f64() <= 2.5, "the run took {took:?}");
+    assert!(
+        run.stderr.contains("--deadline was reached"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(requests(&env), 0, "no call after the deadline");
+    // What was read is kept: its rows are linked, and the run is recorded as partial.
+    let db = env.path("out.db");
+    let linked = count(&db, "SELECT COUNT(*) FROM input_rows").await;
+    assert!(linked > 0 && linked < 1_000_000, "{linked} rows linked");
+    let partial = count(&db, "SELECT COUNT(*) FROM runs WHERE outcome = 'partial'").await;
+    assert_eq!(partial, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_learnt_spacing_is_in_the_summary_and_in_status() {
     let env = env_with(sandbox::Config {
         rate: Rate::PerSecond(50.0),
