@@ -23,7 +23,7 @@ use crate::pipeline::share::{self, Claims, Feed};
 use crate::pipeline::stage::{self, ColumnGuard, Recording};
 use crate::pipeline::stop::{Stop, StopReason};
 use crate::pipeline::task;
-use crate::pipeline::{plan, preflight, write};
+use crate::pipeline::{plan, write};
 use crate::progress::Progress;
 use crate::report::{Outcome, Report};
 use crate::source;
@@ -407,8 +407,8 @@ struct Run<'a> {
     stop: &'a Stop,
 }
 
-/// Preflight, then the fetch and write stages side by side until the plan is done or the run
-/// stops. A run stopped before this point (deadline passed while planning, a signal) makes no
+/// The fetch and write stages side by side (each instance checked before its own first call)
+/// until the plan is done or the run stops. A run stopped before this point (deadline passed while planning, a signal) makes no
 /// call.
 async fn fetch_and_store(
     run: Run<'_>,
@@ -422,14 +422,7 @@ async fn fetch_and_store(
     if plan.due() == 0 {
         return Ok(Outcome::Completed);
     }
-    let instances = if run.config.api.preflight {
-        match preflight::usable_instances(&client, &run.config.api.instances).await {
-            Ok(usable) => usable,
-            Err(none) => return Ok(Outcome::Stopped(StopReason::NoInstances(none.0))),
-        }
-    } else {
-        run.config.api.instances.clone()
-    };
+    let instances = run.config.api.instances.clone();
     match work {
         Work::Plan(due) => {
             let stages = stages(&run, client, instances, Feed::Plan(due), None, plan);
@@ -518,6 +511,7 @@ async fn stages(
         messenger: config.input.messenger,
         fetch: config.fetch.clone(),
         max_calls: config.limits.max_calls,
+        preflight: config.api.preflight,
         learnt_margin: learnt_margin(store, &instances, config.fetch.rate, config.clock).await?,
         clock: config.clock,
     };

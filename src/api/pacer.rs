@@ -176,8 +176,12 @@ impl Pacer {
             return Instant::now();
         }
         let last = *self.lock();
-        if let Some(last) = last {
-            tokio::time::sleep_until(last + self.spacing()).await;
+        if let Some(slot) = last.map(|last| last + self.spacing()) {
+            // A slot already due is taken at once: tokio's timer would round the wait up to
+            // its next millisecond tick.
+            if slot > Instant::now() {
+                tokio::time::sleep_until(slot).await;
+            }
         }
         self.pass_the_floor().await;
         let now = Instant::now();

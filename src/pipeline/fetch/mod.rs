@@ -48,6 +48,12 @@ pub(crate) trait ContactApi: Send + Sync + 'static {
         instance: &Instance,
         handle: &str,
     ) -> impl Future<Output = Verdict> + Send;
+
+    /// Whether `instance` can be called (preflight); why not, with advice.
+    fn check_instance(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 impl ContactApi for Client {
@@ -66,6 +72,13 @@ impl ContactApi for Client {
     ) -> impl Future<Output = Verdict> + Send {
         Client::check_account(self, instance, handle)
     }
+
+    fn check_instance(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        crate::pipeline::preflight::check_instance(self, instance)
+    }
 }
 
 /// What the fetch stage needs to know.
@@ -74,6 +87,8 @@ pub(crate) struct Settings {
     pub(crate) messenger: Messenger,
     pub(crate) fetch: FetchConfig,
     pub(crate) max_calls: Option<u64>,
+    /// Each instance's state is checked before its first call.
+    pub(crate) preflight: bool,
     /// The margin an earlier run of these instances ended with, at the same rate.
     pub(crate) learnt_margin: Option<f64>,
     /// The time answers are stamped with.
@@ -186,6 +201,23 @@ fn in_flight_limit(rate: Rate) -> usize {
 }
 
 async fn dispatch<A: ContactApi>(shared: Arc<Shared<A>>, member: Arc<Member>) {
+    if shared.settings.preflight {
+        let checked = tokio::select! {
+            checked = shared.api.check_instance(&member.instance) => checked,
+            () = shared.stop.stopped() => return,
+        };
+        if let Err(why) = checked {
+            let problem = Problem::new(Reason::InstanceUnusable, None, why);
+            take_out(&shared, &member, &problem, |_| {
+                tracing::warn!(
+                    "instance {}: {}; left out of the pool",
+                    member.instance.id,
+                    problem.message
+                );
+            });
+            return;
+        }
+    }
     let mut requests = tokio::task::JoinSet::new();
     loop {
         if member.removed.load(Ordering::SeqCst) || shared.stop.reason().is_some() {
@@ -527,17 +559,24 @@ fn clear_starting(member: &Member) {
 }
 
 fn remove_member<A>(shared: &Shared<A>, member: &Member, problem: &Problem) {
+    take_out(shared, member, problem, |left| {
+        tracing::warn!(
+            instance = %member.instance.id,
+            "instance {} taken out of the pool: {} ({left} left)",
+            member.instance.id,
+            problem.message,
+        );
+    });
+}
+
+/// Takes `member` out of the pool once (`say` tells how many are left), and stops the run for
+/// `problem` when it was the last.
+fn take_out<A>(shared: &Shared<A>, member: &Member, problem: &Problem, say: impl FnOnce(usize)) {
     if member.removed.swap(true, Ordering::SeqCst) {
         return;
     }
     let left = shared.live_members.fetch_sub(1, Ordering::SeqCst) - 1;
-    tracing::warn!(
-        instance = %member.instance.id,
-        "instance {} taken out of the pool: {} ({} left)",
-        member.instance.id,
-        problem.message,
-        left
-    );
+    say(left);
     if left == 0 {
         shared.stop.trigger(match problem.reason {
             Reason::QuotaExhausted => StopReason::Quota(problem.message.clone()),

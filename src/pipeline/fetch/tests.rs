@@ -28,6 +28,8 @@ struct Inner {
     rng: Mutex<Option<fastrand::Rng>>,
     script: Mutex<HashMap<String, Script>>,
     unusable: Vec<(&'static str, u16)>,
+    /// Instances whose preflight answers after this long.
+    slow_preflight: Vec<(&'static str, Duration)>,
     /// The last accepted call per instance and method (each method has its own limit).
     last_accepted: Mutex<HashMap<(String, &'static str), Instant>>,
     calls: Mutex<Vec<String>>,
@@ -99,6 +101,27 @@ impl ContactApi for FakeApi {
         let digits: String = handle.chars().filter(char::is_ascii_digit).collect();
         let answer = format!(r#"{{"exist":true,"chatId":"1{digits}77"}}"#);
         self.call(instance, "checkAccount", handle, answer)
+    }
+
+    /// Instances named in `unusable` fail their preflight; those in `slow_preflight` answer late.
+    fn check_instance(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let unusable = self.0.unusable.iter().any(|(id, _)| *id == instance.id);
+        let slow = self
+            .0
+            .slow_preflight
+            .iter()
+            .find(|(id, _)| *id == instance.id);
+        let delay = slow.map_or(Duration::ZERO, |(_, d)| *d);
+        async move {
+            tokio::time::sleep(delay).await;
+            match unusable {
+                true => Err("not authorized".to_string()),
+                false => Ok(()),
+            }
+        }
     }
 }
 
@@ -174,6 +197,7 @@ fn settings(rate: Rate) -> Settings {
             ..FetchConfig::default()
         },
         max_calls: None,
+        preflight: false,
         learnt_margin: None,
         clock: crate::domain::Clock::default(),
     }
@@ -472,6 +496,39 @@ async fn an_unusable_instance_leaves_the_pool_and_the_others_carry_on() {
     );
     assert!(ran.failed().is_empty());
     assert_eq!(ran.stopped, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_instance_starts_calling_as_soon_as_its_own_preflight_answers() {
+    let api = FakeApi(Arc::new(Inner {
+        limit: Some(Duration::from_millis(100)),
+        slow_preflight: vec![("2", Duration::from_secs(2))],
+        ..Inner::default()
+    }));
+    let mut settings = settings(Rate::PerSecond(10.0));
+    settings.preflight = true;
+    let ran = run_stage(api.clone(), &["1", "2"], settings, 30, Stop::default()).await;
+    assert_eq!(ran.enriched(), 30);
+    // Instance 1 calls from the start (about 20 keys while 2 is checked), then both: about
+    // 2.5 s. Waiting for the slowest preflight would have taken 2 s + 1.5 s.
+    let elapsed = seconds(ran.elapsed);
+    assert!(elapsed < 2.7, "{elapsed}");
+    let calls = api.calls_by_instance();
+    assert!(calls["1"] >= 20, "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_fails_its_preflight_is_left_out_before_any_call() {
+    let api = FakeApi::with_unusable(None, vec![("2", 401)]);
+    let mut settings = settings(Rate::Unlimited);
+    settings.preflight = true;
+    let ran = run_stage(api.clone(), &["1", "2"], settings, 10, Stop::default()).await;
+    assert_eq!(ran.enriched(), 10);
+    assert_eq!(
+        api.calls_by_instance().get("2"),
+        None,
+        "no call on instance 2"
+    );
 }
 
 #[tokio::test(start_paused = true)]
