@@ -203,29 +203,14 @@ pub(crate) async fn stage_input(
             next = batches_rx.recv() => next,
             () = stop.stopped() => break,
         };
-        let Some(mut batch) = next else {
+        let Some(batch) = next else {
             break;
         };
         if let Some(guard) = guard.take() {
             check_column(&guard, &batch)?;
         }
-        for warning in &batch.warnings {
-            tracing::warn!("{warning}");
-        }
-        read.number(
-            &mut batch,
-            recording.as_ref().is_some_and(|r| r.ids_from_data),
-        );
-        stager.stage(&batch.valid).await?;
-        if let Some(recording) = &recording {
-            recording.record(&mut stager, &batch).await?;
-        }
+        stage_batch(batch, &mut read, &mut stager, recording.as_ref()).await?;
     }
-    let Read {
-        mut counts,
-        valid,
-        row_ids,
-    } = read;
     // Stopped: the reader and the normaliser end as soon as they find nobody listening.
     drop(batches_rx);
     task::join("the input normaliser", normaliser).await?;
@@ -233,17 +218,34 @@ pub(crate) async fn stage_input(
     if stop.reason().is_some() {
         tracing::warn!(
             "the run stopped while reading {source_name}: {} rows were read and linked; no call is made, and the next run reads the input again",
-            counts.input_rows
+            read.counts.input_rows
         );
-        return Ok((None, counts));
+        return Ok((None, read.counts));
     }
+    let (keys, counts) = end_staging(stager, read, recording.as_ref(), source_name).await?;
+    Ok((Some(keys), counts))
+}
+
+/// Ends the staging of a whole input: what it says about the input, the rows gone from it (in
+/// a real run), and each key kept once.
+async fn end_staging(
+    mut stager: Stager,
+    read: Read,
+    recording: Option<&Recording<'_>>,
+    source_name: &str,
+) -> Result<(StagedKeys, RunCounts), StageError> {
+    let Read {
+        mut counts,
+        valid,
+        row_ids,
+    } = read;
     if counts.input_rows == 0 {
         tracing::warn!("{source_name} has a header but no rows: nothing to do");
     }
     if let Some(renamed) = row_ids.report(source_name) {
         tracing::warn!("{renamed}");
     }
-    if let Some(recording) = &recording {
+    if let Some(recording) = recording {
         // The whole source was read: rows it no longer has are gone from it.
         let gone = stager.forget_unseen(recording.links).await?;
         if gone > 0 {
@@ -252,7 +254,25 @@ pub(crate) async fn stage_input(
     }
     let (keys, distinct) = stager.finish().await?;
     counts.duplicates = valid - distinct;
-    Ok((Some(keys), counts))
+    Ok((keys, counts))
+}
+
+/// Stages one normalised batch, numbering its rows, and records it in a real run.
+async fn stage_batch(
+    mut batch: NormalisedBatch,
+    read: &mut Read,
+    stager: &mut Stager,
+    recording: Option<&Recording<'_>>,
+) -> Result<(), StageError> {
+    for warning in &batch.warnings {
+        tracing::warn!("{warning}");
+    }
+    read.number(&mut batch, recording.is_some_and(|r| r.ids_from_data));
+    stager.stage(&batch.valid).await?;
+    if let Some(recording) = recording {
+        recording.record(stager, &batch).await?;
+    }
+    Ok(())
 }
 
 /// The wrong-column guard, on the first batch of rows.
