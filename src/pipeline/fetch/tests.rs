@@ -669,6 +669,9 @@ fn backoff_grows_is_capped_and_honours_retry_after() {
 #[test]
 fn in_flight_limit_scales_with_rate() {
     assert_eq!(in_flight_limit(Rate::PerSecond(1.0)), 4);
-    assert_eq!(in_flight_limit(Rate::PerSecond(10.0)), 40);
+    assert_eq!(in_flight_limit(Rate::PerSecond(5.0)), 20);
+    // Never more than an unpaced instance.
+    assert_eq!(in_flight_limit(Rate::PerSecond(10.0)), 32);
+    assert_eq!(in_flight_limit(Rate::PerSecond(1e6)), 32);
     assert_eq!(in_flight_limit(Rate::Unlimited), 32);
 }
