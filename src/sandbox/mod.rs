@@ -1,6 +1,6 @@
 //! A local GREEN-API simulator for the demo, the tests and the benchmarks: the same URL shapes
-//! and answers for WhatsApp and MAX, a strict per-instance rate limit answering 429, the
-//! documented error answers, latency, and injected faults.
+//! and answers for WhatsApp, MAX and Telegram (with its `checkAccount`), a strict per-instance
+//! rate limit answering 429, the documented error answers, latency, and injected faults.
 //!
 //! `http` speaks HTTP/1.1 by hand, `rules` plays the API, `faults` breaks answers on purpose, and
 //! `data` makes the contacts; this module configures and serves them.
