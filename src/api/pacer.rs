@@ -42,6 +42,8 @@ const MIN_RAISE: f64 = 0.01;
 const PROBE_SHARE: f64 = 0.001;
 /// The margin never exceeds one interval.
 const MAX_MARGIN: f64 = 1.0;
+/// Intervals shorter than this are below what tokio's 1 ms timer can pace.
+const TIMER_TICKS_TO_PACE: Duration = Duration::from_millis(2);
 
 /// The margin a pool has learnt, shared by its instances' pacers.
 pub(crate) struct Margin {
@@ -177,9 +179,12 @@ impl Pacer {
         }
         let last = *self.lock();
         if let Some(slot) = last.map(|last| last + self.spacing()) {
-            // A slot already due is taken at once: tokio's timer would round the wait up to
-            // its next millisecond tick.
-            if slot > Instant::now() {
+            // Tokio's timer ticks every millisecond, so a wait ends on the tick after its slot.
+            // An interval that short cannot be paced by it: a slot already due is taken at once
+            // (governor's floor still holds). At real paces the tick stays: the margin learnt
+            // at those paces includes it (skipping it there cost a fresh pacer more 429s).
+            let due = slot <= Instant::now();
+            if !(due && self.interval < TIMER_TICKS_TO_PACE) {
                 tokio::time::sleep_until(slot).await;
             }
         }
