@@ -68,13 +68,7 @@ pub(crate) fn advise(data: &PageData) -> Vec<String> {
 
 /// Instances whose share of 429s was high in the last run.
 fn http_429_advice(minutes: &[MinuteRow]) -> Vec<String> {
-    let mut per_instance: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for m in minutes {
-        let entry = per_instance.entry(m.instance.as_str()).or_default();
-        entry.0 += m.calls;
-        entry.1 += m.http_429;
-    }
-    per_instance
+    super::calls_per_instance(minutes)
         .into_iter()
         .filter(|(_, (calls, limited))| {
             *limited >= HTTP_429_AT_LEAST && *limited as f64 / *calls as f64 > HTTP_429_SHARE

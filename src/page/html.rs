@@ -1,7 +1,6 @@
 //! The report's page (pure): the figures laid out as one self-contained HTML document, styles
 //! inline, charts as SVG, no script and nothing fetched from the network.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -134,12 +133,7 @@ fn last_run_section(data: &PageData, last: &RunRecord) -> String {
 
 /// The last run's calls per minute per instance, and each instance's calls, 429s and spacing.
 fn minutes_section(data: &PageData, last: &RunRecord) -> String {
-    let mut per_instance: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for m in &data.minutes {
-        let entry = per_instance.entry(m.instance.as_str()).or_default();
-        entry.0 += m.calls;
-        entry.1 += m.http_429;
-    }
+    let per_instance = super::calls_per_instance(&data.minutes);
     let spacing = last
         .summary
         .as_ref()

@@ -8,6 +8,7 @@ mod html;
 mod svg;
 mod text;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -67,6 +68,17 @@ impl PageData {
             .find(|(s, _)| s == status)
             .map_or(0, |(_, n)| *n)
     }
+}
+
+/// Each instance's calls and 429s over `minutes`, by instance id.
+fn calls_per_instance(minutes: &[MinuteRow]) -> BTreeMap<&str, (u64, u64)> {
+    let mut per_instance: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for m in minutes {
+        let entry = per_instance.entry(m.instance.as_str()).or_default();
+        entry.0 += m.calls;
+        entry.1 += m.http_429;
+    }
+    per_instance
 }
 
 /// Reads what the page shows from the store at `db`, as of `now`.
