@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use phonenumber::country;
+use phonenumber::metadata::Metadata;
 
 use crate::domain::InvalidValue;
 
@@ -257,46 +258,81 @@ fn without_zero_decimals(value: &str) -> &str {
 /// default country's national format first ("8 495 …" is Moscow, not Vietnam), then as an
 /// international number whose `+` was dropped, as CRM exports often do.
 fn parse_phone(number: &str, default_country: Option<DefaultCountry>) -> Result<String, Invalid> {
-    let trimmed = number.trim_start();
-    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    if trimmed.starts_with("00") {
-        return international(&digits[2..]).ok_or_else(not_valid);
+    let reading = Reading::of(number, default_country);
+    match reading.fast() {
+        Some(valid) => Ok(valid),
+        None => reading.full(),
     }
-    if trimmed.starts_with('+') {
-        return international(&digits).ok_or_else(not_valid);
+}
+
+/// A number's digits and how they are read.
+struct Reading {
+    digits: String,
+    /// Written with `+` or `00` (dropped from `digits`).
+    international: bool,
+    country: Option<DefaultCountry>,
+}
+
+impl Reading {
+    fn of(number: &str, country: Option<DefaultCountry>) -> Reading {
+        let trimmed = number.trim_start();
+        let mut digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        let international = if trimmed.starts_with("00") {
+            digits.drain(..2);
+            true
+        } else {
+            trimmed.starts_with('+')
+        };
+        Reading {
+            digits,
+            international,
+            country,
+        }
     }
-    if let Some(country) = default_country {
-        // Digits that start with the country's own code read the same either way: fast path.
-        let own_code = phonenumber::metadata::DATABASE
-            .by_id(country.0.as_ref())
-            .map(|meta| meta.country_code().to_string());
-        if let Some(valid) = own_code
-            .filter(|code| digits.starts_with(code.as_str()))
-            .and_then(|_| valid_international(&country_rules::canonical(&digits)))
+
+    /// The fast path, for the common case of digits that already are a valid international
+    /// number: no pattern of libphonenumber's parser is run. It settles only numbers read
+    /// internationally anyway (written so, no default country, or starting with the default
+    /// country's own code); `None` leaves the number to [`Reading::full`], whose answer it
+    /// always equals when it gives one (a property test compares them).
+    fn fast(&self) -> Option<String> {
+        let read_internationally = self.international
+            || self.country.is_none_or(|country| {
+                phonenumber::metadata::DATABASE
+                    .by_id(country.0.as_ref())
+                    .is_some_and(|meta| self.digits.starts_with(&meta.country_code().to_string()))
+            });
+        read_internationally
+            .then(|| valid_international(&country_rules::canonical(&self.digits)))
+            .flatten()
+    }
+
+    /// libphonenumber's parser and `is_valid`: bare digits in the default country's national
+    /// format first, then as an international number.
+    fn full(&self) -> Result<String, Invalid> {
+        let international = || {
+            let digits = country_rules::canonical(&self.digits);
+            parse_and_validate(None, &format!("+{digits}"))
+        };
+        if self.international {
+            return international().ok_or_else(not_valid);
+        }
+        if let Some(valid) = self
+            .country
+            .and_then(|country| parse_and_validate(Some(country.0), &self.digits))
         {
             return Ok(valid);
         }
-        if let Some(valid) = parse_and_validate(Some(country.0), &digits) {
-            return Ok(valid);
-        }
+        international().ok_or_else(|| match self.country {
+            Some(_) => not_valid(),
+            None => Invalid::new(
+                "not a valid international number; if it is in a national format, set --default-country",
+            ),
+        })
     }
-    international(&digits).ok_or_else(|| match default_country {
-        Some(_) => not_valid(),
-        None => Invalid::new(
-            "not a valid international number; if it is in a national format, set --default-country",
-        ),
-    })
 }
 
-/// Digits of an international number without its `+`, validated in the form libphonenumber
-/// knows (see [`country_rules`]).
-fn international(digits: &str) -> Option<String> {
-    let digits = country_rules::canonical(digits);
-    valid_international(&digits).or_else(|| parse_and_validate(None, &format!("+{digits}")))
-}
-
-/// The library's full parser and `is_valid`, for the numbers the fast path does not settle;
-/// returns the number's international digits.
+/// The library's full parser and `is_valid`; returns the number's international digits.
 fn parse_and_validate(country: Option<country::Id>, text: &str) -> Option<String> {
     phonenumber::parse(country, text)
         .ok()
@@ -304,36 +340,60 @@ fn parse_and_validate(country: Option<country::Id>, text: &str) -> Option<String
         .map(|p| format!("{}{}", p.code().value(), p.national()))
 }
 
-/// The fast path for the common case: digits that already are a valid international number. The
-/// country code is found in libphonenumber's metadata (codes are prefix-free), and the rest must
-/// fit one of that code's regions. Anything else takes the full parser.
+/// Digits that are a valid international number as libphonenumber would parse them, checked
+/// without its parser: the country code is found in its metadata (codes are prefix-free), the
+/// region as its validator picks it, and the rest must be a number of a known type there. A
+/// number the parser would change (a leading zero, a national prefix it strips) is left to it.
 fn valid_international(digits: &str) -> Option<String> {
+    if digits.starts_with('0') {
+        return None;
+    }
     let database = &*phonenumber::metadata::DATABASE;
     for len in 1..=3.min(digits.len()) {
         let code: u16 = digits[..len].parse().ok()?;
-        if let Some(regions) = database.by_code(&code) {
-            let national = &digits[len..];
-            let fits = regions.iter().any(|meta| fits_region(meta, national));
-            return fits.then(|| digits.to_string());
-        }
+        let Some(regions) = database.by_code(&code) else {
+            continue;
+        };
+        let national = &digits[len..];
+        let meta = region_of(&regions, national)?;
+        let as_written = !national.starts_with('0') && !strips_national_prefix(meta, national);
+        return (as_written && is_known_type(meta, national)).then(|| digits.to_string());
     }
     None
 }
 
-/// Whether `national` fits `meta`'s region: the whole of it matches the general pattern (the
-/// union of every number type's pattern) and its length is one that some number type allows.
-/// Much cheaper than the library's `is_valid`, which tries each type's pattern in turn; a number
-/// this rejects still gets the full check.
-fn fits_region(meta: &phonenumber::metadata::Metadata, national: &str) -> bool {
+/// The region libphonenumber reads `national` in: a code's only region, or the first whose
+/// leading digits begin it, or (without leading digits) whose numbers it fits.
+fn region_of<'a>(regions: &[&'a Metadata], national: &str) -> Option<&'a Metadata> {
+    if let [only] = regions {
+        return Some(only);
+    }
+    regions
+        .iter()
+        .copied()
+        .find(|meta| match meta.leading_digits() {
+            Some(pattern) => pattern.find(national).is_some_and(|m| m.start() == 0),
+            None => is_known_type(meta, national),
+        })
+}
+
+/// Whether the parser would take a national prefix (or a carrier code) off `national`.
+fn strips_national_prefix(meta: &Metadata, national: &str) -> bool {
+    match meta.national_prefix_for_parsing() {
+        Some(pattern) => pattern.find(national).is_some_and(|m| m.start() == 0),
+        None => meta
+            .national_prefix()
+            .is_some_and(|prefix| national.starts_with(prefix)),
+    }
+}
+
+/// libphonenumber's validity in a region: the general pattern fits, and so does some number
+/// type's (the common types first; which one does not matter).
+fn is_known_type(meta: &Metadata, national: &str) -> bool {
     let descriptors = meta.descriptors();
-    let whole = descriptors
-        .general()
-        .national_number()
-        .find(national)
-        .is_some_and(|m| m.start() == 0 && m.end() == national.len());
     let types = [
-        descriptors.fixed_line(),
         descriptors.mobile(),
+        descriptors.fixed_line(),
         descriptors.toll_free(),
         descriptors.premium_rate(),
         descriptors.shared_cost(),
@@ -343,12 +403,8 @@ fn fits_region(meta: &phonenumber::metadata::Metadata, national: &str) -> bool {
         descriptors.uan(),
         descriptors.voicemail(),
     ];
-    let length = u16::try_from(national.len()).unwrap_or(u16::MAX);
-    whole
-        && types
-            .into_iter()
-            .flatten()
-            .any(|d| d.possible_length().contains(&length))
+    descriptors.general().is_match(national)
+        && types.into_iter().flatten().any(|d| d.is_match(national))
 }
 
 fn not_valid() -> Invalid {
@@ -624,7 +680,9 @@ mod tests {
         );
         assert_eq!(wa("+55 21 91234 5678").as_deref(), Ok("5521912345678@c.us"));
         assert_eq!(wa("+55 92 98172 3241").as_deref(), Ok("559281723241@c.us"));
-        assert_eq!(wa("994987654321").as_deref(), Ok("994987654321@c.us"));
+        assert_eq!(wa("994507654321").as_deref(), Ok("994507654321@c.us"));
+        // Azerbaijan has no mobiles under 98 (the fast path used to pass it on its length).
+        assert!(wa("994987654321").is_err());
         assert_eq!(wa("+7 701 234 56 78").as_deref(), Ok("77012345678@c.us"));
         assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
     }
@@ -675,6 +733,25 @@ mod tests {
         assert!("XX1".parse::<DefaultCountry>().is_err());
     }
 
+    #[test]
+    fn common_numbers_take_the_fast_path() {
+        let ru = Some("RU".parse().unwrap());
+        for (number, country) in [
+            ("+7 900 123-45-67", None),
+            ("79001234567", None),
+            ("79001234567", ru),
+            ("0049 30 12345678", None),
+            ("+55 21 91234-5678", None),
+            ("+52 1 55 1234 5678", None),
+        ] {
+            let reading = Reading::of(number, country);
+            assert!(reading.fast().is_some(), "{number}");
+            assert_eq!(reading.fast(), reading.full().ok(), "{number}");
+        }
+        // A national number is the full parser's.
+        assert_eq!(Reading::of("8 900 123-45-67", ru).fast(), None);
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -697,8 +774,37 @@ mod tests {
             ]
         }
 
+        /// Numbers as CRMs write them: a country code libphonenumber knows (the `8` of Russian
+        /// national numbers too), more digits, with or without `+`, `00` and punctuation.
+        fn numbers() -> impl Strategy<Value = String> {
+            let codes = vec![
+                "1", "7", "20", "27", "31", "33", "34", "39", "44", "49", "52", "521", "54", "549",
+                "55", "61", "62", "63", "66", "81", "84", "86", "90", "91", "98", "212", "234",
+                "254", "351", "375", "380", "420", "880", "966", "971", "994", "998",
+            ];
+            (
+                prop::sample::select(vec!["", "+", "00", "8", "0"]),
+                prop::sample::select(codes),
+                prop::sample::select(vec!["", " ", "-", " ("]),
+                "[0-9]{4,13}",
+            )
+                .prop_map(|(prefix, code, gap, rest)| format!("{prefix}{code}{gap}{rest}"))
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// The fast path answers only as libphonenumber's full parser does.
+            #[test]
+            fn the_fast_path_gives_what_the_full_parser_gives(
+                number in prop_oneof![3 => numbers(), 1 => crm_values()],
+                country in countries(),
+            ) {
+                let reading = Reading::of(&number, country);
+                if let Some(fast) = reading.fast() {
+                    prop_assert_eq!(Ok(fast), reading.full(), "{:?} read in {:?}", number, country);
+                }
+            }
 
             /// Any text: no panic, an id or a reason; an id normalises to itself.
             #[test]
