@@ -2,6 +2,8 @@
 //! has two forms: the one libphonenumber validates (`canonical`) and the one WhatsApp uses as the
 //! chat id (`whatsapp`). Numbers of other countries are the same in both.
 
+use std::borrow::Cow;
+
 /// Brazilian area codes whose mobiles keep the ninth digit in WhatsApp ids.
 const BRAZIL_NINTH_DIGIT_AREAS: [&str; 11] = [
     "11", "12", "13", "14", "15", "16", "17", "18", "19", "21", "22",
@@ -13,16 +15,16 @@ fn keeps_ninth_digit(area: &str) -> bool {
 }
 
 /// International digits in the form libphonenumber validates.
-pub(crate) fn canonical(digits: &str) -> String {
+pub(crate) fn canonical(digits: &str) -> Cow<'_, str> {
     if let Some(national) = digits.strip_prefix("52") {
         // Mexico: `521` + 10 digits is the mobile form WhatsApp uses; the plan dropped the 1.
         if national.len() == 11 && national.starts_with('1') {
-            return format!("52{}", &national[1..]);
+            return format!("52{}", &national[1..]).into();
         }
     }
     if let Some(national) = digits.strip_prefix("54") {
         if let Some(mobile) = argentina_mobile(national) {
-            return format!("549{mobile}");
+            return format!("549{mobile}").into();
         }
     }
     if let Some(national) = digits.strip_prefix("55") {
@@ -31,14 +33,14 @@ pub(crate) fn canonical(digits: &str) -> String {
             && !keeps_ninth_digit(&national[..2])
             && national[2..].starts_with(['6', '7', '8', '9'])
         {
-            return format!("55{}9{}", &national[..2], &national[2..]);
+            return format!("55{}9{}", &national[..2], &national[2..]).into();
         }
     }
-    digits.to_string()
+    digits.into()
 }
 
 /// The chat id digits WhatsApp uses for a valid number in canonical form.
-pub(crate) fn whatsapp(digits: &str) -> String {
+pub(crate) fn whatsapp(digits: String) -> String {
     if let Some(national) = digits.strip_prefix("52") {
         if national.len() == 10 {
             return format!("521{national}");
@@ -50,7 +52,7 @@ pub(crate) fn whatsapp(digits: &str) -> String {
             return format!("55{area}{}", &subscriber[1..]);
         }
     }
-    digits.to_string()
+    digits
 }
 
 /// The 10 digits (area code and subscriber) of an Argentinian number written as a mobile: with
@@ -72,7 +74,7 @@ mod tests {
 
     /// The form WhatsApp uses, from digits as written.
     fn id(digits: &str) -> String {
-        whatsapp(&canonical(digits))
+        whatsapp(canonical(digits).into_owned())
     }
 
     #[test]

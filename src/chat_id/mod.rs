@@ -4,6 +4,7 @@
 //! reason a person understands, so it never costs an API call.
 
 mod country_rules;
+mod patterns;
 
 use std::fmt;
 use std::str::FromStr;
@@ -140,16 +141,15 @@ pub(crate) fn needs_resolving(key: &str) -> bool {
 }
 
 fn whatsapp(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
-    let lower = value.to_ascii_lowercase();
-    if lower.ends_with("@g.us") {
+    if strip_suffix_ignoring_case(value, "@g.us").is_some() {
         return Err(Invalid::new(
             "a group chat id (@g.us): getContactInfo only answers for personal chats",
         ));
     }
-    if let Some(lid) = lower.strip_suffix("@lid") {
+    if let Some(lid) = strip_suffix_ignoring_case(value, "@lid") {
         return linked_id(lid);
     }
-    if let Some(digits) = lower.strip_suffix("@c.us") {
+    if let Some(digits) = strip_suffix_ignoring_case(value, "@c.us") {
         return personal_chat_id(digits);
     }
     if value.contains('@') {
@@ -194,7 +194,7 @@ fn personal_chat_id(digits: &str) -> Result<ChatId, Invalid> {
 
 /// A phone number, in any notation, as WhatsApp's chat id.
 fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Result<ChatId, Invalid> {
-    let phone = country_rules::whatsapp(&phone_digits(value, default_country)?);
+    let phone = country_rules::whatsapp(phone_digits(value, default_country)?);
     check_length(&phone)?;
     Ok(ChatId {
         id: format!("{phone}@c.us"),
@@ -204,7 +204,7 @@ fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Resul
 
 /// A phone number, in any notation, as the digits of its international form.
 fn phone_digits(value: &str, default_country: Option<DefaultCountry>) -> Result<String, Invalid> {
-    let number = without_zero_decimals(value).to_string();
+    let number = without_zero_decimals(value);
     if number.chars().any(|c| c.is_alphabetic()) {
         return Err(Invalid::new("contains letters: not a phone number"));
     }
@@ -219,7 +219,7 @@ fn phone_digits(value: &str, default_country: Option<DefaultCountry>) -> Result<
             "too long for a phone number ({digit_count} digits; the maximum is 15)"
         )));
     }
-    let phone = parse_phone(&number, default_country)?;
+    let phone = parse_phone(number, default_country)?;
     check_length(&phone)?;
     Ok(phone)
 }
@@ -302,9 +302,11 @@ impl Reading {
                     .by_id(country.0.as_ref())
                     .is_some_and(|meta| self.digits.starts_with(&meta.country_code().to_string()))
             });
-        read_internationally
-            .then(|| valid_international(&country_rules::canonical(&self.digits)))
-            .flatten()
+        if !read_internationally {
+            return None;
+        }
+        let digits = country_rules::canonical(&self.digits);
+        is_valid_international(&digits).then(|| digits.into_owned())
     }
 
     /// libphonenumber's parser and `is_valid`: bare digits in the default country's national
@@ -344,27 +346,31 @@ fn parse_and_validate(country: Option<country::Id>, text: &str) -> Option<String
 /// without its parser: the country code is found in its metadata (codes are prefix-free), the
 /// region as its validator picks it, and the rest must be a number of a known type there. A
 /// number the parser would change (a leading zero, a national prefix it strips) is left to it.
-fn valid_international(digits: &str) -> Option<String> {
+fn is_valid_international(digits: &str) -> bool {
     if digits.starts_with('0') {
-        return None;
+        return false;
     }
     let database = &*phonenumber::metadata::DATABASE;
     for len in 1..=3.min(digits.len()) {
-        let code: u16 = digits[..len].parse().ok()?;
+        let Ok(code) = digits[..len].parse::<u16>() else {
+            return false;
+        };
         let Some(regions) = database.by_code(&code) else {
             continue;
         };
         let national = &digits[len..];
-        let meta = region_of(&regions, national)?;
+        let Some(meta) = region_of(&regions, national) else {
+            return false;
+        };
         let as_written = !national.starts_with('0') && !strips_national_prefix(meta, national);
-        return (as_written && is_known_type(meta, national)).then(|| digits.to_string());
+        return as_written && is_known_type(meta, national);
     }
-    None
+    false
 }
 
 /// The region libphonenumber reads `national` in: a code's only region, or the first whose
 /// leading digits begin it, or (without leading digits) whose numbers it fits.
-fn region_of<'a>(regions: &[&'a Metadata], national: &str) -> Option<&'a Metadata> {
+fn region_of(regions: &[&'static Metadata], national: &str) -> Option<&'static Metadata> {
     if let [only] = regions {
         return Some(only);
     }
@@ -372,15 +378,15 @@ fn region_of<'a>(regions: &[&'a Metadata], national: &str) -> Option<&'a Metadat
         .iter()
         .copied()
         .find(|meta| match meta.leading_digits() {
-            Some(pattern) => pattern.find(national).is_some_and(|m| m.start() == 0),
+            Some(pattern) => patterns::matches_at_start(pattern.as_str(), national),
             None => is_known_type(meta, national),
         })
 }
 
 /// Whether the parser would take a national prefix (or a carrier code) off `national`.
-fn strips_national_prefix(meta: &Metadata, national: &str) -> bool {
+fn strips_national_prefix(meta: &'static Metadata, national: &str) -> bool {
     match meta.national_prefix_for_parsing() {
-        Some(pattern) => pattern.find(national).is_some_and(|m| m.start() == 0),
+        Some(pattern) => patterns::matches_at_start(pattern.as_str(), national),
         None => meta
             .national_prefix()
             .is_some_and(|prefix| national.starts_with(prefix)),
@@ -389,7 +395,7 @@ fn strips_national_prefix(meta: &Metadata, national: &str) -> bool {
 
 /// libphonenumber's validity in a region: the general pattern fits, and so does some number
 /// type's (the common types first; which one does not matter).
-fn is_known_type(meta: &Metadata, national: &str) -> bool {
+fn is_known_type(meta: &'static Metadata, national: &str) -> bool {
     let descriptors = meta.descriptors();
     let types = [
         descriptors.mobile(),
@@ -403,8 +409,11 @@ fn is_known_type(meta: &Metadata, national: &str) -> bool {
         descriptors.uan(),
         descriptors.voicemail(),
     ];
-    descriptors.general().is_match(national)
-        && types.into_iter().flatten().any(|d| d.is_match(national))
+    patterns::fits(descriptors.general(), national)
+        && types
+            .into_iter()
+            .flatten()
+            .any(|d| patterns::fits(d, national))
 }
 
 fn not_valid() -> Invalid {
@@ -440,7 +449,7 @@ fn telegram(value: &str, notation: Notation) -> Result<ChatId, Invalid> {
             e
         }
     })?;
-    let phone = country_rules::canonical(&phone);
+    let phone = country_rules::canonical(&phone).into_owned();
     Ok(ChatId {
         id: format!("+{phone}"),
         phone: Some(phone),
@@ -451,6 +460,12 @@ fn strip_prefix_ignoring_case<'a>(value: &'a str, prefix: &str) -> Option<&'a st
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
+}
+
+fn strip_suffix_ignoring_case<'a>(value: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = value.len().checked_sub(suffix.len())?;
+    let tail = value.get(at..)?;
+    tail.eq_ignore_ascii_case(suffix).then(|| &value[..at])
 }
 
 /// A Telegram username: 4 to 32 letters, digits and underscores, starting with a letter.

@@ -324,7 +324,7 @@ pub(crate) fn normalise_batch(records: Vec<Record>, notation: Notation) -> Norma
                 row_ref,
                 value,
             } => match chat_id::normalise(&value, notation) {
-                Ok(id) => batch.add_valid(line, row_ref, &value, id),
+                Ok(id) => batch.add_valid(line, row_ref, value, id),
                 Err(e) => batch.add_invalid(line, row_ref, &value, e.message),
             },
             Record::Unreadable {
@@ -339,9 +339,13 @@ pub(crate) fn normalise_batch(records: Vec<Record>, notation: Notation) -> Norma
 
 impl NormalisedBatch {
     /// A row whose value is the chat id `id`.
-    fn add_valid(&mut self, line: u64, row_ref: String, value: &str, id: chat_id::ChatId) {
-        self.links
-            .push(link(row_ref, Some(cut(value)), Some(id.id.clone()), None));
+    fn add_valid(&mut self, line: u64, row_ref: String, value: String, id: chat_id::ChatId) {
+        self.links.push(link(
+            row_ref,
+            Some(cut_owned(value)),
+            Some(id.id.clone()),
+            None,
+        ));
         self.valid.push(InputKey {
             chat_id: id.id,
             phone: id.phone,
@@ -406,6 +410,14 @@ fn invalid(key: String, input_value: String, reason: Reason, message: String) ->
         attempts: 0,
         permanent: true,
         handle: None,
+    }
+}
+
+/// `text` cut to [`MAX_KEY_CHARS`], moved when it is short enough.
+fn cut_owned(text: String) -> String {
+    match text.char_indices().nth(MAX_KEY_CHARS) {
+        Some(_) => cut(&text),
+        None => text,
     }
 }
 

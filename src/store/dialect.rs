@@ -3,10 +3,11 @@
 
 /// The statements whose text differs between the engines.
 pub(crate) struct Dialect {
-    /// The planner's de-duplicated input keys (`chat_id` primary key, `phone`, `line`).
-    pub(crate) create_input_keys: &'static str,
-    /// Fills `input_keys` from `staged_keys`: each key once, with its first line.
-    pub(crate) fill_input_keys: &'static str,
+    /// The keys as they are read (`chat_id`, `phone`, `line`), duplicates too.
+    pub(crate) create_staged_keys: &'static str,
+    /// Turns `staged_keys` into `input_keys`: each key once, with its first line, found by
+    /// `chat_id` and listed by `line`.
+    pub(crate) finish_staging: &'static [&'static str],
     /// The plan's due keys, numbered in the order they are inserted (`seq`).
     pub(crate) create_due_keys: &'static str,
     /// Run first in the plan's transaction (PostgreSQL: one snapshot for all its queries).

@@ -66,13 +66,13 @@ impl Stager {
             );
             q.push_values(chunk, |mut row, link| {
                 row.push_bind(owner.source)
-                    .push_bind(&link.row_ref)
+                    .push_bind(link.row_ref.as_str())
                     .push_bind(link.position as i64)
-                    .push_bind(&link.input_value)
-                    .push_bind(&link.chat_id)
-                    .push_bind(&link.error)
+                    .push_bind(link.input_value.as_deref())
+                    .push_bind(link.chat_id.as_deref())
+                    .push_bind(link.error.as_deref())
                     .push_bind(owner.run_id)
-                    .push_bind(&seen_at);
+                    .push_bind(seen_at.as_str());
             });
             q.push(
                 " ON CONFLICT (source, row_ref) DO UPDATE SET position = excluded.position, \

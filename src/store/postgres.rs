@@ -39,10 +39,14 @@ impl std::fmt::Display for StoreLocation {
 
 /// PostgreSQL's text of the statements that differ.
 pub(super) const DIALECT: Dialect = Dialect {
-    create_input_keys: "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line BIGINT NOT NULL)",
-    fill_input_keys: "INSERT INTO input_keys (chat_id, phone, line)
+    create_staged_keys: "CREATE TEMP TABLE staged_keys (chat_id TEXT NOT NULL, phone TEXT, line BIGINT NOT NULL)",
+    finish_staging: &[
+        "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line BIGINT NOT NULL)",
+        "INSERT INTO input_keys (chat_id, phone, line)
          SELECT DISTINCT ON (chat_id) chat_id, phone, line FROM staged_keys
          ORDER BY chat_id, line",
+        "DROP TABLE staged_keys",
+    ],
     create_due_keys: "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
     // Every query of the plan sees one snapshot, kept for publishing its keys.
     plan_isolation: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),

@@ -14,11 +14,19 @@ use super::{refuse_foreign_tables, StoreError};
 
 /// SQLite's text of the statements that differ.
 pub(super) const DIALECT: Dialect = Dialect {
-    // GROUP BY sorts once; the sorted rows then fill the key's index in order. (SQLite takes the
-    // bare `phone` from the row of MIN(line).)
-    create_input_keys: "CREATE TEMP TABLE input_keys (chat_id TEXT PRIMARY KEY, phone TEXT, line INTEGER NOT NULL) WITHOUT ROWID",
-    fill_input_keys: "INSERT INTO input_keys (chat_id, phone, line)
-         SELECT chat_id, phone, MIN(line) FROM staged_keys GROUP BY chat_id",
+    // Keyed by line, the keys are appended in input order and stay in it (the plan lists the
+    // never-fetched ones with no sort). One sort builds the index by key, and a scan of it finds
+    // the repeated keys. (A GROUP BY into a table keyed by chat id, then an ORDER BY line, sorted
+    // twice: 2.4 s against 1.6 s for a million keys.)
+    create_staged_keys: "CREATE TEMP TABLE staged_keys (line INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
+    finish_staging: &[
+        "CREATE INDEX temp.input_keys_by_key ON staged_keys (chat_id, line)",
+        "DELETE FROM staged_keys WHERE line IN (
+             SELECT s.line FROM (SELECT chat_id, MIN(line) AS first FROM staged_keys
+                                 GROUP BY chat_id HAVING COUNT(*) > 1) d
+             JOIN staged_keys s ON s.chat_id = d.chat_id AND s.line > d.first)",
+        "ALTER TABLE staged_keys RENAME TO input_keys",
+    ],
     create_due_keys: "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
     // One run at a time holds the file: its transaction sees what it needs.
     plan_isolation: None,

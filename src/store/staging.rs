@@ -37,10 +37,9 @@ impl Stager {
         // Keys are appended as they come (CRM exports are in no order), and de-duplicated by one
         // sort at the end: inserting a million random keys into an index page by page is what
         // made planning grow faster than its input.
-        const CREATE: &str =
-            "CREATE TEMP TABLE staged_keys (chat_id TEXT NOT NULL, phone TEXT, line BIGINT NOT NULL)";
+        let create = conn.dialect().create_staged_keys;
         on_conn!(&mut conn, c => {
-            sqlx::query(CREATE).execute(c).await?;
+            sqlx::query(create).execute(c).await?;
         });
         Ok(Stager { conn })
     }
@@ -52,8 +51,8 @@ impl Stager {
             for chunk in keys.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::new("INSERT INTO staged_keys (chat_id, phone, line) ");
                 q.push_values(chunk, |mut row, key| {
-                    row.push_bind(&key.chat_id)
-                        .push_bind(&key.phone)
+                    row.push_bind(key.chat_id.as_str())
+                        .push_bind(key.phone.as_deref())
                         .push_bind(key.line as i64);
                 });
                 q.build().execute(&mut *tx).await?;
@@ -66,13 +65,12 @@ impl Stager {
     /// Ends staging: each key is kept once, with its first line (batches arrive in input order).
     /// Returns the keys, and how many distinct ones there are.
     pub(crate) async fn finish(mut self) -> Result<(StagedKeys, u64), StoreError> {
-        let dialect = self.conn.dialect();
-        let (create, fill) = (dialect.create_input_keys, dialect.fill_input_keys);
+        let statements = self.conn.dialect().finish_staging;
         let n: i64 = on_conn!(&mut self.conn, c => {
             let mut tx = sqlx::Connection::begin(c).await?;
-            sqlx::query(create).execute(&mut *tx).await?;
-            sqlx::query(fill).execute(&mut *tx).await?;
-            sqlx::query("DROP TABLE staged_keys").execute(&mut *tx).await?;
+            for statement in statements {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             sqlx::query_scalar("SELECT COUNT(*) FROM input_keys")
                 .fetch_one(c)
