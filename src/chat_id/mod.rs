@@ -374,19 +374,22 @@ fn region_of(regions: &[&'static Metadata], national: &str) -> Option<&'static M
     if let [only] = regions {
         return Some(only);
     }
-    regions
-        .iter()
-        .copied()
-        .find(|meta| match meta.leading_digits() {
-            Some(pattern) => patterns::matches_at_start(pattern.as_str(), national),
+    for &meta in regions {
+        let fits = match meta.leading_digits() {
+            Some(pattern) => patterns::matches_at_start(pattern.as_str(), national)?,
             None => is_known_type(meta, national),
-        })
+        };
+        if fits {
+            return Some(meta);
+        }
+    }
+    None
 }
 
-/// Whether the parser would take a national prefix (or a carrier code) off `national`.
+/// Whether the parser would (or might) take a national prefix or a carrier code off `national`.
 fn strips_national_prefix(meta: &'static Metadata, national: &str) -> bool {
     match meta.national_prefix_for_parsing() {
-        Some(pattern) => patterns::matches_at_start(pattern.as_str(), national),
+        Some(pattern) => patterns::matches_at_start(pattern.as_str(), national) != Some(false),
         None => meta
             .national_prefix()
             .is_some_and(|prefix| national.starts_with(prefix)),
