@@ -197,7 +197,7 @@ fn whatsapp_phone(value: &str, default_country: Option<DefaultCountry>) -> Resul
     let phone = country_rules::whatsapp(phone_digits(value, default_country)?);
     check_length(&phone)?;
     Ok(ChatId {
-        id: format!("{phone}@c.us"),
+        id: [phone.as_str(), "@c.us"].concat(),
         phone: Some(phone),
     })
 }
@@ -350,16 +350,16 @@ fn is_valid_international(digits: &str) -> bool {
     if digits.starts_with('0') {
         return false;
     }
-    let database = &*phonenumber::metadata::DATABASE;
     for len in 1..=3.min(digits.len()) {
         let Ok(code) = digits[..len].parse::<u16>() else {
             return false;
         };
-        let Some(regions) = database.by_code(&code) else {
+        let regions = patterns::regions(code);
+        if regions.is_empty() {
             continue;
-        };
+        }
         let national = &digits[len..];
-        let Some(meta) = region_of(&regions, national) else {
+        let Some(meta) = region_of(regions, national) else {
             return false;
         };
         let as_written = !national.starts_with('0') && !strips_national_prefix(meta, national);

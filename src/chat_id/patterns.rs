@@ -1,17 +1,56 @@
-//! libphonenumber's metadata patterns, compiled once per thread and anchored at the start. The
-//! library looks each pattern up in one cache shared behind a lock (and hashes its source) on
-//! every use; the fast path asks several per number.
+//! libphonenumber's metadata as the phone fast path reads it: each calling code's regions in a
+//! table, and the patterns compiled once per thread and anchored at the start. The library
+//! collects a code's regions into a new list, and looks each pattern up in one cache shared
+//! behind a lock (hashing its source), on every use.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
-use phonenumber::metadata::Descriptor;
+use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
 use regex::{Regex, RegexBuilder};
 
 thread_local! {
     /// Compiled patterns by the address of their source in the library's static metadata
     /// (`None`: one this build of `regex` cannot compile, which the library compiles with it).
-    static COMPILED: RefCell<HashMap<usize, Option<Regex>>> = RefCell::new(HashMap::new());
+    static COMPILED: RefCell<HashMap<usize, Option<Regex>, BuildHasherDefault<AddressHasher>>> =
+        RefCell::default();
+}
+
+/// Hashes an address: already unique, it only needs its bits spread.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Country calling codes have at most three digits.
+const CODES: usize = 1000;
+
+/// Each calling code's regions, in the library's order (its main country first).
+static REGIONS: LazyLock<Vec<Vec<&'static Metadata>>> = LazyLock::new(|| {
+    (0..CODES as u16)
+        .map(|code| DATABASE.by_code(&code).unwrap_or_default())
+        .collect()
+});
+
+/// The regions of calling code `code` (none if it is no code).
+pub(super) fn regions(code: u16) -> &'static [&'static Metadata] {
+    REGIONS.get(usize::from(code)).map_or(&[], Vec::as_slice)
 }
 
 /// Whether the metadata pattern `source` matches `text` from its first character, as the
