@@ -8,6 +8,9 @@ pub(crate) struct Dialect {
     /// Turns `staged_keys` into `input_keys`: each key once, with its first line, found by
     /// `chat_id` and listed by `line`.
     pub(crate) finish_staging: &'static [&'static str],
+    /// How the plan walks the input keys to find the never-fetched ones in a store that holds
+    /// contacts: in key order, so that its look-ups in the contacts' index come in order too.
+    pub(crate) walk_keys_in_key_order: &'static str,
     /// The plan's due keys, numbered in the order they are inserted (`seq`).
     pub(crate) create_due_keys: &'static str,
     /// Run first in the plan's transaction (PostgreSQL: one snapshot for all its queries).

@@ -101,13 +101,18 @@ pub(crate) struct DuePlan {
     pub(super) snapshot: Option<String>,
 }
 
-/// The never-fetched due keys, in input order ($1: --only-failed).
-const NEVER_FETCHED: &str = "INSERT INTO due_keys (chat_id, phone)
-     SELECT i.chat_id, i.phone FROM input_keys i
-     WHERE NOT $1
-       AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.chat_id = i.chat_id)
-       AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = i.chat_id)
-     ORDER BY i.line";
+/// The never-fetched due keys, in input order ($1: --only-failed); `walk`: how the input keys
+/// are walked (see [`super::dialect::Dialect::walk_keys_in_key_order`]).
+fn never_fetched(walk: &str) -> String {
+    format!(
+        "INSERT INTO due_keys (chat_id, phone)
+         SELECT i.chat_id, i.phone FROM input_keys i {walk}
+         WHERE NOT $1
+           AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.chat_id = i.chat_id)
+           AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.key = i.chat_id)
+         ORDER BY i.line"
+    )
+}
 
 /// The failed keys due again, oldest attempt first (binds as [`FAILURE_IS_DUE`]).
 static RETRY: LazyLock<String> = LazyLock::new(|| {
@@ -283,7 +288,11 @@ impl StagedKeys {
             let fresh_from = fresh_from!(&mut *tx, dialect, policy);
             sqlx::query("DROP TABLE IF EXISTS due_keys").execute(&mut *tx).await?;
             sqlx::query(dialect.create_due_keys).execute(&mut *tx).await?;
-            let never_fetched = rows_added!(&mut *tx, NEVER_FETCHED, policy.only_failed);
+            let has_contacts: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM contacts)")
+                .fetch_one(&mut *tx)
+                .await?;
+            let walk = if has_contacts { dialect.walk_keys_in_key_order } else { "" };
+            let never_fetched = rows_added!(&mut *tx, &never_fetched(walk), policy.only_failed);
             let retry = rows_added!(&mut *tx, &RETRY, policy.only_failed, &now, &retry_before);
             // Without a freshness bound every contact is stale: a bound after every timestamp
             // keeps the range on the freshness index.
