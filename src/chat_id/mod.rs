@@ -134,6 +134,12 @@ pub(crate) fn normalise(raw: &str, notation: Notation) -> Result<ChatId, Invalid
     }
 }
 
+/// Loads the phone number metadata now (it is otherwise loaded by the first number read), so
+/// that a run can do it while it opens its store.
+pub(crate) fn load_phone_metadata() {
+    patterns::load();
+}
+
 /// Whether `key` is a Telegram phone number (`+digits`) or `@username` that `checkAccount` has
 /// to turn into a chat id before `getContactInfo` can be asked.
 pub(crate) fn needs_resolving(key: &str) -> bool {

@@ -48,6 +48,11 @@ static REGIONS: LazyLock<Vec<Vec<&'static Metadata>>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Loads libphonenumber's metadata (about 0.1 s of CPU, once per process).
+pub(super) fn load() {
+    LazyLock::force(&REGIONS);
+}
+
 /// The regions of calling code `code` (none if it is no code).
 pub(super) fn regions(code: u16) -> &'static [&'static Metadata] {
     REGIONS.get(usize::from(code)).map_or(&[], Vec::as_slice)
