@@ -31,6 +31,10 @@ pub(super) const DIALECT: Dialect = Dialect {
     // Without it SQLite walks them in line order (no sort for the ORDER BY), which is best when
     // there are no contacts to look up: a first import.
     walk_keys_in_key_order: "INDEXED BY input_keys_by_key",
+    // Each multi-row upsert keeps a statement journal, in a temporary file unless told
+    // otherwise: a few hundred KiB at most, written and read for every batch the writer commits.
+    // (Only the writer's connection: the planner's temporary tables stay on disk.)
+    writer_session: Some("PRAGMA temp_store = MEMORY"),
     create_due_keys: "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
     // One run at a time holds the file: its transaction sees what it needs.
     plan_isolation: None,

@@ -105,6 +105,17 @@ pub struct Committed {
     pub unchanged: u64,
 }
 
+/// A connection for the writer, set up as its engine wants it.
+async fn writer_connection(connector: &Connector) -> Result<Conn, StoreError> {
+    let mut conn = connector.connect().await?;
+    if let Some(setup) = conn.dialect().writer_session {
+        on_conn!(&mut conn, c => {
+            sqlx::query(setup).execute(c).await?;
+        });
+    }
+    Ok(conn)
+}
+
 impl Writer {
     /// A writer of run `run_id`'s results on its own connection to `store`.
     pub async fn new(
@@ -114,7 +125,7 @@ impl Writer {
         run_id: i64,
     ) -> Result<Writer, StoreError> {
         Ok(Writer {
-            conn: store.connect().await?,
+            conn: writer_connection(&store.connector()).await?,
             connector: store.connector(),
             messenger,
             delays,
@@ -131,7 +142,7 @@ impl Writer {
 
     /// A new connection in place of one that was lost (the store restarted, a cut).
     pub(crate) async fn reconnect(&mut self) -> Result<(), StoreError> {
-        self.conn = self.connector.connect().await?;
+        self.conn = writer_connection(&self.connector).await?;
         Ok(())
     }
 
