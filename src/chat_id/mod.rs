@@ -705,7 +705,7 @@ mod tests {
         assert_eq!(wa("+55 21 91234 5678").as_deref(), Ok("5521912345678@c.us"));
         assert_eq!(wa("+55 92 98172 3241").as_deref(), Ok("559281723241@c.us"));
         assert_eq!(wa("994507654321").as_deref(), Ok("994507654321@c.us"));
-        // Azerbaijan has no mobiles under 98 (the fast path used to pass it on its length).
+        // Azerbaijan has no numbers starting 98 (the fast path used to pass it on its length).
         assert!(wa("994987654321").is_err());
         assert_eq!(wa("+7 701 234 56 78").as_deref(), Ok("77012345678@c.us"));
         assert_eq!(wa_ru("8 900 123-45-67").as_deref(), Ok("79001234567@c.us"));
