@@ -18,6 +18,10 @@ thread_local! {
         RefCell::default();
 }
 
+/// Patterns kept compiled per thread: a few countries' numbers use a few dozen, every country's
+/// some thousands (each with its compiled program and search caches).
+const MAX_COMPILED: usize = 1024;
+
 /// Hashes an address: already unique, it only needs its bits spread.
 #[derive(Default)]
 struct AddressHasher(u64);
@@ -63,6 +67,10 @@ pub(super) fn regions(code: u16) -> &'static [&'static Metadata] {
 /// `None` if the pattern does not compile, and the caller leaves the number to the library.
 pub(super) fn matches_at_start(source: &'static str, text: &str) -> Option<bool> {
     COMPILED.with_borrow_mut(|compiled| {
+        if compiled.len() >= MAX_COMPILED && !compiled.contains_key(&(source.as_ptr() as usize)) {
+            // Numbers from every country at once: start over rather than grow without bound.
+            compiled.clear();
+        }
         let pattern = compiled.entry(source.as_ptr() as usize).or_insert_with(|| {
             // Patterns are written with whitespace and may end in a comment: the group closes
             // on a line of its own.

@@ -127,20 +127,48 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
 }
 
 /// Refuses a database that holds a table named like ours that greenrich did not create. Uses a
-/// read-only connection, so a refused database is not changed in any way.
+/// read-only connection, so a refused database is not changed in any way (but for a hot journal
+/// a crash left, which is rolled back first, as any SQLite client does).
 async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
     if !path.exists() {
         return Ok(());
     }
-    let mut conn = open_read_only(path).await?;
-    let names: Vec<String> =
+    let names = match table_names(path, true).await {
+        // A run killed while it created the file left a hot rollback journal, which a read-only
+        // connection cannot roll back. Any read-write connection does it (the file goes back to
+        // its last committed state); then the tables are read.
+        Err(e) if needs_rollback(&e) => table_names(path, false).await,
+        read => read,
+    };
+    let names = names.map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: format!("not a SQLite database ({e})"),
+    })?;
+    refuse_foreign_tables(&path.display().to_string(), &names)
+}
+
+/// The tables and views of the database at `path`, read on a connection of its own.
+async fn table_names(path: &Path, read_only: bool) -> Result<Vec<String>, sqlx::Error> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    let names =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
             .fetch_all(&mut conn)
-            .await
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: format!("not a SQLite database ({e})"),
-            })?;
+            .await?;
     conn.close().await?;
-    refuse_foreign_tables(&path.display().to_string(), &names)
+    Ok(names)
+}
+
+/// SQLite's SQLITE_READONLY_ROLLBACK and SQLITE_READONLY_RECOVERY: a read-only connection found
+/// a journal or a WAL that a crash left to be rolled back or recovered.
+fn needs_rollback(e: &sqlx::Error) -> bool {
+    const READONLY_ROLLBACK: &str = "776";
+    const READONLY_RECOVERY: &str = "1288";
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == READONLY_ROLLBACK || code == READONLY_RECOVERY)
 }

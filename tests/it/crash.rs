@@ -51,14 +51,20 @@ async fn committed(db: &std::path::Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Polls the store until it holds at least `n` contacts.
-async fn wait_for_contacts(db: &std::path::Path, n: usize) {
+/// Polls the store until `child`'s run has stored at least `n` contacts; fails with what the
+/// run said if it ends first or never gets there.
+async fn wait_for_contacts(db: &std::path::Path, n: usize, child: &mut tokio::process::Child) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while committed(db).await.len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never stored {n} contacts"
-        );
+        let ended = child.try_wait().unwrap();
+        if ended.is_some() || tokio::time::Instant::now() >= deadline {
+            let _ = child.kill().await;
+            let mut said = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut said).await;
+            }
+            panic!("the run never stored {n} contacts ({ended:?}):\n{said}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -97,7 +103,7 @@ async fn kill_9_at_several_points_then_resume_matches_an_uninterrupted_run() {
         if kill_at == 0 {
             tokio::time::sleep(Duration::from_millis(30)).await;
         } else {
-            wait_for_contacts(&db, kill_at).await;
+            wait_for_contacts(&db, kill_at, &mut child).await;
         }
         child.kill().await.unwrap();
         let _ = child.wait().await;
@@ -138,8 +144,8 @@ async fn kill_9_at_several_points_then_resume_matches_an_uninterrupted_run() {
 async fn sigterm_stops_cleanly_and_the_next_run_completes() {
     let env = env_with(paced()).await;
     env.write("in.csv", phones_csv(150).as_bytes());
-    let child = env.spawn(&PACED_ARGS, "");
-    wait_for_contacts(&env.path("out.db"), 20).await;
+    let mut child = env.spawn(&PACED_ARGS, "");
+    wait_for_contacts(&env.path("out.db"), 20, &mut child).await;
     let pid = child.id().unwrap().to_string();
     let status = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -174,12 +180,47 @@ async fn sigterm_stops_cleanly_and_the_next_run_completes() {
     );
 }
 
+/// A run killed while it created the store (before the store was switched to WAL) leaves a hot
+/// rollback journal. The next run must roll it back and go on; a read-only look at the tables
+/// cannot, and every later run failed with "attempt to write a readonly database" (code 776).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_whose_creation_was_killed_opens_in_the_next_run() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(5).as_bytes());
+    // A transaction left open, as a killed run leaves it: its files copied mid-way, once it has
+    // written to the database file (a small cache spills), so the journal is hot.
+    let making = env.path("making.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&making)
+        .create_if_missing(true);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+    for sql in [
+        "CREATE TABLE seed (x)",
+        "PRAGMA cache_size = 2",
+        "BEGIN",
+        "CREATE TABLE contacts (chat_id TEXT)",
+        "INSERT INTO seed SELECT zeroblob(4000) FROM (WITH RECURSIVE n(i) AS
+             (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) SELECT i FROM n)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    let db = env.path("out.db");
+    std::fs::copy(&making, &db).unwrap();
+    std::fs::copy(env.path("making.db-journal"), env.path("out.db-journal")).unwrap();
+    drop(conn);
+
+    let run = env.enrich("in.csv", "out.db", &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts").await, 5);
+    integrity_ok(&db).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_on_the_same_store_exits_with_code_5() {
     let env = env_with(paced()).await;
     env.write("in.csv", phones_csv(100).as_bytes());
-    let first = env.spawn(&PACED_ARGS, "");
-    wait_for_contacts(&env.path("out.db"), 1).await;
+    let mut first = env.spawn(&PACED_ARGS, "");
+    wait_for_contacts(&env.path("out.db"), 1, &mut first).await;
     let second = env.run(&PACED_ARGS).await;
     assert_eq!(second.code, 5, "{}", second.stderr);
     assert!(
@@ -229,9 +270,9 @@ async fn a_database_locked_by_another_program_stops_the_run() {
     env.write("in.csv", phones_csv(150).as_bytes());
     let mut args = PACED_ARGS.to_vec();
     args.extend(["--lock-timeout", "200ms"]);
-    let child = env.spawn(&args, "");
+    let mut child = env.spawn(&args, "");
     let db = env.path("out.db");
-    wait_for_contacts(&db, 20).await;
+    wait_for_contacts(&db, 20, &mut child).await;
     let mut other =
         sqlx::ConnectOptions::connect(&sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
             .await
@@ -264,9 +305,9 @@ async fn a_second_ctrl_c_exits_at_once_and_safely() {
     env.write("in.csv", phones_csv(150).as_bytes());
     let mut args = PACED_ARGS.to_vec();
     args.extend(["--timeout", "30s"]);
-    let child = env.spawn(&args, "");
+    let mut child = env.spawn(&args, "");
     let db = env.path("out.db");
-    wait_for_contacts(&db, 10).await;
+    wait_for_contacts(&db, 10, &mut child).await;
     let pid = child.id().unwrap().to_string();
     let interrupt = || {
         tokio::process::Command::new("kill")
