@@ -225,7 +225,8 @@ async fn write_table(
 ) -> Result<(String, u64), ExportError> {
     let name = format!("{}.csv", table.name);
     let path = out.dir.join(&name);
-    let mut file = csv::Writer::from_path(&path).map_err(|e| file_error(&path, e.into()))?;
+    let file = crate::private::create(&path).map_err(|e| file_error(&path, e))?;
+    let mut file = csv::Writer::from_writer(file);
     let mut header = true;
     let rows = store
         .dump_table(table, since, |record| {
@@ -324,7 +325,7 @@ fn enriched_file(
     path: &Path,
     delimiter: u8,
 ) -> Result<csv::Writer<std::io::BufWriter<std::fs::File>>, ExportError> {
-    let mut file = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+    let mut file = crate::private::create(path).map_err(|e| file_error(path, e))?;
     file.write_all(b"\xEF\xBB\xBF")
         .map_err(|e| file_error(path, e))?;
     Ok(csv::WriterBuilder::new()

@@ -26,6 +26,7 @@ mod metrics;
 mod normalise;
 mod page;
 mod pipeline;
+mod private;
 mod progress;
 mod reason;
 mod redact;

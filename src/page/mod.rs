@@ -129,7 +129,7 @@ pub(crate) async fn write(
     let data = gather(db, now, max_age).await?;
     let page = html::render(&data, &advice::advise(&data));
     let temporary = path.with_extension("html.partial");
-    std::fs::write(&temporary, page)
+    crate::private::write(&temporary, page)
         .and_then(|()| std::fs::rename(&temporary, path))
         .map_err(|e| ReportError::Write(path.to_path_buf(), e))
 }

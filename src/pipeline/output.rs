@@ -16,7 +16,7 @@ pub(crate) fn prepare(output: &Output) -> Result<(), OutputError> {
         Output::Csv { dir, .. } => {
             if !dir.exists() {
                 check_dir(dir.parent().unwrap_or(Path::new(".")))?;
-                std::fs::create_dir(dir).map_err(|e| {
+                crate::private::create_dir(dir).map_err(|e| {
                     OutputError(format!(
                         "cannot create the output directory {}: {e}",
                         dir.display()

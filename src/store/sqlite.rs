@@ -52,6 +52,11 @@ pub(super) async fn open(
     let shown = path.display().to_string();
     check_tables_are_ours(path).await?;
     let lock = take_lock(path)?;
+    // Created here, owner only, before SQLite creates it with its own mode.
+    crate::private::open_or_create(path).map_err(|e| StoreError::Open {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .map_err(|e| StoreError::Open {
             path: shown.clone(),
@@ -104,15 +109,10 @@ fn lock_path(path: &Path) -> PathBuf {
 /// crashed run never blocks the next one.
 fn take_lock(path: &Path) -> Result<File, StoreError> {
     let lock = lock_path(path);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: format!("cannot create the lock file {}: {e}", lock.display()),
-        })?;
+    let file = crate::private::open_or_create(&lock).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: format!("cannot create the lock file {}: {e}", lock.display()),
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {

@@ -24,6 +24,7 @@ mod docs;
 mod enrich;
 mod faults;
 mod helpers;
+mod privacy;
 mod refresh;
 mod report;
 mod rows;
