@@ -61,18 +61,37 @@ impl fmt::Display for Messenger {
 
 /// A default country for national phone formats, such as `RU` for `8 900 123-45-67`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DefaultCountry(country::Id);
+pub struct DefaultCountry {
+    id: country::Id,
+    /// Its calling code (`7` for RU), looked up once.
+    code: u16,
+}
 
 impl FromStr for DefaultCountry {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        country::Id::from_str(&s.trim().to_ascii_uppercase())
-            .map(DefaultCountry)
-            .map_err(|_| {
-                InvalidValue(format!(
-                    "unknown country code '{s}': use a two-letter ISO code such as RU"
-                ))
-            })
+        let unknown = || {
+            InvalidValue(format!(
+                "unknown country code '{s}': use a two-letter ISO code such as RU"
+            ))
+        };
+        let id = country::Id::from_str(&s.trim().to_ascii_uppercase()).map_err(|_| unknown())?;
+        let code = phonenumber::metadata::DATABASE
+            .by_id(id.as_ref())
+            .map(Metadata::country_code)
+            .ok_or_else(unknown)?;
+        Ok(DefaultCountry { id, code })
+    }
+}
+
+impl DefaultCountry {
+    /// Whether `digits` start with this country's calling code.
+    fn code_starts(self, digits: &str) -> bool {
+        let width = self.code.checked_ilog10().map_or(1, |log| log as usize + 1);
+        digits
+            .get(..width)
+            .and_then(|head| head.parse::<u16>().ok())
+            == Some(self.code)
     }
 }
 
@@ -303,11 +322,9 @@ impl Reading {
     /// always equals when it gives one (a property test compares them).
     fn fast(&self) -> Option<String> {
         let read_internationally = self.international
-            || self.country.is_none_or(|country| {
-                phonenumber::metadata::DATABASE
-                    .by_id(country.0.as_ref())
-                    .is_some_and(|meta| self.digits.starts_with(&meta.country_code().to_string()))
-            });
+            || self
+                .country
+                .is_none_or(|country| country.code_starts(&self.digits));
         if !read_internationally {
             return None;
         }
@@ -327,7 +344,7 @@ impl Reading {
         }
         if let Some(valid) = self
             .country
-            .and_then(|country| parse_and_validate(Some(country.0), &self.digits))
+            .and_then(|country| parse_and_validate(Some(country.id), &self.digits))
         {
             return Ok(valid);
         }

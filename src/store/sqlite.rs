@@ -89,14 +89,13 @@ pub(super) async fn open_read_only(path: &Path) -> Result<SqliteConnection, Stor
             message: "no such file".into(),
         });
     }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .disable_statement_logging();
-    options.connect().await.map_err(|e| StoreError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    plain_options(path, true)
+        .connect()
+        .await
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -149,18 +148,21 @@ async fn check_tables_are_ours(path: &Path) -> Result<(), StoreError> {
 
 /// The tables and views of the database at `path`, read on a connection of its own.
 async fn table_names(path: &Path, read_only: bool) -> Result<Vec<String>, sqlx::Error> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(read_only)
-        .disable_statement_logging()
-        .connect()
-        .await?;
+    let mut conn = plain_options(path, read_only).connect().await?;
     let names =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
             .fetch_all(&mut conn)
             .await?;
     conn.close().await?;
     Ok(names)
+}
+
+/// A connection to the file at `path` with none of a run's settings (no journal mode set).
+fn plain_options(path: &Path, read_only: bool) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .disable_statement_logging()
 }
 
 /// SQLite's SQLITE_READONLY_ROLLBACK and SQLITE_READONLY_RECOVERY: a read-only connection found
