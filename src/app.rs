@@ -6,7 +6,7 @@ use std::io::Write;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs, ReportArgs};
+use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs, ForgetArgs, ReportArgs};
 use crate::config::{LogFormat, Output};
 use crate::demo::DemoError;
 use crate::error::JobError;
@@ -90,6 +90,9 @@ pub enum Error {
     /// The export folder cannot be used.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// People cannot be forgotten.
+    #[error(transparent)]
+    Forget(#[from] crate::forget::ForgetError),
     /// The sandbox cannot listen on its port.
     #[error("cannot listen on port {port}: {source}")]
     Listen {
@@ -142,6 +145,17 @@ pub async fn run(
             let _ = write!(out, "{text}");
             Ok(Done::Ok)
         }
+        Command::Forget(args) => {
+            let said = forget(args).await?;
+            let _ = writeln!(out, "{said}");
+            Ok(Done::Ok)
+        }
+        Command::Purge(args) => {
+            let store = crate::store::Store::open(&args.store.location()?, LOCK_WAIT).await?;
+            let said = crate::forget::purge(&store, args.older_than.0, chrono::Utc::now()).await?;
+            let _ = writeln!(out, "{said}");
+            Ok(Done::Ok)
+        }
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "greenrich", out);
@@ -187,6 +201,35 @@ async fn serve_sandbox(
     );
     stop.stopped().await;
     Ok(Done::Ok)
+}
+
+/// How long `forget` and `purge` wait for a store another program is writing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `greenrich forget`: who, and what to do with them.
+async fn forget(args: ForgetArgs) -> Result<String, Error> {
+    use crate::forget::{Action, People};
+    let input = match &args.input {
+        Some(path) => Some(args.file.source(path, args.column.clone(), None)?),
+        None => None,
+    };
+    let people = People {
+        chat_ids: args.chat_id,
+        phones: args.phone,
+        input,
+        notation: crate::chat_id::Notation {
+            messenger: args.messenger,
+            default_country: args.default_country,
+            telegram_ids: false,
+        },
+    };
+    let action = match (args.suppress, args.unsuppress) {
+        (_, true) => Action::Unsuppress,
+        (true, false) => Action::EraseAndSuppress,
+        (false, false) => Action::Erase,
+    };
+    let location = args.store.location()?;
+    Ok(crate::forget::forget(&location, people, action, LOCK_WAIT).await?)
 }
 
 /// `greenrich report`: the page, and a line saying where it is.

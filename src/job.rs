@@ -354,6 +354,13 @@ async fn stage_input(
         opened.format()
     );
     let stager = Stager::new(store).await?;
+    let suppressed = store.suppression_list().await?;
+    if let Some(list) = &suppressed {
+        tracing::info!(
+            "the do-not-process list holds {} keys: rows of those people are skipped with no call",
+            list.len()
+        );
+    }
     let messenger = config.input.messenger;
     let notation = config.input.notation();
     let source_name = config.input.source_name();
@@ -374,7 +381,7 @@ async fn stage_input(
     });
     let staged = stage::stage_input(
         opened,
-        move |records| stage::normalise_batch(records, notation),
+        move |records| stage::normalise_batch(records, notation, suppressed.as_ref()),
         stager,
         recording,
         guard,

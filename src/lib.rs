@@ -20,6 +20,7 @@ mod demo;
 mod domain;
 mod error;
 mod export;
+mod forget;
 mod inspect;
 mod job;
 mod metrics;
@@ -36,6 +37,7 @@ pub mod sandbox;
 mod source;
 mod stats;
 mod store;
+mod suppression;
 
 pub use app::{finish, log_subscriber, parse, run, Done, Error};
 pub use chat_id::Messenger;

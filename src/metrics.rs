@@ -22,8 +22,8 @@ pub(crate) struct Snapshot {
     pub(crate) duration_seconds: f64,
     /// The run's exit code; `None` while it runs.
     pub(crate) exit_code: Option<i32>,
-    /// Keys by status: enriched, failed, invalid, pending, skipped_fresh.
-    pub(crate) keys: [(&'static str, u64); 5],
+    /// Keys by status: enriched, failed, invalid, pending, skipped_fresh, suppressed.
+    pub(crate) keys: [(&'static str, u64); 6],
     /// Enriched contacts by what their fetch found: new, changed, unchanged.
     pub(crate) changes: [(&'static str, u64); 3],
     /// Answers per (instance, class).
@@ -201,6 +201,7 @@ impl Live {
                 ("invalid", counts.invalid),
                 ("pending", counts.planned.saturating_sub(enriched + failed)),
                 ("skipped_fresh", counts.skipped_fresh),
+                ("suppressed", counts.suppressed),
             ],
             changes: [
                 ("new", Stats::get(&self.stats.new)),
@@ -303,6 +304,7 @@ mod tests {
                 ("invalid", 2),
                 ("pending", 0),
                 ("skipped_fresh", 5),
+                ("suppressed", 1),
             ],
             changes: [("new", 4), ("changed", 1), ("unchanged", 5)],
             requests: BTreeMap::from([(("11\"01".to_string(), "200"), 10)]),

@@ -128,7 +128,7 @@ impl Report {
         }
         let c = &s.counts;
         let mut out = format!(
-            "summary: {} enriched ({} new, {} changed, {} unchanged), {} failed{}, {} invalid, {} duplicates skipped, {} skipped as fresh, {} requests{}, {} 429s, {} retries, elapsed {}",
+            "summary: {} enriched ({} new, {} changed, {} unchanged), {} failed{}, {} invalid, {} duplicates skipped, {} suppressed, {} skipped as fresh, {} requests{}, {} 429s, {} retries, elapsed {}",
             c.enriched,
             c.new,
             c.changed,
@@ -137,6 +137,7 @@ impl Report {
             by_reason(&s.failed_by_reason),
             c.invalid,
             c.duplicates,
+            c.suppressed,
             c.skipped_fresh,
             c.requests,
             match c.checks {

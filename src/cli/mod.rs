@@ -66,6 +66,13 @@ pub enum Command {
     /// Write CSV files from a store at any time: its tables, and enriched.csv for one input file.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
+    /// Erase people from the store (an erasure request), and with --suppress keep them out of
+    /// every later run.
+    #[command(after_help = FORGET_EXAMPLES)]
+    Forget(ForgetArgs),
+    /// Erase the contacts, failures and row links no input has mentioned for a while.
+    #[command(after_help = PURGE_EXAMPLES)]
+    Purge(PurgeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell) to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -107,6 +114,14 @@ const EXPORT_EXAMPLES: &str = "Examples:
   greenrich export --db out/greenrich.db --input customers.csv --output out/
   greenrich export --db out/greenrich.db --input customers.csv --output delta/ --changed-since 42
   greenrich export --db postgres://greenrich@db/crm --output /srv/exports/";
+const FORGET_EXAMPLES: &str = "Examples:
+  greenrich forget --db enriched.db --phone '+7 900 123-45-67'
+  greenrich forget --db enriched.db --chat-id 79001234567@c.us --suppress
+  greenrich forget --db postgres://greenrich@db/crm --input objections.csv --column phone --suppress
+  greenrich forget --db enriched.db --phone +79001234567 --unsuppress";
+const PURGE_EXAMPLES: &str = "Examples:
+  greenrich purge --db enriched.db --older-than 180d
+  greenrich enrich --input customers.csv --output enriched.db --purge-after 180d";
 const COMPLETIONS_EXAMPLES: &str = "Examples:
   greenrich completions bash > /etc/bash_completion.d/greenrich
   greenrich completions zsh > \"${fpath[1]}/_greenrich\"
@@ -242,6 +257,10 @@ pub struct EnrichArgs {
     /// simulations of many nights (`bench/run.sh refresh`).
     #[arg(long, hide = true, value_parser = parse_now)]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// At the end of the run, erase the contacts, failures and row links no input has mentioned
+    /// for this long (such as 180d), as `greenrich purge` does.
+    #[arg(long)]
+    pub purge_after: Option<HumanDuration>,
     /// Keep the run's metrics in this file, in the Prometheus text format (for node_exporter's
     /// textfile collector): rewritten at every status interval and at the end.
     #[arg(long)]
@@ -398,6 +417,54 @@ pub struct ExportArgs {
     /// products, and enriched.csv's rows of them; no failures.csv.
     #[arg(long)]
     pub changed_since: Option<ChangedSince>,
+}
+
+/// Flags of `forget`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("people").required(true).multiple(true).args(["chat_id", "phone", "input"])))]
+pub struct ForgetArgs {
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Chat ids to forget (79001234567@c.us; Telegram: the user id, @username or +phone).
+    #[arg(long, value_delimiter = ',')]
+    pub chat_id: Vec<String>,
+    /// Phone numbers to forget, in any notation `enrich` reads.
+    #[arg(long)]
+    pub phone: Vec<String>,
+    /// A CSV file or workbook of phone numbers or chat ids to forget.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The column of --input to read (default: one named like phone/chatId, else the first).
+    #[arg(long, requires = "input")]
+    pub column: Option<String>,
+    /// How the input file is read.
+    #[command(flatten)]
+    pub file: FileFlags,
+    /// whatsapp, max or telegram: the chat ids the phone numbers become.
+    #[arg(long, default_value_t = Messenger::Whatsapp)]
+    pub messenger: Messenger,
+    /// The country of national phone formats, such as RU for `8 900 123-45-67`.
+    #[arg(long)]
+    pub default_country: Option<DefaultCountry>,
+    /// Also put them on the do-not-process list: later runs skip them with no call, and keep
+    /// nothing of them but a keyed hash.
+    #[arg(long, conflicts_with = "unsuppress")]
+    pub suppress: bool,
+    /// Only take them off the do-not-process list (nothing is erased).
+    #[arg(long)]
+    pub unsuppress: bool,
+}
+
+/// Flags of `purge`.
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Erase what no input has mentioned for this long (such as 180d).
+    #[arg(long)]
+    pub older_than: HumanDuration,
 }
 
 /// How an input file is read (`enrich` and `export`).

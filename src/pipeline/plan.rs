@@ -41,10 +41,11 @@ pub(crate) fn plan_line(
         Some(rate) => format!("{rate:.1}/s ≈ -"),
     };
     format!(
-        "plan: {} input rows, {} invalid, {} duplicates, {} due ({} never fetched, {} retry, {} stale), {} skipped as fresh, {} failed and not yet due; {} calls at {}",
+        "plan: {} input rows, {} invalid, {} duplicates, {} suppressed, {} due ({} never fetched, {} retry, {} stale), {} skipped as fresh, {} failed and not yet due; {} calls at {}",
         counts.input_rows,
         counts.invalid,
         counts.duplicates,
+        counts.suppressed,
         plan.due(),
         plan.never_fetched,
         plan.retry,

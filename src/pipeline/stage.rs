@@ -18,6 +18,7 @@ use crate::store::plan::StagedKeys;
 use crate::store::staging::{InputKey, Stager};
 use crate::store::writer::{FailedKey, RetryDelays};
 use crate::store::StoreError;
+use crate::suppression::SuppressionList;
 
 /// The input could not be staged whole.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ pub(crate) struct NormalisedBatch {
     rows: u64,
     valid: Vec<InputKey>,
     invalid: Vec<FailedKey>,
+    /// Rows whose value is a person on the do-not-process list: neither staged nor kept.
+    suppressed: u64,
     /// Every row's link (positions are given when staged).
     links: Vec<InputLink>,
     /// Rows that could not be read, for the log.
@@ -157,6 +160,7 @@ impl Read {
         }
         self.counts.input_rows += batch.rows;
         self.counts.invalid += batch.invalid.len() as u64;
+        self.counts.suppressed += batch.suppressed;
         self.valid += batch.valid.len() as u64;
     }
 }
@@ -308,10 +312,16 @@ fn check_column(guard: &ColumnGuard, batch: &NormalisedBatch) -> Result<(), Stag
     )))
 }
 
-/// Normalises one batch of records as `notation` reads them (pure).
-pub(crate) fn normalise_batch(records: Vec<Record>, notation: Notation) -> NormalisedBatch {
+/// Normalises one batch of records as `notation` reads them, leaving out the people on the
+/// do-not-process list `suppressed` (pure).
+pub(crate) fn normalise_batch(
+    records: Vec<Record>,
+    notation: Notation,
+    suppressed: Option<&SuppressionList>,
+) -> NormalisedBatch {
     let mut batch = NormalisedBatch {
         rows: records.len() as u64,
+        suppressed: 0,
         valid: Vec::with_capacity(records.len()),
         invalid: Vec::new(),
         links: Vec::with_capacity(records.len()),
@@ -324,6 +334,9 @@ pub(crate) fn normalise_batch(records: Vec<Record>, notation: Notation) -> Norma
                 row_ref,
                 value,
             } => match chat_id::normalise(&value, notation) {
+                Ok(id) if suppressed.is_some_and(|list| list.contains(&id.id)) => {
+                    batch.add_suppressed(row_ref)
+                }
                 Ok(id) => batch.add_valid(line, row_ref, value, id),
                 Err(e) => batch.add_invalid(line, row_ref, &value, e.message),
             },
@@ -350,6 +363,15 @@ impl NormalisedBatch {
             chat_id: id.id,
             phone: id.phone,
             line,
+        });
+    }
+
+    /// A row whose value is a person on the do-not-process list: linked with nothing of them.
+    fn add_suppressed(&mut self, row_ref: String) {
+        self.suppressed += 1;
+        self.links.push(InputLink {
+            suppressed: true,
+            ..link(row_ref, None, None, None)
         });
     }
 
@@ -396,6 +418,7 @@ fn link(
         input_value,
         chat_id,
         error,
+        suppressed: false,
     }
 }
 
@@ -481,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_input_is_counted_and_staged() {
-        let counts = staged(|r| normalise_batch(r, Notation::of(Messenger::Whatsapp)))
+        let counts = staged(|r| normalise_batch(r, Notation::of(Messenger::Whatsapp), None))
             .await
             .unwrap();
         assert_eq!((counts.input_rows, counts.invalid), (3, 1));

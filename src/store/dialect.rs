@@ -11,6 +11,8 @@ pub(crate) struct Dialect {
     /// How the plan walks the input keys to find the never-fetched ones in a store that holds
     /// contacts: in key order, so that its look-ups in the contacts' index come in order too.
     pub(crate) walk_keys_in_key_order: &'static str,
+    /// Run first on the connection that erases people (see [`super::erase`]).
+    pub(crate) erase_session: &'static [&'static str],
     /// Run first on the writer's connection.
     pub(crate) writer_session: Option<&'static str>,
     /// The plan's due keys, numbered in the order they are inserted (`seq`).

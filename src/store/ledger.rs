@@ -26,6 +26,8 @@ pub struct RunCounts {
     pub duplicates: u64,
     /// Keys skipped because they are fresh.
     pub skipped_fresh: u64,
+    /// Rows skipped because their person is on the do-not-process list.
+    pub suppressed: u64,
     /// Keys due.
     pub planned: u64,
     /// Keys enriched.

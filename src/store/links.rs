@@ -37,6 +37,9 @@ pub(crate) struct InputLink {
     pub(crate) chat_id: Option<String>,
     /// Why the value is not a valid id.
     pub(crate) error: Option<String>,
+    /// The value is a person on the do-not-process list: the link keeps neither it nor its
+    /// chat id.
+    pub(crate) suppressed: bool,
 }
 
 /// Which source and run the links belong to.
@@ -62,7 +65,7 @@ impl Stager {
         for chunk in links.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO input_rows (source, row_ref, position, input_value, chat_id, error, \
-                 run_id, seen_at) ",
+                 run_id, seen_at, suppressed) ",
             );
             q.push_values(chunk, |mut row, link| {
                 row.push_bind(owner.source)
@@ -72,12 +75,14 @@ impl Stager {
                     .push_bind(link.chat_id.as_deref())
                     .push_bind(link.error.as_deref())
                     .push_bind(owner.run_id)
-                    .push_bind(seen_at.as_str());
+                    .push_bind(seen_at.as_str())
+                    .push_bind(i64::from(link.suppressed));
             });
             q.push(
                 " ON CONFLICT (source, row_ref) DO UPDATE SET position = excluded.position, \
                  input_value = excluded.input_value, chat_id = excluded.chat_id, \
-                 error = excluded.error, run_id = excluded.run_id, seen_at = excluded.seen_at \
+                 error = excluded.error, run_id = excluded.run_id, seen_at = excluded.seen_at, \
+                 suppressed = excluded.suppressed \
                  WHERE input_rows.run_id <= excluded.run_id",
             );
             q.build().execute(&mut *tx).await?;

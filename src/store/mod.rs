@@ -10,6 +10,7 @@
 mod changes;
 pub(crate) mod conn;
 mod dialect;
+pub(crate) mod erase;
 mod handles;
 pub(crate) mod ledger;
 pub(crate) mod links;
@@ -31,7 +32,8 @@ use shared::{SharedStore, WorkQueue};
 
 /// Tables greenrich creates; a database that has one of them without greenrich's marker table is
 /// someone else's, and is left untouched.
-const OUR_TABLES: [&str; 9] = [
+const OUR_TABLES: [&str; 10] = [
+    "suppressed",
     "contacts",
     "changes",
     "handles",

@@ -49,6 +49,7 @@ pub(super) const DIALECT: Dialect = Dialect {
     ],
     walk_keys_in_key_order: "",
     writer_session: None,
+    erase_session: &[],
     create_due_keys: "CREATE TEMP TABLE due_keys (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
     // Every query of the plan sees one snapshot, kept for publishing its keys.
     plan_isolation: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),

@@ -195,6 +195,7 @@ impl StoreReader {
                             invalid: count(5),
                             duplicates: count(6),
                             skipped_fresh: count(7),
+                            suppressed: found.suppressed,
                             planned: count(8),
                             enriched: count(9),
                             failed: count(10),

@@ -35,6 +35,9 @@ pub(super) const DIALECT: Dialect = Dialect {
     // otherwise: a few hundred KiB at most, written and read for every batch the writer commits.
     // (Only the writer's connection: the planner's temporary tables stay on disk.)
     writer_session: Some("PRAGMA temp_store = MEMORY"),
+    // Deleted rows are overwritten with zeros, not left in free space, and the keys to erase
+    // stay in memory rather than in a temporary file.
+    erase_session: &["PRAGMA secure_delete = ON", "PRAGMA temp_store = MEMORY"],
     create_due_keys: "CREATE TEMP TABLE due_keys (seq INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, phone TEXT)",
     // One run at a time holds the file: its transaction sees what it needs.
     plan_isolation: None,

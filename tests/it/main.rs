@@ -23,6 +23,7 @@ mod crash;
 mod docs;
 mod enrich;
 mod faults;
+mod forget;
 mod helpers;
 mod privacy;
 mod refresh;

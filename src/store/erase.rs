@@ -1,0 +1,269 @@
+//! Erasure: removing people from every table that holds them, in one transaction (`forget`,
+//! and retention's `purge`), the do-not-process list kept beside them, and scrubbing a SQLite
+//! file afterwards so that no copy of what was removed stays in its bytes.
+
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::conn::{on_conn, Conn};
+use super::{Store, StoreError};
+use crate::normalise::format_time;
+use crate::suppression::{SuppressionKey, SuppressionList};
+
+/// Rows per multi-row INSERT statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// The key of the list's hashes in `greenrich_meta`.
+const KEY_NAME: &str = "suppression_key";
+
+/// Rows removed, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Erased {
+    pub(crate) contacts: u64,
+    pub(crate) products: u64,
+    pub(crate) changes: u64,
+    pub(crate) failures: u64,
+    pub(crate) row_links: u64,
+    pub(crate) handles: u64,
+    /// Keys of the shared work queue (PostgreSQL).
+    pub(crate) queued: u64,
+    /// Hashes added to the do-not-process list.
+    pub(crate) suppressed: u64,
+}
+
+impl Erased {
+    /// The counts as `forget` and `purge` print them.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = vec![
+            format!("{} contacts", self.contacts),
+            format!("{} products", self.products),
+            format!("{} changes", self.changes),
+            format!("{} failures", self.failures),
+            format!("{} row links", self.row_links),
+            format!("{} Telegram handles", self.handles),
+        ];
+        if self.queued > 0 {
+            parts.push(format!("{} queued keys", self.queued));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The keys to erase, each once, on the erasing connection.
+const CREATE_KEYS: &str = "CREATE TEMP TABLE erase_keys (key TEXT PRIMARY KEY)";
+
+/// Adds the other side of every Telegram handle of the keys: a person's chat id brings the
+/// phone numbers and usernames resolved to it, and a handle brings its chat id.
+const FOLLOW_HANDLES: [&str; 2] = [
+    "INSERT INTO erase_keys (key)
+     SELECT DISTINCT h.chat_id FROM handles h JOIN erase_keys e ON e.key = h.handle
+     WHERE NOT EXISTS (SELECT 1 FROM erase_keys x WHERE x.key = h.chat_id)",
+    "INSERT INTO erase_keys (key)
+     SELECT DISTINCT h.handle FROM handles h JOIN erase_keys e ON e.key = h.chat_id
+     WHERE NOT EXISTS (SELECT 1 FROM erase_keys x WHERE x.key = h.handle)",
+];
+
+/// Retention's keys: contacts fetched, and keys last tried, before $1, that no input row read
+/// since $1 names (by its chat id, or by a Telegram handle of it).
+const NOT_MENTIONED_SINCE: &str = "INSERT INTO erase_keys (key)
+     SELECT chat_id FROM contacts WHERE fetched_at < $1
+     UNION SELECT key FROM failures WHERE last_attempt_at < $1
+     EXCEPT SELECT chat_id FROM input_rows WHERE seen_at >= $1 AND chat_id IS NOT NULL
+     EXCEPT SELECT h.chat_id FROM handles h JOIN input_rows r ON r.chat_id = h.handle
+            WHERE r.seen_at >= $1";
+
+/// Deletes the rows of the keys from one table; in the order a foreign key needs.
+const DELETES: [&str; 6] = [
+    "DELETE FROM products WHERE chat_id IN (SELECT key FROM erase_keys)",
+    "DELETE FROM changes WHERE chat_id IN (SELECT key FROM erase_keys)",
+    "DELETE FROM contacts WHERE chat_id IN (SELECT key FROM erase_keys)",
+    "DELETE FROM failures WHERE key IN (SELECT key FROM erase_keys)",
+    "DELETE FROM input_rows WHERE chat_id IN (SELECT key FROM erase_keys)",
+    "DELETE FROM handles WHERE handle IN (SELECT key FROM erase_keys)
+        OR chat_id IN (SELECT key FROM erase_keys)",
+];
+const DELETE_QUEUED: &str = "DELETE FROM work_queue WHERE key IN (SELECT key FROM erase_keys)";
+
+/// Which keys an erasure removes.
+pub(crate) enum Whom<'a> {
+    /// These chat ids and Telegram handles.
+    Keys(&'a [String]),
+    /// Everyone no input has mentioned since this time, and row links read before it.
+    NotMentionedSince(DateTime<Utc>),
+}
+
+/// The store's key for the list's hashes, drawn and kept on first use (in the caller's
+/// transaction: two workers that race keep the same key).
+macro_rules! list_key {
+    ($tx:expr) => {{
+        const READ: &str = "SELECT value FROM greenrich_meta WHERE key = $1";
+        let existing: Option<String> = sqlx::query_scalar(READ).bind(KEY_NAME).fetch_optional(&mut *$tx).await?;
+        if existing.is_none() {
+            let drawn = SuppressionKey::generate().map_err(|e| StoreError::Open {
+                path: "the do-not-process list".into(),
+                message: format!("no random key from the OS: {e}"),
+            })?;
+            sqlx::query("INSERT INTO greenrich_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(KEY_NAME)
+                .bind(drawn)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let text: String = sqlx::query_scalar(READ).bind(KEY_NAME).fetch_one(&mut *$tx).await?;
+        SuppressionKey::from_hex(&text).ok_or_else(|| StoreError::Open {
+            path: "the do-not-process list".into(),
+            message: "its key in greenrich_meta is not hex text".into(),
+        })
+    }};
+}
+
+/// Adds `$hashes` to the list (those already there stay as they are); evaluates to how many
+/// were added.
+macro_rules! insert_hashes {
+    ($tx:expr, $hashes:expr, $at:expr) => {{
+        let at = $at;
+        let mut added = 0;
+        for chunk in $hashes.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("INSERT INTO suppressed (key_hash, suppressed_at) ");
+            q.push_values(chunk, |mut row, hash| {
+                row.push_bind(hash.as_str()).push_bind(at.as_str());
+            });
+            q.push(" ON CONFLICT (key_hash) DO NOTHING");
+            added += q.build().execute(&mut *$tx).await?.rows_affected();
+        }
+        added
+    }};
+}
+
+impl Store {
+    /// Removes `whom` from every table that holds them, in one transaction; with `suppress`,
+    /// lists them as not to be processed in that transaction too. A SQLite file is then scrubbed
+    /// ([`scrub`]).
+    pub(crate) async fn erase(
+        &self,
+        whom: Whom<'_>,
+        suppress: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Erased, StoreError> {
+        let mut conn = self.connect().await?;
+        let dialect = conn.dialect();
+        let shared = self.shared().is_some();
+        let erased = on_conn!(&mut conn, c => {
+            for statement in dialect.erase_session {
+                sqlx::query(statement).execute(&mut *c).await?;
+            }
+            sqlx::query("DROP TABLE IF EXISTS erase_keys").execute(&mut *c).await?;
+            sqlx::query(CREATE_KEYS).execute(&mut *c).await?;
+            let mut tx = sqlx::Connection::begin(&mut *c).await?;
+            let mut erased = Erased::default();
+            match whom {
+                Whom::Keys(keys) => {
+                    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::new("INSERT INTO erase_keys (key) ");
+                        q.push_values(chunk, |mut row, key| {
+                            row.push_bind(key.as_str());
+                        });
+                        q.push(" ON CONFLICT (key) DO NOTHING");
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+                Whom::NotMentionedSince(cutoff) => {
+                    let cutoff = format_time(cutoff);
+                    sqlx::query(NOT_MENTIONED_SINCE).bind(&cutoff).execute(&mut *tx).await?;
+                    erased.row_links = sqlx::query("DELETE FROM input_rows WHERE seen_at < $1")
+                        .bind(&cutoff)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+            }
+            for statement in FOLLOW_HANDLES {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            if suppress {
+                let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM erase_keys")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let key = list_key!(&mut *tx)?;
+                let hashes: Vec<String> = keys.iter().map(|k| key.digest_hex(k)).collect();
+                erased.suppressed = insert_hashes!(&mut *tx, &hashes, format_time(now));
+            }
+            let mut removed = [0u64; DELETES.len()];
+            for (count, statement) in removed.iter_mut().zip(DELETES) {
+                *count = sqlx::query(statement).execute(&mut *tx).await?.rows_affected();
+            }
+            if shared {
+                erased.queued = sqlx::query(DELETE_QUEUED).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            sqlx::query("DROP TABLE erase_keys").execute(&mut *c).await?;
+            let [products, changes, contacts, failures, row_links, handles] = removed;
+            Erased { products, changes, contacts, failures, handles, row_links: erased.row_links + row_links, ..erased }
+        });
+        scrub(&mut conn).await?;
+        Ok(erased)
+    }
+
+    /// Takes `keys` off the do-not-process list; returns how many hashes were removed.
+    pub(crate) async fn unsuppress(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let mut conn = self.connect().await?;
+        Ok(on_conn!(&mut conn, c => {
+            let mut tx = sqlx::Connection::begin(&mut *c).await?;
+            let key: Option<String> = sqlx::query_scalar("SELECT value FROM greenrich_meta WHERE key = $1")
+                .bind(KEY_NAME)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut removed = 0;
+            if let Some(key) = key.as_deref().and_then(SuppressionKey::from_hex) {
+                for k in keys {
+                    removed += sqlx::query("DELETE FROM suppressed WHERE key_hash = $1")
+                        .bind(key.digest_hex(k))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+            }
+            tx.commit().await?;
+            removed
+        }))
+    }
+
+    /// The do-not-process list, as a run reads it before staging; `None` when it is empty.
+    pub(crate) async fn suppression_list(&self) -> Result<Option<SuppressionList>, StoreError> {
+        let mut conn = self.connect().await?;
+        Ok(on_conn!(&mut conn, c => {
+            let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM suppressed")
+                .fetch_all(&mut *c)
+                .await?;
+            let key: Option<String> = sqlx::query_scalar("SELECT value FROM greenrich_meta WHERE key = $1")
+                .bind(KEY_NAME)
+                .fetch_optional(&mut *c)
+                .await?;
+            match key.as_deref().and_then(SuppressionKey::from_hex) {
+                Some(key) if !hashes.is_empty() => Some(SuppressionList::new(key, &hashes)),
+                _ => None,
+            }
+        }))
+    }
+}
+
+/// After an erasure, a SQLite file keeps no copy of what was removed: the rows' old versions
+/// (from earlier updates, in free space) are gone once the file is rebuilt, and the WAL, which
+/// still holds pages written before, is emptied. A PostgreSQL store has nothing to run here: its
+/// dead rows are the server's to vacuum (docs/privacy.md).
+async fn scrub(conn: &mut Conn) -> Result<(), StoreError> {
+    let Conn::Sqlite(c) = conn else {
+        return Ok(());
+    };
+    sqlx::query("PRAGMA temp_store = DEFAULT")
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("VACUUM").execute(&mut *c).await?;
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *c)
+        .await?;
+    if busy != 0 {
+        tracing::warn!("another program was reading the store: its WAL file could not be emptied, and may hold what was removed until the next run's checkpoint");
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Erasure, the do-not-process list and retention: `forget` removes one person of a thousand from
+//! every table (and from a SQLite file's bytes), `--suppress` keeps them out of later runs with
+//! no call, `purge` removes what no input has mentioned for a while. The same on a SQLite and a
+//! PostgreSQL store.
+
+use std::collections::BTreeMap;
+
+use crate::helpers::*;
+use crate::servers::{At, Engine, ServerDb};
+
+const CONTACTS: usize = 1000;
+/// The person who asks to be forgotten: row 500 of `phones_csv`.
+const PERSON: usize = 500;
+const PERSON_PHONE: &str = "+7 900 100 1500";
+const PERSON_DIGITS: &str = "9001001500";
+
+/// Every stored row that names the person, by table (none once forgotten).
+const ROWS_OF_PERSON: &str =
+    "SELECT 'contacts', chat_id FROM contacts WHERE chat_id = '79001001500@c.us'
+     UNION ALL SELECT 'products', chat_id FROM products WHERE chat_id = '79001001500@c.us'
+     UNION ALL SELECT 'changes', chat_id FROM changes WHERE chat_id = '79001001500@c.us'
+     UNION ALL SELECT 'failures', key FROM failures WHERE key = '79001001500@c.us'
+     UNION ALL SELECT 'input_rows', chat_id FROM input_rows WHERE chat_id = '79001001500@c.us'
+     UNION ALL SELECT 'input_rows', input_value FROM input_rows WHERE input_value LIKE '%1500'";
+
+/// Everyone else's contacts, as stored.
+const OTHERS: &str = "SELECT chat_id, name, raw_json, fetched_at FROM contacts
+     WHERE chat_id <> '79001001500@c.us' ORDER BY chat_id";
+
+/// The test's store flags, then `extra`.
+fn with_store(at: &At<'_>, command: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+    let store = at.store_flags();
+    args.push(
+        if command[0] == "enrich" {
+            "--output"
+        } else {
+            "--db"
+        }
+        .into(),
+    );
+    args.extend(store);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+async fn run(env: &TestEnv, args: Vec<String>) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = env.run(&args).await;
+    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    run
+}
+
+/// `enrich` of in.csv into the test's store, every contact due.
+async fn enrich_all(env: &TestEnv, at: &At<'_>) -> Run {
+    let fast = [
+        "--input",
+        "in.csv",
+        "--backoff-base",
+        "10ms",
+        "--rps-per-instance",
+        "0",
+        "--max-age",
+        "0s",
+    ];
+    run(env, with_store(at, &["enrich"], &fast)).await
+}
+
+/// Enriches a thousand people (the person's contact renamed twice, so older copies of their row
+/// were written), forgets and suppresses the person, and checks: no row names them, the others
+/// are as they were, and a rerun skips them with no call.
+async fn forget_one_of_a_thousand(at: At<'_>) {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(CONTACTS).as_bytes());
+    let person = phone_chat_id(PERSON);
+    enrich_all(&env, &at).await;
+    for _ in 0..2 {
+        env.sandbox.world.edit(&person);
+        enrich_all(&env, &at).await;
+    }
+    let stored: Vec<Option<String>> = at
+        .rows(&env, ROWS_OF_PERSON)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    for table in ["contacts", "changes", "input_rows"] {
+        assert!(
+            stored.contains(&Some(table.into())),
+            "stored first: {stored:?}"
+        );
+    }
+    let others = at.rows(&env, OTHERS).await;
+    assert_eq!(others.len(), CONTACTS - 1);
+
+    let said = run(
+        &env,
+        with_store(&at, &["forget"], &["--phone", PERSON_PHONE, "--suppress"]),
+    )
+    .await;
+    assert!(
+        said.stdout.contains("forgot 1 person: removed 1 contacts")
+            && said.stdout.contains("2 changes")
+            && said.stdout.contains("1 row links")
+            && said
+                .stdout
+                .contains("1 keys added to the do-not-process list"),
+        "{}",
+        said.stdout
+    );
+    assert_eq!(at.rows(&env, ROWS_OF_PERSON).await, Vec::<Vec<_>>::new());
+    assert_eq!(at.rows(&env, OTHERS).await, others, "the others are intact");
+
+    // A rerun of the same input: no call for the person, the row marked, nothing of them kept.
+    let answers = |env: &TestEnv| env.sandbox.stats.answers_per_chat();
+    let before: BTreeMap<String, u32> = answers(&env).into_iter().collect();
+    let rerun = enrich_all(&env, &at).await;
+    let after: BTreeMap<String, u32> = answers(&env).into_iter().collect();
+    assert_eq!(after.get(&person), before.get(&person), "no call for them");
+    assert!(
+        rerun.stderr.contains("1 suppressed") && rerun.stderr.contains("999 enriched"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(at.rows(&env, ROWS_OF_PERSON).await, Vec::<Vec<_>>::new());
+    let row = at
+        .rows(
+            &env,
+            "SELECT status, input_value, chat_id FROM enriched WHERE row_ref = '501'",
+        )
+        .await;
+    assert_eq!(row, vec![vec![Some("suppressed".into()), None, None]]);
+
+    // Taken off the list, they are enriched again.
+    run(
+        &env,
+        with_store(&at, &["forget"], &["--phone", PERSON_PHONE, "--unsuppress"]),
+    )
+    .await;
+    let again = enrich_all(&env, &at).await;
+    assert!(again.stderr.contains("1000 enriched"), "{}", again.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forgetting_one_of_a_thousand_leaves_no_trace_and_a_rerun_skips_them() {
+    forget_one_of_a_thousand(At::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
+async fn a_postgres_store_forgets_and_suppresses_the_same() {
+    let db = ServerDb::create(Engine::Postgres, "forget").await;
+    forget_one_of_a_thousand(At::Postgres(&db)).await;
+}
+
+/// The person's digits and every name they had, searched in every file of the SQLite store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forgotten_person_is_nowhere_in_the_sqlite_files() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(CONTACTS).as_bytes());
+    let person = phone_chat_id(PERSON);
+    enrich_all(&env, &At::Sqlite).await;
+    // Renamed twice ("… (edition 1)", "… (edition 2)": no one else is renamed), so that older
+    // versions of their row were written to the file and its WAL.
+    for _ in 0..2 {
+        env.sandbox.world.edit(&person);
+        enrich_all(&env, &At::Sqlite).await;
+    }
+    std::fs::remove_file(env.path("in.csv")).unwrap();
+    let found = |needle: &str| -> Vec<String> {
+        all_bytes(env.dir.path())
+            .into_iter()
+            .filter(|(_, bytes)| contains(bytes, needle))
+            .map(|(path, _)| path.display().to_string())
+            .collect()
+    };
+    assert!(!found(PERSON_DIGITS).is_empty() && !found("(edition").is_empty());
+
+    run(
+        &env,
+        with_store(&At::Sqlite, &["forget"], &["--chat-id", &person]),
+    )
+    .await;
+    assert_eq!(found(PERSON_DIGITS), Vec::<String>::new(), "their number");
+    assert_eq!(found("(edition"), Vec::<String>::new(), "their names");
+    assert_eq!(
+        count(&env.path("out.db"), "SELECT COUNT(*) FROM contacts").await,
+        999
+    );
+}
