@@ -6,7 +6,9 @@ use std::io::Write;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, ConfigError, DbArgs, ExportArgs, ForgetArgs, ReportArgs};
+use crate::cli::{
+    Cli, Command, ConfigError, DbArgs, ExportArgs, ExportFormat, ForgetArgs, ReportArgs,
+};
 use crate::config::{LogFormat, Output};
 use crate::demo::DemoError;
 use crate::error::JobError;
@@ -152,8 +154,13 @@ pub async fn run(
         }
         Command::Purge(args) => {
             let store = crate::store::Store::open(&args.store.location()?, LOCK_WAIT).await?;
-            let said = crate::forget::purge(&store, args.older_than.0, chrono::Utc::now()).await?;
-            let _ = writeln!(out, "{said}");
+            let erased = crate::forget::purge(&store, args.older_than.0, chrono::Utc::now()).await?;
+            let _ = writeln!(
+                out,
+                "purged what no input has mentioned for {}: {}",
+                args.older_than,
+                erased.describe()
+            );
             Ok(Done::Ok)
         }
         Command::Completions(args) => {
@@ -168,13 +175,38 @@ pub async fn run(
                 .map_err(Error::Man)?;
             Ok(Done::Ok)
         }
-        Command::Export(args) => {
-            for (file, rows) in export_files(&args).await? {
-                let shown = args.output.join(file);
-                let _ = writeln!(err, "wrote {rows} rows to {}", shown.display());
+        Command::Export(args) => match (&args.chat_id, args.format, &args.output) {
+            (Some(_), Some(ExportFormat::Csv), _) => Err(Error::Config(ConfigError::Flag(
+                "--chat-id writes one person's rows as JSON: leave out --format csv".into(),
+            ))),
+            (Some(person), _, output) => {
+                let json = export_person(&args, person).await?;
+                match output {
+                    Some(path) => {
+                        crate::private::write(path, json + "\n")
+                            .map_err(|source| ExportError::File {
+                            path: path.clone(),
+                            source,
+                        })?;
+                        let _ = writeln!(err, "wrote {}", path.display());
+                    }
+                    None => {
+                        let _ = writeln!(out, "{json}");
+                    }
+                }
+                Ok(Done::Ok)
             }
-            Ok(Done::Ok)
-        }
+            (None, Some(ExportFormat::Json), _) => Err(Error::Config(ConfigError::Flag(
+                "--format json writes one person's rows: name them with --chat-id".into(),
+            ))),
+            (None, _, output) => {
+                let dir = output.clone().unwrap_or_default();
+                for (file, rows) in export_files(&args, &dir).await? {
+                    let _ = writeln!(err, "wrote {rows} rows to {}", dir.join(file).display());
+                }
+                Ok(Done::Ok)
+            }
+        },
     }
 }
 
@@ -292,11 +324,27 @@ fn exit_code(error: &Error) -> i32 {
     }
 }
 
-/// `greenrich export`: the table CSVs, and `enriched.csv` when an input is given.
-async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, Error> {
+/// `greenrich export --chat-id`: what the store holds about one person, as pretty JSON.
+async fn export_person(args: &ExportArgs, person: &str) -> Result<String, Error> {
+    let location = args.store.location()?;
+    let notation = crate::chat_id::Notation::of(args.messenger);
+    let key = crate::chat_id::normalise(person, notation)
+        .map(|id| id.id)
+        .unwrap_or_else(|_| person.trim().to_string());
+    let mut reader = crate::store::read::StoreReader::open(&location).await?;
+    let mut found = reader.person(&[key]).await?;
+    if let Some(object) = found.as_object_mut() {
+        object.insert("store".into(), location.to_string().into());
+        object.insert("exported_at".into(), crate::normalise::format_time(chrono::Utc::now()).into());
+    }
+    Ok(serde_json::to_string_pretty(&found).unwrap_or_default())
+}
+
+/// `greenrich export`: the table CSVs into `dir`, and `enriched.csv` when an input is given.
+async fn export_files(args: &ExportArgs, dir: &std::path::Path) -> Result<Vec<(String, u64)>, Error> {
     let raw = args.csv_out.csv_raw;
     output::prepare(&Output::Csv {
-        dir: args.output.clone(),
+        dir: dir.to_path_buf(),
         raw,
     })?;
     let source = match &args.input {
@@ -313,7 +361,7 @@ async fn export_files(args: &ExportArgs) -> Result<Vec<(String, u64)>, Error> {
     });
     let store = args.store.location()?;
     let out = CsvOut {
-        dir: args.output.clone(),
+        dir: dir.to_path_buf(),
         raw,
         changed_since: args.changed_since,
     };

@@ -94,6 +94,7 @@ impl Config {
                 metrics_file: None,
                 summary_json: None,
                 report: None,
+                purge_after: None,
                 prefix: None,
             },
             api,
@@ -223,6 +224,8 @@ pub struct OutputConfig {
     pub summary_json: Option<PathBuf>,
     /// Where to write the run report (HTML) at the end.
     pub report: Option<PathBuf>,
+    /// At the end, erase what no input has mentioned for this long (`--purge-after`).
+    pub purge_after: Option<Duration>,
     /// The prefix of the columns `enriched.csv` adds (default: `whatsapp_` or `max_`).
     pub prefix: Option<String>,
 }

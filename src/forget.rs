@@ -81,21 +81,16 @@ pub(crate) async fn forget(
     Ok(said)
 }
 
-/// Runs `purge`: erases whom no input has mentioned since `now - older_than`.
+/// Erases whom no input has mentioned since `now - older_than` (`purge`, `--purge-after`).
 pub(crate) async fn purge(
     store: &Store,
     older_than: Duration,
     now: DateTime<Utc>,
-) -> Result<String, StoreError> {
+) -> Result<Erased, StoreError> {
     let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-    let erased = store
+    store
         .erase(Whom::NotMentionedSince(cutoff), false, now)
-        .await?;
-    Ok(format!(
-        "purged what no input has mentioned since {}: {}",
-        crate::normalise::format_time(cutoff),
-        erased.describe()
-    ))
+        .await
 }
 
 fn erased_line(named: usize, erased: &Erased, suppressed: bool) -> String {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Client, Instance};
 use crate::chat_id::{self, Messenger};
-use crate::config::{Config, Output, Refresh};
+use crate::config::{Config, HumanDuration, Output, Refresh};
 use crate::domain::Rate;
 use crate::error::JobError;
 use crate::export::{self, CsvOut, EnrichedCsv};
@@ -163,6 +163,7 @@ async fn run_begun(
     let delays = config.plan.retry_delays();
     let planned = plan_run(config, store, opened, &delays, Some(&begun), &stop).await?;
     *live.counts.lock().unwrap_or_else(|p| p.into_inner()) = planned.summary.counts.clone();
+    let input_read_whole = planned.due.is_some();
     let outcome = match planned.due {
         Some(due) => {
             tracing::info!("{}", planned.summary.plan_line);
@@ -181,6 +182,15 @@ async fn run_begun(
         None => Outcome::Stopped(stop.reason().unwrap_or(StopReason::Interrupted)),
     };
     let mut report = report(config, live, outcome, planned.summary);
+    if let (Some(older_than), true) = (config.output.purge_after, input_read_whole) {
+        let erased = crate::forget::purge(store, older_than, config.clock.now()).await?;
+        tracing::info!(
+            "--purge-after {}: erased what no input has mentioned for that long: {}",
+            HumanDuration(older_than),
+            erased.describe()
+        );
+        report.summary.counts.purged = erased.contacts;
+    }
     store
         .finish_run(begun.id, config.clock.now(), &report.summary)
         .await?;

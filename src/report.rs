@@ -151,6 +151,12 @@ impl Report {
             c.retries,
             format_duration(Duration::from_secs_f64(s.elapsed_seconds)),
         );
+        if c.purged > 0 {
+            out.push_str(&format!(
+                "\npurged {} contacts no input has mentioned for --purge-after",
+                c.purged
+            ));
+        }
         if let Some(why) = &s.stopped_because {
             out.push('\n');
             out.push_str(why);

@@ -160,6 +160,7 @@ impl EnrichArgs {
                 metrics_file: self.metrics_file,
                 summary_json: self.summary_json,
                 report: self.report,
+                purge_after: self.purge_after.map(|d| d.0),
                 prefix: self.csv_out.prefix,
             },
             api,

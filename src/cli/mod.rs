@@ -113,12 +113,11 @@ const FAILURES_EXAMPLES: &str = "Examples:
 const EXPORT_EXAMPLES: &str = "Examples:
   greenrich export --db out/greenrich.db --input customers.csv --output out/
   greenrich export --db out/greenrich.db --input customers.csv --output delta/ --changed-since 42
-  greenrich export --db postgres://greenrich@db/crm --output /srv/exports/";
+  greenrich export --db out/greenrich.db --chat-id 79001234567@c.us --format json --output person.json";
 const FORGET_EXAMPLES: &str = "Examples:
   greenrich forget --db enriched.db --phone '+7 900 123-45-67'
   greenrich forget --db enriched.db --chat-id 79001234567@c.us --suppress
-  greenrich forget --db postgres://greenrich@db/crm --input objections.csv --column phone --suppress
-  greenrich forget --db enriched.db --phone +79001234567 --unsuppress";
+  greenrich forget --db postgres://greenrich@db/crm --input objections.csv --column phone --suppress";
 const PURGE_EXAMPLES: &str = "Examples:
   greenrich purge --db enriched.db --older-than 180d
   greenrich enrich --input customers.csv --output enriched.db --purge-after 180d";
@@ -397,9 +396,17 @@ pub struct ExportArgs {
     /// The store to read.
     #[command(flatten)]
     pub store: StoreFlags,
-    /// The directory to write (created when missing).
-    #[arg(long)]
-    pub output: PathBuf,
+    /// The directory to write (created when missing); with --chat-id, the JSON file (default:
+    /// stdout).
+    #[arg(long, required_unless_present = "chat_id")]
+    pub output: Option<PathBuf>,
+    /// Write everything the store holds about this person instead (chat id, Telegram handle or
+    /// phone number), as JSON: for a data subject's access request.
+    #[arg(long, conflicts_with_all = ["input", "changed_since"])]
+    pub chat_id: Option<String>,
+    /// csv (the tables) or json (one person, with --chat-id; the default then).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
     /// The CSV file or workbook whose rows enriched.csv copies, each followed by its results.
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -465,6 +472,15 @@ pub struct PurgeArgs {
     /// Erase what no input has mentioned for this long (such as 180d).
     #[arg(long)]
     pub older_than: HumanDuration,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// CSV files of the store's tables.
+    Csv,
+    /// One person's rows, as JSON.
+    Json,
 }
 
 /// How an input file is read (`enrich` and `export`).

@@ -13,8 +13,9 @@ use crate::suppression::{SuppressionKey, SuppressionList};
 /// Rows per multi-row INSERT statement.
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// The key of the list's hashes in `greenrich_meta`.
-const KEY_NAME: &str = "suppression_key";
+/// Reads the key of the list's hashes, kept in `greenrich_meta`.
+pub(super) const READ_LIST_KEY: &str =
+    "SELECT value FROM greenrich_meta WHERE key = 'suppression_key'";
 
 /// Rows removed, per table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -96,20 +97,18 @@ pub(crate) enum Whom<'a> {
 /// transaction: two workers that race keep the same key).
 macro_rules! list_key {
     ($tx:expr) => {{
-        const READ: &str = "SELECT value FROM greenrich_meta WHERE key = $1";
-        let existing: Option<String> = sqlx::query_scalar(READ).bind(KEY_NAME).fetch_optional(&mut *$tx).await?;
+        let existing: Option<String> = sqlx::query_scalar(READ_LIST_KEY).fetch_optional(&mut *$tx).await?;
         if existing.is_none() {
             let drawn = SuppressionKey::generate().map_err(|e| StoreError::Open {
                 path: "the do-not-process list".into(),
                 message: format!("no random key from the OS: {e}"),
             })?;
-            sqlx::query("INSERT INTO greenrich_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-                .bind(KEY_NAME)
+            sqlx::query("INSERT INTO greenrich_meta (key, value) VALUES ('suppression_key', $1) ON CONFLICT (key) DO NOTHING")
                 .bind(drawn)
                 .execute(&mut *$tx)
                 .await?;
         }
-        let text: String = sqlx::query_scalar(READ).bind(KEY_NAME).fetch_one(&mut *$tx).await?;
+        let text: String = sqlx::query_scalar(READ_LIST_KEY).fetch_one(&mut *$tx).await?;
         SuppressionKey::from_hex(&text).ok_or_else(|| StoreError::Open {
             path: "the do-not-process list".into(),
             message: "its key in greenrich_meta is not hex text".into(),
@@ -200,7 +199,9 @@ impl Store {
             let [products, changes, contacts, failures, row_links, handles] = removed;
             Erased { products, changes, contacts, failures, handles, row_links: erased.row_links + row_links, ..erased }
         });
-        scrub(&mut conn).await?;
+        if erased != Erased::default() {
+            scrub(&mut conn).await?;
+        }
         Ok(erased)
     }
 
@@ -209,8 +210,7 @@ impl Store {
         let mut conn = self.connect().await?;
         Ok(on_conn!(&mut conn, c => {
             let mut tx = sqlx::Connection::begin(&mut *c).await?;
-            let key: Option<String> = sqlx::query_scalar("SELECT value FROM greenrich_meta WHERE key = $1")
-                .bind(KEY_NAME)
+            let key: Option<String> = sqlx::query_scalar(READ_LIST_KEY)
                 .fetch_optional(&mut *tx)
                 .await?;
             let mut removed = 0;
@@ -235,8 +235,7 @@ impl Store {
             let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM suppressed")
                 .fetch_all(&mut *c)
                 .await?;
-            let key: Option<String> = sqlx::query_scalar("SELECT value FROM greenrich_meta WHERE key = $1")
-                .bind(KEY_NAME)
+            let key: Option<String> = sqlx::query_scalar(READ_LIST_KEY)
                 .fetch_optional(&mut *c)
                 .await?;
             match key.as_deref().and_then(SuppressionKey::from_hex) {

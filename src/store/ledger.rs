@@ -50,6 +50,8 @@ pub struct RunCounts {
     pub checks: u64,
     /// Telegram: phone numbers and usernames resolved to a chat id.
     pub resolved: u64,
+    /// Contacts erased at the end by `--purge-after` (no input mentioned them for that long).
+    pub purged: u64,
 }
 
 /// The options of a run that matter later (`runs.options`).

@@ -14,6 +14,7 @@ pub(crate) mod erase;
 mod handles;
 pub(crate) mod ledger;
 pub(crate) mod links;
+pub(crate) mod person;
 pub(crate) mod plan;
 mod postgres;
 pub(crate) mod read;

@@ -196,6 +196,7 @@ impl StoreReader {
                             duplicates: count(6),
                             skipped_fresh: count(7),
                             suppressed: found.suppressed,
+                            purged: found.purged,
                             planned: count(8),
                             enriched: count(9),
                             failed: count(10),

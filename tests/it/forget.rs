@@ -66,6 +66,12 @@ async fn enrich_all(env: &TestEnv, at: &At<'_>) -> Run {
     run(env, with_store(at, &["enrich"], &fast)).await
 }
 
+/// What the store holds about the person, for their access request.
+async fn person_json(env: &TestEnv, at: &At<'_>) -> serde_json::Value {
+    let args = with_store(at, &["export"], &["--chat-id", PERSON_PHONE, "--format", "json"]);
+    serde_json::from_str(&run(env, args).await.stdout).unwrap()
+}
+
 /// Enriches a thousand people (the person's contact renamed twice, so older copies of their row
 /// were written), forgets and suppresses the person, and checks: no row names them, the others
 /// are as they were, and a rerun skips them with no call.
@@ -93,11 +99,25 @@ async fn forget_one_of_a_thousand(at: At<'_>) {
     let others = at.rows(&env, OTHERS).await;
     assert_eq!(others.len(), CONTACTS - 1);
 
+    // What the store holds about them, for their access request.
+    // What the store holds about them, for their access request.
+    let held = person_json(&env, &at).await;
+    assert_eq!(held["contacts"][0]["chat_id"], person.as_str(), "{held}");
+    assert_eq!(held["contacts"][0]["raw_json"]["chatId"], person.as_str());
+    assert!(held["contacts"][0]["name"].as_str().unwrap().ends_with("(edition 2)"));
+    assert_eq!(held["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(held["input_rows"][0]["row_ref"], "501");
+    assert_eq!(held["do_not_process"], false);
+
     let said = run(
         &env,
         with_store(&at, &["forget"], &["--phone", PERSON_PHONE, "--suppress"]),
     )
     .await;
+    let held = person_json(&env, &at).await;
+    assert_eq!(held["contacts"], serde_json::json!([]), "{held}");
+    assert_eq!(held["input_rows"], serde_json::json!([]));
+    assert_eq!(held["do_not_process"], true);
     assert!(
         said.stdout.contains("forgot 1 person: removed 1 contacts")
             && said.stdout.contains("2 changes")
@@ -187,4 +207,62 @@ async fn a_forgotten_person_is_nowhere_in_the_sqlite_files() {
         count(&env.path("out.db"), "SELECT COUNT(*) FROM contacts").await,
         999
     );
+}
+
+/// Two lists enriched on 1 January; on 2 December only list A is read again (fresh, so no call).
+/// Retention then erases list B's people and links, and keeps A's.
+async fn retention_keeps_only_what_an_input_still_mentions(at: At<'_>, by_enrich: bool) {
+    let env = env_with(fast()).await;
+    let phones = phones_csv(20);
+    let (header, rows) = phones.split_once('\n').unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    env.write("a.csv", format!("{header}\n{}\n", rows[..10].join("\n")).as_bytes());
+    env.write("b.csv", format!("{header}\n{}\n", rows[10..].join("\n")).as_bytes());
+    let enrich = |input: &str, extra: &[&str]| {
+        let mut args = vec!["--input", input, "--rps-per-instance", "0", "--max-age", "400d"];
+        args.extend_from_slice(extra);
+        with_store(&at, &["enrich"], &args)
+    };
+    for input in ["a.csv", "b.csv"] {
+        run(&env, enrich(input, &["--now", "2026-01-01T00:00:00Z"])).await;
+    }
+    let purge = ["--purge-after", "180d"];
+    let last = run(&env, enrich("a.csv", if by_enrich { &purge } else { &[] })).await;
+    assert!(last.stderr.contains("0 requests"), "{}", last.stderr);
+    if by_enrich {
+        assert!(last.stderr.contains("purged 10 contacts"), "{}", last.stderr);
+    } else {
+        let said = run(&env, with_store(&at, &["purge"], &["--older-than", "180d"])).await;
+        assert!(said.stdout.contains("10 contacts"), "{}", said.stdout);
+        assert!(said.stdout.contains("10 row links"), "{}", said.stdout);
+    }
+    let kept = at
+        .rows(&env, "SELECT chat_id FROM contacts ORDER BY chat_id")
+        .await;
+    let expected: Vec<Vec<Option<String>>> =
+        (0..10).map(|i| vec![Some(phone_chat_id(i))]).collect();
+    assert_eq!(kept, expected);
+    let links = at
+        .rows(&env, "SELECT DISTINCT source FROM input_rows")
+        .await;
+    assert_eq!(links, vec![vec![Some("a.csv".to_string())]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_erases_what_no_input_has_mentioned_for_that_long() {
+    retention_keeps_only_what_an_input_still_mentions(At::Sqlite, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrich_purge_after_erases_the_same_at_the_end_of_the_run() {
+    retention_keeps_only_what_an_input_still_mentions(At::Sqlite, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
+async fn a_postgres_store_keeps_the_same_retention() {
+    let db = ServerDb::create(Engine::Postgres, "retention").await;
+    retention_keeps_only_what_an_input_still_mentions(At::Postgres(&db), true).await;
+    let db = ServerDb::create(Engine::Postgres, "retention").await;
+    retention_keeps_only_what_an_input_still_mentions(At::Postgres(&db), false).await;
 }
