@@ -154,7 +154,8 @@ pub async fn run(
         }
         Command::Purge(args) => {
             let store = crate::store::Store::open(&args.store.location()?, LOCK_WAIT).await?;
-            let erased = crate::forget::purge(&store, args.older_than.0, chrono::Utc::now()).await?;
+            let erased =
+                crate::forget::purge(&store, args.older_than.0, chrono::Utc::now()).await?;
             let _ = writeln!(
                 out,
                 "purged what no input has mentioned for {}: {}",
@@ -183,10 +184,11 @@ pub async fn run(
                 let json = export_person(&args, person).await?;
                 match output {
                     Some(path) => {
-                        crate::private::write(path, json + "\n")
-                            .map_err(|source| ExportError::File {
-                            path: path.clone(),
-                            source,
+                        crate::private::write(path, json + "\n").map_err(|source| {
+                            ExportError::File {
+                                path: path.clone(),
+                                source,
+                            }
                         })?;
                         let _ = writeln!(err, "wrote {}", path.display());
                     }
@@ -335,13 +337,19 @@ async fn export_person(args: &ExportArgs, person: &str) -> Result<String, Error>
     let mut found = reader.person(&[key]).await?;
     if let Some(object) = found.as_object_mut() {
         object.insert("store".into(), location.to_string().into());
-        object.insert("exported_at".into(), crate::normalise::format_time(chrono::Utc::now()).into());
+        object.insert(
+            "exported_at".into(),
+            crate::normalise::format_time(chrono::Utc::now()).into(),
+        );
     }
     Ok(serde_json::to_string_pretty(&found).unwrap_or_default())
 }
 
 /// `greenrich export`: the table CSVs into `dir`, and `enriched.csv` when an input is given.
-async fn export_files(args: &ExportArgs, dir: &std::path::Path) -> Result<Vec<(String, u64)>, Error> {
+async fn export_files(
+    args: &ExportArgs,
+    dir: &std::path::Path,
+) -> Result<Vec<(String, u64)>, Error> {
     let raw = args.csv_out.csv_raw;
     output::prepare(&Output::Csv {
         dir: dir.to_path_buf(),

@@ -181,6 +181,12 @@ async fn run_begun(
         // Stopped while reading the input: no plan, no call.
         None => Outcome::Stopped(stop.reason().unwrap_or(StopReason::Interrupted)),
     };
+    let late = store
+        .erase_listed_since(begun.started_at, config.clock.now())
+        .await?;
+    if late > 0 {
+        tracing::warn!("{late} contacts this run stored were put on the do-not-process list while it went: erased again");
+    }
     let mut report = report(config, live, outcome, planned.summary);
     if let (Some(older_than), true) = (config.output.purge_after, input_read_whole) {
         let erased = crate::forget::purge(store, older_than, config.clock.now()).await?;

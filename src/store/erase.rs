@@ -187,12 +187,15 @@ impl Store {
                 let hashes: Vec<String> = keys.iter().map(|k| key.digest_hex(k)).collect();
                 erased.suppressed = insert_hashes!(&mut *tx, &hashes, format_time(now));
             }
+            // The queue first: a worker's write of a key it claimed takes the key's queue row
+            // (see [`super::shared::finish_claims`]), so this waits for a write under way, and
+            // a write that comes later finds no claim and is left out.
+            if shared {
+                erased.queued = sqlx::query(DELETE_QUEUED).execute(&mut *tx).await?.rows_affected();
+            }
             let mut removed = [0u64; DELETES.len()];
             for (count, statement) in removed.iter_mut().zip(DELETES) {
                 *count = sqlx::query(statement).execute(&mut *tx).await?.rows_affected();
-            }
-            if shared {
-                erased.queued = sqlx::query(DELETE_QUEUED).execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
             sqlx::query("DROP TABLE erase_keys").execute(&mut *c).await?;
@@ -203,6 +206,37 @@ impl Store {
             scrub(&mut conn).await?;
         }
         Ok(erased)
+    }
+
+    /// Erases what this run stored, since `since`, of people listed as not to be processed while
+    /// it went (a `forget --suppress` beside a worker of a shared store, whose plan was made
+    /// before); returns how many contacts that was. Costs one query when nobody was listed.
+    pub(crate) async fn erase_listed_since(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        const LISTED_SINCE: &str = "SELECT COUNT(*) FROM suppressed WHERE suppressed_at >= $1";
+        const STORED_SINCE: &str = "SELECT chat_id FROM contacts WHERE fetched_at >= $1
+             UNION SELECT key FROM failures WHERE last_attempt_at >= $1
+             UNION SELECT handle FROM handles WHERE resolved_at >= $1";
+        let since = format_time(since);
+        let mut conn = self.connect().await?;
+        let stored: Vec<String> = on_conn!(&mut conn, c => {
+            let listed: i64 = sqlx::query_scalar(LISTED_SINCE).bind(&since).fetch_one(&mut *c).await?;
+            match listed {
+                0 => Vec::new(),
+                _ => sqlx::query_scalar(STORED_SINCE).bind(&since).fetch_all(&mut *c).await?,
+            }
+        });
+        let Some(list) = self.suppression_list().await? else {
+            return Ok(0);
+        };
+        let listed: Vec<String> = stored.into_iter().filter(|k| list.contains(k)).collect();
+        if listed.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.erase(Whom::Keys(&listed), false, now).await?.contacts)
     }
 
     /// Takes `keys` off the do-not-process list; returns how many hashes were removed.
@@ -265,4 +299,76 @@ async fn scrub(conn: &mut Conn) -> Result<(), StoreError> {
         tracing::warn!("another program was reading the store: its WAL file could not be emptied, and may hold what was removed until the next run's checkpoint");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreLocation;
+
+    async fn contacts(store: &Store) -> Vec<String> {
+        let mut conn = store.connect().await.unwrap();
+        on_conn!(&mut conn, c => sqlx::query_scalar("SELECT chat_id FROM contacts ORDER BY chat_id")
+            .fetch_all(c)
+            .await
+            .unwrap())
+    }
+
+    async fn store_contact(store: &Store, chat_id: &str, fetched_at: DateTime<Utc>) {
+        const SQL: &str = "INSERT INTO contacts (chat_id, messenger, raw_json, fetched_at)
+             VALUES ($1, 'whatsapp', '{}', $2)";
+        let mut conn = store.connect().await.unwrap();
+        on_conn!(&mut conn, c => {
+            sqlx::query(SQL)
+                .bind(chat_id)
+                .bind(format_time(fetched_at))
+                .execute(c)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// A worker whose plan was made before a `forget --suppress` stores the person after it: its
+    /// run's end erases them again, and nobody else.
+    #[tokio::test]
+    async fn what_a_run_stored_of_people_listed_while_it_went_is_erased_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = StoreLocation::Sqlite(dir.path().join("out.db"));
+        let store = Store::open(&location, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let run_began = Utc::now() - chrono::Duration::seconds(10);
+        let (person, other) = ("79001234567@c.us".to_string(), "79001234568@c.us");
+        assert_eq!(
+            store
+                .erase_listed_since(run_began, Utc::now())
+                .await
+                .unwrap(),
+            0
+        );
+
+        let listed = store
+            .erase(Whom::Keys(std::slice::from_ref(&person)), true, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!((listed.contacts, listed.suppressed), (0, 1));
+        store_contact(&store, &person, Utc::now()).await;
+        store_contact(&store, other, Utc::now()).await;
+        assert_eq!(
+            store
+                .erase_listed_since(run_began, Utc::now())
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(contacts(&store).await, [other]);
+
+        // A run that began after the listing has nothing to sweep (its plan skipped them).
+        store_contact(&store, &person, Utc::now()).await;
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        assert_eq!(
+            store.erase_listed_since(later, Utc::now()).await.unwrap(),
+            0
+        );
+    }
 }

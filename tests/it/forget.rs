@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use greenrich::sandbox;
+
 use crate::helpers::*;
 use crate::servers::{At, Engine, ServerDb};
 
@@ -68,7 +70,11 @@ async fn enrich_all(env: &TestEnv, at: &At<'_>) -> Run {
 
 /// What the store holds about the person, for their access request.
 async fn person_json(env: &TestEnv, at: &At<'_>) -> serde_json::Value {
-    let args = with_store(at, &["export"], &["--chat-id", PERSON_PHONE, "--format", "json"]);
+    let args = with_store(
+        at,
+        &["export"],
+        &["--chat-id", PERSON_PHONE, "--format", "json"],
+    );
     serde_json::from_str(&run(env, args).await.stdout).unwrap()
 }
 
@@ -104,7 +110,10 @@ async fn forget_one_of_a_thousand(at: At<'_>) {
     let held = person_json(&env, &at).await;
     assert_eq!(held["contacts"][0]["chat_id"], person.as_str(), "{held}");
     assert_eq!(held["contacts"][0]["raw_json"]["chatId"], person.as_str());
-    assert!(held["contacts"][0]["name"].as_str().unwrap().ends_with("(edition 2)"));
+    assert!(held["contacts"][0]["name"]
+        .as_str()
+        .unwrap()
+        .ends_with("(edition 2)"));
     assert_eq!(held["changes"].as_array().unwrap().len(), 2);
     assert_eq!(held["input_rows"][0]["row_ref"], "501");
     assert_eq!(held["do_not_process"], false);
@@ -216,10 +225,23 @@ async fn retention_keeps_only_what_an_input_still_mentions(at: At<'_>, by_enrich
     let phones = phones_csv(20);
     let (header, rows) = phones.split_once('\n').unwrap();
     let rows: Vec<&str> = rows.lines().collect();
-    env.write("a.csv", format!("{header}\n{}\n", rows[..10].join("\n")).as_bytes());
-    env.write("b.csv", format!("{header}\n{}\n", rows[10..].join("\n")).as_bytes());
+    env.write(
+        "a.csv",
+        format!("{header}\n{}\n", rows[..10].join("\n")).as_bytes(),
+    );
+    env.write(
+        "b.csv",
+        format!("{header}\n{}\n", rows[10..].join("\n")).as_bytes(),
+    );
     let enrich = |input: &str, extra: &[&str]| {
-        let mut args = vec!["--input", input, "--rps-per-instance", "0", "--max-age", "400d"];
+        let mut args = vec![
+            "--input",
+            input,
+            "--rps-per-instance",
+            "0",
+            "--max-age",
+            "400d",
+        ];
         args.extend_from_slice(extra);
         with_store(&at, &["enrich"], &args)
     };
@@ -230,7 +252,11 @@ async fn retention_keeps_only_what_an_input_still_mentions(at: At<'_>, by_enrich
     let last = run(&env, enrich("a.csv", if by_enrich { &purge } else { &[] })).await;
     assert!(last.stderr.contains("0 requests"), "{}", last.stderr);
     if by_enrich {
-        assert!(last.stderr.contains("purged 10 contacts"), "{}", last.stderr);
+        assert!(
+            last.stderr.contains("purged 10 contacts"),
+            "{}",
+            last.stderr
+        );
     } else {
         let said = run(&env, with_store(&at, &["purge"], &["--older-than", "180d"])).await;
         assert!(said.stdout.contains("10 contacts"), "{}", said.stdout);
@@ -265,4 +291,90 @@ async fn a_postgres_store_keeps_the_same_retention() {
     retention_keeps_only_what_an_input_still_mentions(At::Postgres(&db), true).await;
     let db = ServerDb::create(Engine::Postgres, "retention").await;
     retention_keeps_only_what_an_input_still_mentions(At::Postgres(&db), false).await;
+}
+
+/// `forget --suppress` while a worker of a shared store is calling: of ten people around the
+/// worker's frontier (some fetched, some claimed or in flight, some still queued), nothing is
+/// left once the run ends, and a rerun calls none of them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs GREENRICH_TEST_POSTGRES_URL"]
+async fn forgetting_people_while_a_worker_calls_them_leaves_nothing_of_them() {
+    let db = ServerDb::create(Engine::Postgres, "forget_race").await;
+    let at = At::Postgres(&db);
+    let env = env_with(sandbox::Config {
+        rate: greenrich::Rate::PerSecond(25.0),
+        ..sandbox::Config::default()
+    })
+    .await;
+    env.write("in.csv", phones_csv(300).as_bytes());
+    let people: Vec<String> = (40..140).step_by(10).map(phone_chat_id).collect();
+    let args = with_store(
+        &at,
+        &["enrich"],
+        &[
+            "--input",
+            "in.csv",
+            "--rps-per-instance",
+            "25",
+            "--max-age",
+            "0s",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = env.start_with_env(&args, &[]);
+    // Until the worker's frontier is among them.
+    let has_contacts = format!(
+        "SELECT tablename FROM pg_tables WHERE schemaname = '{}' AND tablename = 'contacts'",
+        db.name
+    );
+    while at.rows(&env, &has_contacts).await.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    loop {
+        let stored = at
+            .rows(&env, "SELECT CAST(COUNT(*) AS TEXT) FROM contacts")
+            .await;
+        if stored[0][0].as_deref().unwrap().parse::<u32>().unwrap() >= 75 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut forget = vec!["--suppress"];
+    for person in &people {
+        forget.extend(["--chat-id", person]);
+    }
+    run(&env, with_store(&at, &["forget"], &forget)).await;
+    let ran = worker.finish().await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    let named = |table: &str, column: &str| {
+        let list: Vec<String> = people.iter().map(|p| format!("'{p}'")).collect();
+        format!(
+            "SELECT {column} FROM {table} WHERE {column} IN ({})",
+            list.join(",")
+        )
+    };
+    for (table, column) in [
+        ("contacts", "chat_id"),
+        ("products", "chat_id"),
+        ("changes", "chat_id"),
+        ("failures", "key"),
+        ("input_rows", "chat_id"),
+        ("work_queue", "key"),
+    ] {
+        let left = at.rows(&env, &named(table, column)).await;
+        assert_eq!(left, Vec::<Vec<_>>::new(), "{table}");
+    }
+    let before = env.sandbox.stats.answers_per_chat();
+    let rerun = env.run(&args).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(rerun.stderr.contains("10 suppressed"), "{}", rerun.stderr);
+    let after = env.sandbox.stats.answers_per_chat();
+    for person in &people {
+        assert_eq!(
+            after.get(person),
+            before.get(person),
+            "{person} called again"
+        );
+    }
 }
