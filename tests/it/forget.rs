@@ -159,6 +159,11 @@ async fn forget_one_of_a_thousand(at: At<'_>) {
         )
         .await;
     assert_eq!(row, vec![vec![Some("suppressed".into()), None, None]]);
+    let export = with_store(&at, &["export"], &["--input", "in.csv", "--output", "exported"]);
+    run(&env, export).await;
+    let enriched = std::fs::read_to_string(env.path("exported/enriched.csv")).unwrap();
+    let person_row = enriched.lines().find(|l| l.contains("Person 500,")).unwrap();
+    assert!(person_row.contains(",suppressed,"), "{person_row}");
 
     // Taken off the list, they are enriched again.
     run(
