@@ -2,7 +2,7 @@
 # greenrich benchmarks: starts the sandbox, runs the job's release build, prints one table.
 #
 #   bench/run.sh                 # every scenario but real (about 14 minutes)
-#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead rerun memory plan links writes tables workers pgwrites refresh unpaced deadline dryrun build
+#   bench/run.sh pacing plan     # some of them: pool pacing jitter real overhead rerun memory plan links writes tables workers pgwrites refresh unpaced deadline dryrun privacy build
 #
 # Each figure is a ratio or a throughput measured inside one run, so a busy machine skews it
 # less. This is not a test: CI runs none of it. Needs python3 (for reading the JSON summaries),
@@ -333,6 +333,29 @@ scenario_dryrun() {
   secs=$(dry_run "$OUT/in-1000000.csv" "$OUT/dryrun.db")
   cpu=$(awk '/User time|System time/ {s += $NF} END {printf "%.1f", s * 1e6 / 1000000}' "$OUT/time-plan.txt")
   row "dry run: 1,000,000 random-order numbers, empty SQLite store" "**$cpu µs CPU per row**, peak RSS $(peak_rss "$OUT/time-plan.txt") MB" "$secs s" "≤ 3 µs, ≤ 64 MB"
+}
+
+# Privacy: what a do-not-process list of 1,000 people costs a dry run of 1,000,000 random-order
+# rows (each row's chat id hashed with HMAC-SHA-256), and how long `forget` takes on a store of
+# 1,000,000 contacts (most of it rebuilding the SQLite file so that no copy of the person stays).
+scenario_privacy() {
+  phones 1000000 "$OUT/in-1000000.csv"
+  rm -f "$OUT"/privacy.db*
+  head -1001 "$OUT/in-1000000.csv" >"$OUT/objections.csv"
+  "$BIN" forget --db "$OUT/privacy.db" --input "$OUT/objections.csv" --suppress >/dev/null
+  local secs cpu
+  secs=$(dry_run "$OUT/in-1000000.csv" "$OUT/privacy.db")
+  cpu=$(awk '/User time|System time/ {s += $NF} END {printf "%.1f", s * 1e6 / 1000000}' "$OUT/time-plan.txt")
+  row "dry run: 1,000,000 random-order numbers, 1,000 of them on the do-not-process list" "**$cpu µs CPU per row**, $(grep -o "[0-9]* suppressed" "$OUT/plan.txt" | head -1)" "$secs s" "as without a list (dryrun)"
+  [ -s "$OUT/unlimited-1000000.db" ] || enrich_unlimited 1000000
+  cp "$OUT/unlimited-1000000.db" "$OUT/forget.db"
+  local size start end
+  size=$(du -m "$OUT/forget.db" | cut -f1)
+  start=$(date +%s.%N)
+  "$BIN" forget --db "$OUT/forget.db" --phone "$(sed -n 2p "$OUT/in-1000000.csv" | cut -d, -f1)" >"$OUT/forget.txt"
+  end=$(date +%s.%N)
+  row "forget: one person of 1,000,000 contacts ($size MB SQLite store), file scrubbed" "**$(python3 -c "print(round($end - $start, 1))") s**" "-" "-"
+  rm -f "$OUT"/forget.db*
 }
 
 # A first run that starts fast: a clean release build in a fresh copy of the repository (about

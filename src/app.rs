@@ -13,6 +13,7 @@ use crate::config::{LogFormat, Output};
 use crate::demo::DemoError;
 use crate::error::JobError;
 use crate::export::{self, CsvOut, EnrichedCsv, ExportError};
+use crate::forget::ForgetError;
 use crate::pipeline::output::{self, OutputError};
 use crate::pipeline::stop::Stop;
 use crate::redact::mask;
@@ -94,7 +95,7 @@ pub enum Error {
     Output(#[from] OutputError),
     /// People cannot be forgotten.
     #[error(transparent)]
-    Forget(#[from] crate::forget::ForgetError),
+    Forget(#[from] ForgetError),
     /// The sandbox cannot listen on its port.
     #[error("cannot listen on port {port}: {source}")]
     Listen {
@@ -322,6 +323,8 @@ pub fn finish(
 fn exit_code(error: &Error) -> i32 {
     match error {
         Error::Job(e) => report::error_exit_code(e),
+        Error::Store(StoreError::Locked { .. })
+        | Error::Forget(ForgetError::Store(StoreError::Locked { .. })) => exit::BUSY,
         _ => exit::FATAL,
     }
 }

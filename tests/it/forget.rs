@@ -159,10 +159,17 @@ async fn forget_one_of_a_thousand(at: At<'_>) {
         )
         .await;
     assert_eq!(row, vec![vec![Some("suppressed".into()), None, None]]);
-    let export = with_store(&at, &["export"], &["--input", "in.csv", "--output", "exported"]);
+    let export = with_store(
+        &at,
+        &["export"],
+        &["--input", "in.csv", "--output", "exported"],
+    );
     run(&env, export).await;
     let enriched = std::fs::read_to_string(env.path("exported/enriched.csv")).unwrap();
-    let person_row = enriched.lines().find(|l| l.contains("Person 500,")).unwrap();
+    let person_row = enriched
+        .lines()
+        .find(|l| l.contains("Person 500,"))
+        .unwrap();
     assert!(person_row.contains(",suppressed,"), "{person_row}");
 
     // Taken off the list, they are enriched again.
@@ -382,4 +389,33 @@ async fn forgetting_people_while_a_worker_calls_them_leaves_nothing_of_them() {
             "{person} called again"
         );
     }
+}
+
+/// While a run holds a SQLite store, `forget` changes nothing and exits 5, as a second run does.
+#[tokio::test(flavor = "multi_thread")]
+async fn forget_waits_for_no_run_and_changes_nothing_while_one_holds_the_store() {
+    let env = env_with(fast()).await;
+    env.write("in.csv", phones_csv(3).as_bytes());
+    enrich_all(&env, &At::Sqlite).await;
+    let lock = std::fs::File::open(env.path("out.db.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let args = ["forget", "--db", "out.db", "--chat-id", &phone_chat_id(1)];
+    let refused = env.run(&args).await;
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("another greenrich run"),
+        "{}",
+        refused.stderr
+    );
+    drop(lock);
+    assert_eq!(
+        count(&env.path("out.db"), "SELECT COUNT(*) FROM contacts").await,
+        3
+    );
+    let done = env.run(&args).await;
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert_eq!(
+        count(&env.path("out.db"), "SELECT COUNT(*) FROM contacts").await,
+        2
+    );
 }
