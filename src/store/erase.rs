@@ -134,6 +134,72 @@ macro_rules! insert_hashes {
     }};
 }
 
+/// Fills `erase_keys` with the keys of `$whom` on `$tx`; evaluates to the row links retention
+/// erased by their age (none for named keys).
+macro_rules! fill_keys {
+    ($tx:expr, $whom:expr) => {{
+        match $whom {
+            Whom::Keys(keys) => {
+                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = QueryBuilder::new("INSERT INTO erase_keys (key) ");
+                    q.push_values(chunk, |mut row, key| {
+                        row.push_bind(key.as_str());
+                    });
+                    q.push(" ON CONFLICT (key) DO NOTHING");
+                    q.build().execute(&mut *$tx).await?;
+                }
+                0
+            }
+            Whom::NotMentionedSince(cutoff) => {
+                let cutoff = format_time(cutoff);
+                sqlx::query(NOT_MENTIONED_SINCE)
+                    .bind(&cutoff)
+                    .execute(&mut *$tx)
+                    .await?;
+                sqlx::query("DELETE FROM input_rows WHERE seen_at < $1")
+                    .bind(&cutoff)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected()
+            }
+        }
+    }};
+}
+
+/// Deletes the rows of the keys in `erase_keys` from every table on `$tx` (`$shared`: the
+/// store's work queue too); evaluates to `$erased` with the counts added.
+macro_rules! delete_rows {
+    ($tx:expr, $shared:expr, $erased:expr) => {{
+        let mut erased: Erased = $erased;
+        // The queue first: a worker's write of a key it claimed takes the key's queue row
+        // (see [`super::shared::finish_claims`]), so this waits for a write under way, and a
+        // write that comes later finds no claim and is left out.
+        if $shared {
+            erased.queued = sqlx::query(DELETE_QUEUED)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        }
+        let mut removed = [0u64; DELETES.len()];
+        for (count, statement) in removed.iter_mut().zip(DELETES) {
+            *count = sqlx::query(statement)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        }
+        let [products, changes, contacts, failures, row_links, handles] = removed;
+        Erased {
+            products,
+            changes,
+            contacts,
+            failures,
+            handles,
+            row_links: erased.row_links + row_links,
+            ..erased
+        }
+    }};
+}
+
 impl Store {
     /// Removes `whom` from every table that holds them, in one transaction; with `suppress`,
     /// lists them as not to be processed in that transaction too. A SQLite file is then scrubbed
@@ -154,28 +220,10 @@ impl Store {
             sqlx::query("DROP TABLE IF EXISTS erase_keys").execute(&mut *c).await?;
             sqlx::query(CREATE_KEYS).execute(&mut *c).await?;
             let mut tx = sqlx::Connection::begin(&mut *c).await?;
-            let mut erased = Erased::default();
-            match whom {
-                Whom::Keys(keys) => {
-                    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::new("INSERT INTO erase_keys (key) ");
-                        q.push_values(chunk, |mut row, key| {
-                            row.push_bind(key.as_str());
-                        });
-                        q.push(" ON CONFLICT (key) DO NOTHING");
-                        q.build().execute(&mut *tx).await?;
-                    }
-                }
-                Whom::NotMentionedSince(cutoff) => {
-                    let cutoff = format_time(cutoff);
-                    sqlx::query(NOT_MENTIONED_SINCE).bind(&cutoff).execute(&mut *tx).await?;
-                    erased.row_links = sqlx::query("DELETE FROM input_rows WHERE seen_at < $1")
-                        .bind(&cutoff)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-            }
+            let mut erased = Erased {
+                row_links: fill_keys!(&mut *tx, whom),
+                ..Erased::default()
+            };
             for statement in FOLLOW_HANDLES {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
@@ -187,20 +235,10 @@ impl Store {
                 let hashes: Vec<String> = keys.iter().map(|k| key.digest_hex(k)).collect();
                 erased.suppressed = insert_hashes!(&mut *tx, &hashes, format_time(now));
             }
-            // The queue first: a worker's write of a key it claimed takes the key's queue row
-            // (see [`super::shared::finish_claims`]), so this waits for a write under way, and
-            // a write that comes later finds no claim and is left out.
-            if shared {
-                erased.queued = sqlx::query(DELETE_QUEUED).execute(&mut *tx).await?.rows_affected();
-            }
-            let mut removed = [0u64; DELETES.len()];
-            for (count, statement) in removed.iter_mut().zip(DELETES) {
-                *count = sqlx::query(statement).execute(&mut *tx).await?.rows_affected();
-            }
+            let erased = delete_rows!(&mut *tx, shared, erased);
             tx.commit().await?;
             sqlx::query("DROP TABLE erase_keys").execute(&mut *c).await?;
-            let [products, changes, contacts, failures, row_links, handles] = removed;
-            Erased { products, changes, contacts, failures, handles, row_links: erased.row_links + row_links, ..erased }
+            erased
         });
         if erased != Erased::default() {
             scrub(&mut conn).await?;
