@@ -255,7 +255,7 @@ async fn forget(args: ForgetArgs) -> Result<String, Error> {
         notation: crate::chat_id::Notation {
             messenger: args.messenger,
             default_country: args.default_country,
-            telegram_ids: false,
+            telegram_ids: args.telegram_ids,
         },
     };
     let action = match (args.suppress, args.unsuppress) {
@@ -332,7 +332,10 @@ fn exit_code(error: &Error) -> i32 {
 /// `greenrich export --chat-id`: what the store holds about one person, as pretty JSON.
 async fn export_person(args: &ExportArgs, person: &str) -> Result<String, Error> {
     let location = args.store.location()?;
-    let notation = crate::chat_id::Notation::of(args.messenger);
+    let notation = crate::chat_id::Notation {
+        telegram_ids: true,
+        ..crate::chat_id::Notation::of(args.messenger)
+    };
     let key = crate::chat_id::normalise(person, notation)
         .map(|id| id.id)
         .unwrap_or_else(|_| person.trim().to_string());

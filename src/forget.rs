@@ -36,7 +36,7 @@ pub(crate) struct People {
     pub(crate) chat_ids: Vec<String>,
     /// Phone numbers, read as `notation` reads them.
     pub(crate) phones: Vec<String>,
-    /// A file whose column holds phone numbers or chat ids.
+    /// A file whose column holds phone numbers or chat ids, read as `notation` reads them.
     pub(crate) input: Option<Source>,
     pub(crate) notation: Notation,
 }
@@ -121,16 +121,22 @@ async fn keys_of(people: &People) -> Result<(Vec<String>, usize), ForgetError> {
             }
         }
     }
-    let mut values = people.chat_ids.clone();
+    // A chat id of digits is a Telegram user id, never a phone number.
+    let ids = Notation {
+        telegram_ids: true,
+        ..people.notation
+    };
+    let mut values: Vec<(String, Notation)> =
+        people.chat_ids.iter().map(|v| (v.clone(), ids)).collect();
     if let Some(source) = &people.input {
         let read = read_column(source).await?;
         if read.is_empty() {
             return Err(ForgetError::Empty(source.describe()));
         }
-        values.extend(read);
+        values.extend(read.into_iter().map(|v| (v, people.notation)));
     }
-    for value in values {
-        match chat_id::normalise(&value, people.notation) {
+    for (value, notation) in values {
+        match chat_id::normalise(&value, notation) {
             Ok(id) => keys.push(id.id),
             Err(_) => {
                 raw += 1;

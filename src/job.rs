@@ -181,22 +181,9 @@ async fn run_begun(
         // Stopped while reading the input: no plan, no call.
         None => Outcome::Stopped(stop.reason().unwrap_or(StopReason::Interrupted)),
     };
-    let late = store
-        .erase_listed_since(begun.started_at, config.clock.now())
-        .await?;
-    if late > 0 {
-        tracing::warn!("{late} contacts this run stored were put on the do-not-process list while it went: erased again");
-    }
     let mut report = report(config, live, outcome, planned.summary);
-    if let (Some(older_than), true) = (config.output.purge_after, input_read_whole) {
-        let erased = crate::forget::purge(store, older_than, config.clock.now()).await?;
-        tracing::info!(
-            "--purge-after {}: erased what no input has mentioned for that long: {}",
-            HumanDuration(older_than),
-            erased.describe()
-        );
-        report.summary.counts.purged = erased.contacts;
-    }
+    report.summary.counts.purged =
+        erase_after_calls(config, store, &begun, input_read_whole).await?;
     store
         .finish_run(begun.id, config.clock.now(), &report.summary)
         .await?;
@@ -225,6 +212,33 @@ async fn run_begun(
     write_summary_json(config, &report);
     write_report_page(config).await;
     Ok(report)
+}
+
+/// Once the calls are over: erases what this run stored of people put on the do-not-process
+/// list while it went, and with `--purge-after` (after a whole read of the input), what no input
+/// has mentioned for that long. Returns how many contacts retention erased.
+async fn erase_after_calls(
+    config: &Config,
+    store: &Store,
+    begun: &Begun,
+    input_read_whole: bool,
+) -> Result<u64, JobError> {
+    let late = store
+        .erase_listed_since(begun.started_at, config.clock.now())
+        .await?;
+    if late > 0 {
+        tracing::warn!("{late} contacts this run stored were put on the do-not-process list while it went: erased again");
+    }
+    let (Some(older_than), true) = (config.output.purge_after, input_read_whole) else {
+        return Ok(0);
+    };
+    let erased = crate::forget::purge(store, older_than, config.clock.now()).await?;
+    tracing::info!(
+        "--purge-after {}: erased what no input has mentioned for that long: {}",
+        HumanDuration(older_than),
+        erased.describe()
+    );
+    Ok(erased.contacts)
 }
 
 /// The report of a run that ended with `outcome`, its counts and times as they are now.

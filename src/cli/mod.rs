@@ -454,6 +454,10 @@ pub struct ForgetArgs {
     /// The country of national phone formats, such as RU for `8 900 123-45-67`.
     #[arg(long)]
     pub default_country: Option<DefaultCountry>,
+    /// Telegram: the --input file's values of digits only are Telegram user ids, not phone
+    /// numbers (as `enrich --telegram-ids`).
+    #[arg(long, requires = "input")]
+    pub telegram_ids: bool,
     /// Also put them on the do-not-process list: later runs skip them with no call, and keep
     /// nothing of them but a keyed hash.
     #[arg(long, conflicts_with = "unsuppress")]

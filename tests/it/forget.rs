@@ -419,3 +419,82 @@ async fn forget_waits_for_no_run_and_changes_nothing_while_one_holds_the_store()
         2
     );
 }
+
+/// `enrich` of in.csv (a Telegram input with an `id` column) into out.db.
+async fn enrich_telegram(env: &TestEnv) -> Run {
+    let url = env.sandbox.telegram_url();
+    let args = enrich_args(
+        "in.csv",
+        "out.db",
+        &["--messenger", "telegram", "--id-column", "id"],
+    );
+    env.run_with_env(&args, &[("GREEN_API_URL", &url)]).await
+}
+
+/// Telegram: a person named by their phone number is erased with the user id it resolved to,
+/// and the next run neither resolves nor asks them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_telegram_person_named_by_phone_goes_with_their_id_and_stays_out() {
+    let env = env_with(fast()).await;
+    env.write(
+        "in.csv",
+        "id,telegram\na,+7 901 000 0001\nb,+7 901 000 0002\n".as_bytes(),
+    );
+    enrich_telegram(&env).await;
+    let db = env.path("out.db");
+    let stored = rows(
+        &db,
+        "SELECT handle, chat_id FROM handles WHERE handle = '+79010000001'",
+    )
+    .await;
+    let Some(user_id) = stored.first().and_then(|r| r[1].clone()) else {
+        // The sandbox gives some numbers no account; this one has one.
+        panic!("+79010000001 was not resolved: {stored:?}");
+    };
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM contacts WHERE chat_id = '{user_id}'")
+        )
+        .await,
+        1
+    );
+
+    let args = [
+        "forget",
+        "--db",
+        "out.db",
+        "--messenger",
+        "telegram",
+        "--phone",
+        "+7 901 000 0001",
+        "--suppress",
+    ];
+    let said = env.run(&args).await;
+    assert_eq!(said.code, 0, "{}", said.stderr);
+    assert!(
+        said.stdout.contains("removed 1 contacts") && said.stdout.contains("1 Telegram handles"),
+        "{}",
+        said.stdout
+    );
+    for sql in [
+        format!("SELECT COUNT(*) FROM contacts WHERE chat_id = '{user_id}'"),
+        "SELECT COUNT(*) FROM handles WHERE handle = '+79010000001'".to_string(),
+        "SELECT COUNT(*) FROM input_rows WHERE chat_id = '+79010000001'".to_string(),
+    ] {
+        assert_eq!(count(&db, &sql).await, 0, "{sql}");
+    }
+
+    let checks = env.sandbox.stats.checks_per_handle();
+    let answers = env.sandbox.stats.answers_per_chat();
+    let again = enrich_telegram(&env).await;
+    assert!(again.stderr.contains("1 suppressed"), "{}", again.stderr);
+    assert_eq!(
+        env.sandbox.stats.checks_per_handle().get("+79010000001"),
+        checks.get("+79010000001")
+    );
+    assert_eq!(
+        env.sandbox.stats.answers_per_chat().get(&user_id),
+        answers.get(&user_id)
+    );
+}
