@@ -214,8 +214,8 @@ async fn run_begun(
     Ok(report)
 }
 
-/// Once the calls are over: erases what this run stored of people put on the do-not-process
-/// list while it went, and with `--purge-after` (after a whole read of the input), what no input
+/// Once the calls are over: erases what this run stored of people on the do-not-process list
+/// ([`Store::erase_listed_since`]), and with `--purge-after` (after a whole read of the input), what no input
 /// has mentioned for that long. Returns how many contacts retention erased.
 async fn erase_after_calls(
     config: &Config,
@@ -227,7 +227,7 @@ async fn erase_after_calls(
         .erase_listed_since(begun.started_at, config.clock.now())
         .await?;
     if late > 0 {
-        tracing::warn!("{late} contacts this run stored were put on the do-not-process list while it went: erased again");
+        tracing::warn!("{late} contacts this run stored are of people on the do-not-process list (listed while it went, or found by a new Telegram username of theirs): erased, and the keys that led to them listed");
     }
     let (Some(older_than), true) = (config.output.purge_after, input_read_whole) else {
         return Ok(0);

@@ -246,35 +246,32 @@ impl Store {
         Ok(erased)
     }
 
-    /// Erases what this run stored, since `since`, of people listed as not to be processed while
-    /// it went (a `forget --suppress` beside a worker of a shared store, whose plan was made
-    /// before); returns how many contacts that was. Costs one query when nobody was listed.
+    /// Erases what this run stored, since `since`, of people on the do-not-process list, and
+    /// lists the keys that led to them; returns how many contacts that was. Such a key comes from
+    /// a `forget --suppress` beside a worker of a shared store whose plan was made before, or
+    /// from a Telegram username new to the store that resolved to a listed user id (listed now,
+    /// so it is not resolved again). Costs nothing while the list is empty.
     pub(crate) async fn erase_listed_since(
         &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        const LISTED_SINCE: &str = "SELECT COUNT(*) FROM suppressed WHERE suppressed_at >= $1";
         const STORED_SINCE: &str = "SELECT chat_id FROM contacts WHERE fetched_at >= $1
              UNION SELECT key FROM failures WHERE last_attempt_at >= $1
-             UNION SELECT handle FROM handles WHERE resolved_at >= $1";
-        let since = format_time(since);
-        let mut conn = self.connect().await?;
-        let stored: Vec<String> = on_conn!(&mut conn, c => {
-            let listed: i64 = sqlx::query_scalar(LISTED_SINCE).bind(&since).fetch_one(&mut *c).await?;
-            match listed {
-                0 => Vec::new(),
-                _ => sqlx::query_scalar(STORED_SINCE).bind(&since).fetch_all(&mut *c).await?,
-            }
-        });
+             UNION SELECT chat_id FROM handles WHERE resolved_at >= $1";
         let Some(list) = self.suppression_list().await? else {
             return Ok(0);
         };
+        let since = format_time(since);
+        let mut conn = self.connect().await?;
+        let stored: Vec<String> = on_conn!(&mut conn, c => {
+            sqlx::query_scalar(STORED_SINCE).bind(&since).fetch_all(&mut *c).await?
+        });
         let listed: Vec<String> = stored.into_iter().filter(|k| list.contains(k)).collect();
         if listed.is_empty() {
             return Ok(0);
         }
-        Ok(self.erase(Whom::Keys(&listed), false, now).await?.contacts)
+        Ok(self.erase(Whom::Keys(&listed), true, now).await?.contacts)
     }
 
     /// Takes `keys` off the do-not-process list; returns how many hashes were removed.
@@ -367,7 +364,8 @@ mod tests {
     }
 
     /// A worker whose plan was made before a `forget --suppress` stores the person after it: its
-    /// run's end erases them again, and nobody else.
+    /// run's end erases them again, and nobody else; the same for a new Telegram username of
+    /// theirs.
     #[tokio::test]
     async fn what_a_run_stored_of_people_listed_while_it_went_is_erased_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
@@ -401,12 +399,33 @@ mod tests {
         );
         assert_eq!(contacts(&store).await, [other]);
 
-        // A run that began after the listing has nothing to sweep (its plan skipped them).
-        store_contact(&store, &person, Utc::now()).await;
-        let later = Utc::now() + chrono::Duration::seconds(1);
+        // What an earlier run stored is not this run's to sweep.
+        store_contact(&store, &person, Utc::now() - chrono::Duration::hours(1)).await;
         assert_eq!(
-            store.erase_listed_since(later, Utc::now()).await.unwrap(),
+            store
+                .erase_listed_since(run_began, Utc::now())
+                .await
+                .unwrap(),
             0
         );
+
+        // A Telegram username new to the store that resolved to a listed user id: the contact
+        // goes, and the username is listed too.
+        const RESOLVED: &str =
+            "INSERT INTO handles (handle, chat_id, resolved_at) VALUES ('@new_name', $1, $2)";
+        let mut conn = store.connect().await.unwrap();
+        on_conn!(&mut conn, c => {
+            sqlx::query(RESOLVED).bind(&person).bind(format_time(Utc::now())).execute(c).await.unwrap();
+        });
+        assert_eq!(
+            store
+                .erase_listed_since(run_began, Utc::now())
+                .await
+                .unwrap(),
+            1
+        );
+        let list = store.suppression_list().await.unwrap().unwrap();
+        assert!(list.contains("@new_name") && list.contains(&person));
+        assert_eq!(contacts(&store).await, [other]);
     }
 }
