@@ -19,7 +19,7 @@ fn files_are_private(dir: &Path, names: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_store_its_lock_the_csv_files_and_the_report_are_the_owners_only_under_umask_0() {
+async fn every_file_holding_contacts_is_the_owners_only_under_umask_0() {
     let env = env_with(fast()).await;
     env.write("in.csv", phones_csv(5).as_bytes());
     let under_umask_0 = |args: &[&str]| finish(env.spawn(args, "umask 000;"));
@@ -79,4 +79,18 @@ async fn the_store_its_lock_the_csv_files_and_the_report_are_the_owners_only_und
     let run = under_umask_0(&["report", "--db", "out.db", "--output", "again.html"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     files_are_private(env.dir.path(), &["again.html"]);
+
+    // One person's rows, for their access request.
+    let args = [
+        "export",
+        "--db",
+        "out.db",
+        "--chat-id",
+        "+7 900 100 1000",
+        "--output",
+        "person.json",
+    ];
+    let run = under_umask_0(&args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    files_are_private(env.dir.path(), &["person.json"]);
 }
