@@ -542,6 +542,25 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_person_is_linked_with_nothing_of_them_and_not_staged() {
+        use crate::suppression::SuppressionKey;
+        let key = SuppressionKey::from_hex(&SuppressionKey::generate().unwrap()).unwrap();
+        let list = SuppressionList::new(key.clone(), &[key.digest_hex("79001234567@c.us")]);
+        let record = |line: u64, value: &str| Record::Value {
+            line,
+            row_ref: line.to_string(),
+            value: value.into(),
+        };
+        let records = vec![record(1, "+7 900 123-45-67"), record(2, "+7 900 123-45-68")];
+        let batch = normalise_batch(records, Notation::of(Messenger::Whatsapp), Some(&list));
+        assert_eq!((batch.rows, batch.suppressed, batch.valid.len()), (2, 1, 1));
+        assert_eq!(batch.valid[0].chat_id, "79001234568@c.us");
+        let listed = &batch.links[0];
+        assert!(listed.suppressed && listed.input_value.is_none() && listed.chat_id.is_none());
+        assert_eq!(listed.row_ref, "1");
+    }
+
+    #[test]
     fn long_values_are_cut() {
         assert_eq!(cut("abc"), "abc");
         assert_eq!(cut(&"x".repeat(500)).chars().count(), MAX_KEY_CHARS + 1);
