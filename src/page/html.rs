@@ -104,6 +104,11 @@ fn last_run_section(data: &PageData, last: &RunRecord) -> String {
     if c.checks > 0 {
         figures.push(("checkAccount calls", c.checks.to_string()));
     }
+    for (name, count) in [("suppressed", c.suppressed), ("purged", c.purged)] {
+        if count > 0 {
+            figures.push((name, count.to_string()));
+        }
+    }
     let figures: String = figures
         .iter()
         .map(|(name, value)| {

@@ -171,6 +171,16 @@ async fn forget_one_of_a_thousand(at: At<'_>) {
         .find(|l| l.contains("Person 500,"))
         .unwrap();
     assert!(person_row.contains(",suppressed,"), "{person_row}");
+    run(
+        &env,
+        with_store(&at, &["report"], &["--output", "report.html"]),
+    )
+    .await;
+    let page = std::fs::read_to_string(env.path("report.html")).unwrap();
+    assert!(
+        page.contains("<dd data-figure=\"suppressed\">1</dd>"),
+        "the report counts them"
+    );
 
     // Taken off the list, they are enriched again.
     run(
