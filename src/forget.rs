@@ -87,10 +87,16 @@ pub(crate) async fn purge(
     older_than: Duration,
     now: DateTime<Utc>,
 ) -> Result<Erased, StoreError> {
-    let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let cutoff = purge_cutoff(now, older_than);
     store
         .erase(Whom::NotMentionedSince(cutoff), false, now)
         .await
+}
+
+/// Since when an input must have mentioned a key for retention to keep it (saturating: a
+/// `--purge-after 100000000d` keeps everything).
+pub(crate) fn purge_cutoff(now: DateTime<Utc>, older_than: Duration) -> DateTime<Utc> {
+    crate::normalise::time_before(now, older_than)
 }
 
 fn erased_line(named: usize, erased: &Erased, suppressed: bool) -> String {

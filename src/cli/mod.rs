@@ -707,8 +707,9 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const DURATION_FLAGS: [&str; 10] = [
+        const DURATION_FLAGS: [&str; 11] = [
             "--max-age",
+            "--purge-after",
             "--retry-failed-after",
             "--retry-transient-after",
             "--backoff-base",
@@ -795,6 +796,9 @@ mod tests {
                     let _ = crate::api::pacer::Pacer::new(config.fetch.rate, margin).spacing();
                 }
                 let _ = config.fetch.backoff_base.saturating_mul(5);
+                if let Some(older_than) = config.output.purge_after {
+                    prop_assert!(crate::forget::purge_cutoff(now, older_than) <= now);
+                }
             }
         }
     }
