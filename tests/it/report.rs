@@ -86,13 +86,14 @@ async fn the_page_shows_the_store(at: At<'_>) {
     env.write("in.csv", phones_csv(240).as_bytes());
     let flags = at.store_flags();
     let store: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let pace = ["--rps-per-instance", "400", "--max-attempts", "20"];
     let mut first = enrich_args("in.csv", store[0], &store[1..]);
-    first.extend_from_slice(&pace);
+    first.extend_from_slice(&["--rps-per-instance", "400", "--max-attempts", "20"]);
     first.extend_from_slice(&["--max-calls", "60"]);
     assert_eq!(env.run(&first).await.code, 3, "a partial first night");
+    // Another pace, so that the second night does not start from the spacing the first learnt
+    // (a run starts from the last spacing learnt at its rate) and meets 429s of its own.
     let mut second = enrich_args("in.csv", store[0], &store[1..]);
-    second.extend_from_slice(&pace);
+    second.extend_from_slice(&["--rps-per-instance", "399", "--max-attempts", "20"]);
     second.extend_from_slice(&["--report", "night.html"]);
     let night = env.run(&second).await;
     assert_eq!(night.code, 0, "{}", night.stderr);
@@ -138,7 +139,10 @@ async fn the_page_shows_the_store(at: At<'_>) {
         let calls: u64 = values(&dom, "minutes", "data-calls").iter().sum();
         assert_eq!(calls.to_string(), text(&last[0], 2));
         let limited = values(&dom, "minutes", "data-http-429");
-        assert!(limited.iter().sum::<u64>() > 0, "the 429s are marked");
+        // Each minute's 429s are on its bar and on the red mark drawn over it.
+        let store_429: u64 = text(&last[0], 3).parse().unwrap();
+        assert_eq!(limited.iter().sum::<u64>(), 2 * store_429);
+        assert!(store_429 > 0, "the 429s are marked");
         let runs = values(&dom, "timeline", "data-run");
         assert_eq!(runs.len(), 2);
         assert!(
