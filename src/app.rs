@@ -332,13 +332,8 @@ fn exit_code(error: &Error) -> i32 {
 /// `greenrich export --chat-id`: what the store holds about one person, as pretty JSON.
 async fn export_person(args: &ExportArgs, person: &str) -> Result<String, Error> {
     let location = args.store.location()?;
-    let notation = crate::chat_id::Notation {
-        telegram_ids: true,
-        ..crate::chat_id::Notation::of(args.messenger)
-    };
-    let key = crate::chat_id::normalise(person, notation)
-        .map(|id| id.id)
-        .unwrap_or_else(|_| person.trim().to_string());
+    let notation = crate::forget::as_chat_ids(crate::chat_id::Notation::of(args.messenger));
+    let (key, _) = crate::forget::stored_key(person, notation);
     let mut reader = crate::store::read::StoreReader::open(&location).await?;
     let mut found = reader.person(&[key]).await?;
     if let Some(object) = found.as_object_mut() {

@@ -127,11 +127,7 @@ async fn keys_of(people: &People) -> Result<(Vec<String>, usize), ForgetError> {
             }
         }
     }
-    // A chat id of digits is a Telegram user id, never a phone number.
-    let ids = Notation {
-        telegram_ids: true,
-        ..people.notation
-    };
+    let ids = as_chat_ids(people.notation);
     let mut values: Vec<(String, Notation)> =
         people.chat_ids.iter().map(|v| (v.clone(), ids)).collect();
     if let Some(source) = &people.input {
@@ -142,18 +138,31 @@ async fn keys_of(people: &People) -> Result<(Vec<String>, usize), ForgetError> {
         values.extend(read.into_iter().map(|v| (v, people.notation)));
     }
     for (value, notation) in values {
-        match chat_id::normalise(&value, notation) {
-            Ok(id) => keys.push(id.id),
-            Err(_) => {
-                raw += 1;
-                keys.push(value.trim().to_string());
-            }
-        }
+        let (key, valid) = stored_key(&value, notation);
+        raw += usize::from(!valid);
+        keys.push(key);
     }
     keys.sort_unstable();
     keys.dedup();
     keys.retain(|k| !k.is_empty());
     Ok((keys, raw))
+}
+
+/// How values given as chat ids are read: digits are a Telegram user id, never a phone number.
+pub(crate) fn as_chat_ids(notation: Notation) -> Notation {
+    Notation {
+        telegram_ids: true,
+        ..notation
+    }
+}
+
+/// The key the store holds `value` under: its chat id, or the value as written (an invalid
+/// value's failure is keyed by its text), with whether it is a valid id.
+pub(crate) fn stored_key(value: &str, notation: Notation) -> (String, bool) {
+    match chat_id::normalise(value, notation) {
+        Ok(id) => (id.id, true),
+        Err(_) => (value.trim().to_string(), false),
+    }
 }
 
 /// The values of `source`'s column.
